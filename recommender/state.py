@@ -1,0 +1,92 @@
+"""The customer state the stream workers keep in Redis and the offer service ranks from.
+
+``CustomerState`` is a plain, JSON-serialisable value. The stream side builds it with the pure
+functions in ``recommender.features``; the offer service reads it and never writes it (except
+for folding a teller's in-hand transaction into a *copy* before scoring).
+
+Times are UTC epoch seconds (float) so the value round-trips through JSON without loss.
+Decayed quantities are stored with the time they were last brought up to date (``as_of_s``);
+read them through ``recommender.features`` helpers that decay them to a given ``now``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Holding:
+    """A product the customer holds. ``usage`` is a decayed count of uses (card swipes, SIP debits)."""
+
+    count: int = 1
+    first_at_s: float = 0.0
+    last_at_s: float = 0.0
+    usage: float = 0.0
+
+
+@dataclass
+class ContactRecord:
+    """Offer contact history for one product."""
+
+    last_offered_at_s: float = 0.0
+    last_declined_at_s: float = 0.0
+    last_decline_reason: str | None = None
+    declines: int = 0
+    accepts: int = 0
+    shown: int = 0
+
+
+@dataclass
+class CustomerState:
+    customer_id: str
+    as_of_s: float = 0.0  # time of the newest event folded in
+    events_applied: int = 0
+
+    # Master data (from CustomerProfileUpdated); None until a profile event arrived.
+    birth_year: int | None = None
+    risk_tolerance: int | None = None
+    employment: str | None = None
+
+    # Deposits and withdrawals.
+    balance_minor: int = 0
+    inflow_minor: float = 0.0  # decayed sum of credits
+    outflow_minor: float = 0.0  # decayed sum of debits
+    last_salary_at_s: float = 0.0
+    last_pension_at_s: float = 0.0
+    last_large_inflow_at_s: float = 0.0
+
+    # Card spend: merchant category -> decayed amount (minor units); highest hotel tier seen.
+    pos_spend: dict[str, float] = field(default_factory=dict)
+    max_hotel_stars: int = 0
+
+    # Hotline: intent -> decayed count; complaint handling and satisfaction in [-1, 1].
+    hotline_intents: dict[str, float] = field(default_factory=dict)
+    open_complaint: bool = False
+    satisfaction: float = 0.0
+
+    # Products: held products and the most recent purchases, newest first: [product_id, at_s].
+    holdings: dict[str, Holding] = field(default_factory=dict)
+    recent_purchases: list[list[Any]] = field(default_factory=list)
+
+    # Offer contact history per product, and per-day contact counts {"YYYY-MM-DD|channel": n}.
+    contacts: dict[str, ContactRecord] = field(default_factory=dict)
+    daily_contacts: dict[str, int] = field(default_factory=dict)
+
+    # Behaviour tokens for the model, e.g. "pos:hotel_5star" -> decayed weight.
+    tokens: dict[str, float] = field(default_factory=dict)
+
+    # Derived segments (recomputed on every update).
+    value_tier: str = "mass"  # mass | affluent | high_net_worth | private
+    vs_segment: str = "C"  # value x satisfaction class A..G, see docs/FEATURES.md
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CustomerState":
+        data = dict(data)
+        data["holdings"] = {k: Holding(**v) for k, v in data.get("holdings", {}).items()}
+        data["contacts"] = {k: ContactRecord(**v) for k, v in data.get("contacts", {}).items()}
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,353 @@
+"""The event contract: the facts the bank's systems emit, as typed, frozen models.
+
+Every event shares one envelope:
+
+- ``event_id``: unique per fact; a producer that re-sends the same fact re-sends the same id
+  (consumers drop duplicates by it). Pattern ``EVENT_ID_PATTERN``.
+- ``schema_version``: the contract version the producer wrote (``SCHEMA_VERSION``).
+- ``customer_id``: a pseudonymous customer token, never a name, phone or card number.
+  Pattern ``CUSTOMER_ID_PATTERN``: ``C`` then 9 to 31 upper-case letters or digits.
+- ``occurred_at``: when the fact happened, timezone-aware (naive timestamps are refused).
+- ``source``: the system that emitted it (``core_banking``, ``cti``, ``card_switch``, ...).
+- ``type``: the discriminator that says which fact this is.
+
+Money is always integer minor units (fen for CNY) in ``*_minor`` fields plus an ISO currency.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Annotated, Literal, Union
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+CUSTOMER_ID_PATTERN = r"^C[0-9A-Z]{9,31}$"
+EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{7,63}$"
+PRODUCT_ID_PATTERN = r"^[a-z][a-z0-9_]{1,47}$"
+DECISION_ID_PATTERN = r"^d-[A-Za-z0-9_-]{6,60}$"
+CARD_TOKEN_PATTERN = r"^tok_[A-Za-z0-9]{8,40}$"
+SOURCE_PATTERN = r"^[a-z][a-z0-9_.-]{1,31}$"
+
+#: 100 million CNY in fen: anything above is a data error, not a retail transaction.
+MAX_AMOUNT_MINOR = 10_000_000_000
+#: Timestamps before this are refused as corrupt.
+EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+#: How far in the future a producer's clock may be before an event is refused (seconds).
+MAX_CLOCK_SKEW_S = 24 * 3600
+
+CURRENCIES = ("CNY", "USD", "EUR", "HKD", "JPY", "GBP")
+Currency = Literal["CNY", "USD", "EUR", "HKD", "JPY", "GBP"]
+
+AmountMinor = Annotated[int, Field(ge=1, le=MAX_AMOUNT_MINOR, strict=True)]
+CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)]
+ProductId = Annotated[str, Field(pattern=PRODUCT_ID_PATTERN)]
+DecisionId = Annotated[str, Field(pattern=DECISION_ID_PATTERN)]
+
+
+class TxnKind(StrEnum):
+    DEPOSIT = "deposit"
+    WITHDRAWAL = "withdrawal"
+
+
+class TxnChannel(StrEnum):
+    COUNTER = "counter"
+    ATM = "atm"
+    MOBILE = "mobile"
+    TRANSFER = "transfer"
+
+
+class TxnPurpose(StrEnum):
+    """What the core banking transaction code says the movement was for."""
+
+    SALARY = "salary"
+    PENSION = "pension"
+    CASH = "cash"
+    TRANSFER = "transfer"
+    BILL_PAYMENT = "bill_payment"
+    LOAN_REPAYMENT = "loan_repayment"
+    INVESTMENT = "investment"
+    OTHER = "other"
+
+
+class HotlineIntent(StrEnum):
+    BALANCE_QUERY = "balance_query"
+    LOST_CARD = "lost_card"
+    CARD_LIMIT = "card_limit"
+    LOAN_INQUIRY = "loan_inquiry"
+    MORTGAGE_INQUIRY = "mortgage_inquiry"
+    WEALTH_INQUIRY = "wealth_inquiry"
+    FUND_INQUIRY = "fund_inquiry"
+    INSURANCE_INQUIRY = "insurance_inquiry"
+    COMPLAINT = "complaint"
+    TRANSFER_HELP = "transfer_help"
+    OTHER = "other"
+
+
+class MerchantCategory(StrEnum):
+    GROCERIES = "groceries"
+    DINING = "dining"
+    TRAVEL = "travel"
+    HOTEL = "hotel"
+    LUXURY = "luxury"
+    FUEL = "fuel"
+    ELECTRONICS = "electronics"
+    EDUCATION = "education"
+    HEALTHCARE = "healthcare"
+    UTILITIES = "utilities"
+    ENTERTAINMENT = "entertainment"
+    ONLINE_RETAIL = "online_retail"
+    OTHER = "other"
+
+
+class PurchaseChannel(StrEnum):
+    BRANCH = "branch"
+    CALL_CENTRE = "call_centre"
+    MOBILE = "mobile"
+    ONLINE = "online"
+    RELATIONSHIP_MANAGER = "relationship_manager"
+
+
+class OfferChannel(StrEnum):
+    """The touchpoints that ask for offers."""
+
+    TELLER = "teller"
+    CALL_CENTRE = "call_centre"
+    MOBILE = "mobile"
+
+
+class Outcome(StrEnum):
+    SHOWN = "shown"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    IGNORED = "ignored"
+
+
+class DeclineReason(StrEnum):
+    NOT_INTERESTED = "not_interested"
+    HAS_IT_ELSEWHERE = "has_it_elsewhere"
+    TOO_EXPENSIVE = "too_expensive"
+    BAD_TIMING = "bad_timing"
+    NEEDS_ADVICE = "needs_advice"
+    COMPLAINT = "complaint"
+    OTHER = "other"
+
+
+# ISO 18245 merchant category codes -> the categories features and the model use.
+_MCC_RANGES: tuple[tuple[int, int, MerchantCategory], ...] = (
+    (3000, 3299, MerchantCategory.TRAVEL),  # airlines
+    (3351, 3441, MerchantCategory.TRAVEL),  # car rental
+    (3501, 3999, MerchantCategory.HOTEL),  # hotel chains
+    (4011, 4789, MerchantCategory.TRAVEL),
+    (4900, 4900, MerchantCategory.UTILITIES),
+    (5411, 5411, MerchantCategory.GROCERIES),
+    (5422, 5499, MerchantCategory.GROCERIES),
+    (5541, 5542, MerchantCategory.FUEL),
+    (5732, 5732, MerchantCategory.ELECTRONICS),
+    (5812, 5814, MerchantCategory.DINING),
+    (5094, 5094, MerchantCategory.LUXURY),  # jewellery, watches (wholesale)
+    (5944, 5944, MerchantCategory.LUXURY),  # jewellery, watches
+    (5681, 5681, MerchantCategory.LUXURY),  # furriers
+    (5311, 5311, MerchantCategory.OTHER),
+    (5960, 5969, MerchantCategory.ONLINE_RETAIL),
+    (5999, 5999, MerchantCategory.ONLINE_RETAIL),
+    (7011, 7011, MerchantCategory.HOTEL),
+    (7832, 7999, MerchantCategory.ENTERTAINMENT),
+    (8011, 8099, MerchantCategory.HEALTHCARE),
+    (8211, 8299, MerchantCategory.EDUCATION),
+)
+
+
+def merchant_category_for_mcc(mcc: str) -> MerchantCategory:
+    """The merchant category for a 4-digit MCC; ``other`` when the code is not mapped."""
+    code = int(mcc)
+    for low, high, category in _MCC_RANGES:
+        if low <= code <= high:
+            return category
+    return MerchantCategory.OTHER
+
+
+class Event(BaseModel):
+    """The common envelope; never instantiated itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    event_id: str = Field(pattern=EVENT_ID_PATTERN)
+    schema_version: Literal[1] = SCHEMA_VERSION
+    customer_id: CustomerId
+    occurred_at: AwareDatetime
+    source: str = Field(pattern=SOURCE_PATTERN)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        if value < EARLIEST_OCCURRED_AT:
+            raise ValueError("occurred_at is before 2000-01-01; send the real event time")
+        now = datetime.now(timezone.utc)
+        if (value - now).total_seconds() > MAX_CLOCK_SKEW_S:
+            raise ValueError("occurred_at is more than 24 h in the future; check the producer clock")
+        return value
+
+
+class DepositPosted(Event):
+    """A deposit or withdrawal was posted to a customer's account."""
+
+    type: Literal["deposit"] = "deposit"
+    kind: TxnKind
+    amount_minor: AmountMinor
+    currency: Currency = "CNY"
+    channel: TxnChannel
+    purpose: TxnPurpose = TxnPurpose.OTHER
+    branch_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,16}$")
+    balance_after_minor: int = Field(ge=-MAX_AMOUNT_MINOR, le=10 * MAX_AMOUNT_MINOR, strict=True)
+
+
+class HotlineCallEnded(Event):
+    """A call to the 95599 hotline ended; the CTI reports its intent and how it went."""
+
+    type: Literal["hotline"] = "hotline"
+    intent: HotlineIntent
+    duration_s: int = Field(ge=0, le=36_000, strict=True)
+    resolved: bool
+    sentiment: float = Field(ge=-1.0, le=1.0)
+
+    @field_validator("sentiment")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("sentiment must be a finite number in [-1, 1]")
+        return value
+
+
+class CardPaymentMade(Event):
+    """A card payment at a POS terminal or online merchant; the card is a token, never a PAN."""
+
+    type: Literal["pos"] = "pos"
+    card_token: str = Field(pattern=CARD_TOKEN_PATTERN)
+    mcc: str = Field(pattern=r"^[0-9]{4}$")
+    merchant_category: MerchantCategory
+    hotel_stars: int = Field(default=0, ge=0, le=5, strict=True)
+    luxury: bool = False
+    amount_minor: AmountMinor
+    currency: Currency = "CNY"
+    online: bool = False
+    country: str = Field(default="CN", pattern=r"^[A-Z]{2}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_category(cls, data: object) -> object:
+        if isinstance(data, dict) and "merchant_category" not in data:
+            mcc = data.get("mcc")
+            if isinstance(mcc, str) and len(mcc) == 4 and mcc.isdigit():
+                data = {**data, "merchant_category": merchant_category_for_mcc(mcc)}
+        return data
+
+
+class ProductPurchased(Event):
+    """A product was opened or bought, whether or not an offer led to it."""
+
+    type: Literal["purchase"] = "purchase"
+    product_id: ProductId
+    amount_minor: int = Field(default=0, ge=0, le=MAX_AMOUNT_MINOR, strict=True)
+    currency: Currency = "CNY"
+    channel: PurchaseChannel
+    decision_id: DecisionId | None = None
+
+
+class OfferOutcomeRecorded(Event):
+    """What the customer did with an offer a touchpoint showed."""
+
+    type: Literal["offer_outcome"] = "offer_outcome"
+    decision_id: DecisionId
+    product_id: ProductId
+    channel: OfferChannel
+    outcome: Outcome
+    decline_reason: DeclineReason | None = None
+
+    @model_validator(mode="after")
+    def _reason_only_for_decline(self) -> "OfferOutcomeRecorded":
+        if self.outcome is Outcome.DECLINED and self.decline_reason is None:
+            raise ValueError("decline_reason is required when outcome is 'declined'")
+        if self.outcome is not Outcome.DECLINED and self.decline_reason is not None:
+            raise ValueError("decline_reason is only allowed when outcome is 'declined'")
+        return self
+
+
+class EmploymentType(StrEnum):
+    SALARIED = "salaried"
+    SELF_EMPLOYED = "self_employed"
+    BUSINESS_OWNER = "business_owner"
+    RETIRED = "retired"
+    FARMER = "farmer"
+    STUDENT = "student"
+    OTHER = "other"
+
+
+class CustomerProfileUpdated(Event):
+    """Master data from core banking (KYC) changed: age, risk tolerance, employment.
+
+    ``risk_tolerance`` is the result of the suitability questionnaire, 1 (conservative, C1)
+    to 5 (aggressive, C5); a product of risk level R(n) may be offered only when n <= it.
+    """
+
+    type: Literal["profile"] = "profile"
+    birth_year: int = Field(ge=1900, le=2100, strict=True)
+    risk_tolerance: int = Field(ge=1, le=5, strict=True)
+    employment: EmploymentType = EmploymentType.OTHER
+    city_tier: int = Field(default=2, ge=1, le=4, strict=True)
+
+
+class OfferedItem(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    product_id: ProductId
+    rank: int = Field(ge=1, le=50)
+    score: float
+    propensity: float = Field(ge=0.0)
+    reason_codes: tuple[str, ...] = ()
+
+
+class OfferDecisionMade(Event):
+    """The audit record the offer service writes for every decision it makes."""
+
+    type: Literal["offer_decision"] = "offer_decision"
+    decision_id: DecisionId
+    channel: OfferChannel
+    offers: tuple[OfferedItem, ...] = Field(max_length=50)
+    rules_applied: tuple[str, ...] = ()
+    model_version: str = Field(max_length=64)
+    degraded: bool = False
+    latency_ms: float = Field(default=0.0, ge=0.0)
+
+
+AnyEvent = Annotated[
+    Union[
+        DepositPosted,
+        HotlineCallEnded,
+        CardPaymentMade,
+        ProductPurchased,
+        OfferOutcomeRecorded,
+        OfferDecisionMade,
+        CustomerProfileUpdated,
+    ],
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    "deposit": DepositPosted,
+    "hotline": HotlineCallEnded,
+    "pos": CardPaymentMade,
+    "purchase": ProductPurchased,
+    "offer_outcome": OfferOutcomeRecorded,
+    "offer_decision": OfferDecisionMade,
+    "profile": CustomerProfileUpdated,
+}

@@ -1,0 +1,50 @@
+"""The ``nbo`` command line. Each sub-command lives in its own module under ``services.commands``
+with ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("services.commands.demo", "run the whole loop on simulated traffic"),
+    "api": ("services.commands.api", "serve the offer API"),
+    "worker": ("services.commands.worker", "run a stream worker"),
+    "servers": ("services.commands.servers", "start the embedded Kafka and Redis servers"),
+    "simulate": ("services.commands.simulate", "write simulated bank traffic"),
+    "train": ("services.commands.train", "train a model and write it to the registry"),
+    "evaluate": ("services.commands.evaluate", "offline evaluation against baselines"),
+    "tune": ("services.commands.tune", "grid search of model parameters"),
+    "promote": ("services.commands.promote", "make a registry version current"),
+    "replay": ("services.commands.replay", "rebuild customer state from the log"),
+    "teller": ("services.commands.teller", "a teller terminal session"),
+    "mobile": ("services.commands.mobile", "print mobile recommendation slots"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="nbo", description="Next-best-offer engine for retail banks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
+        parser.print_help()
+        return 0 if not argv or argv[0] in {"-h", "--help"} else 2
+    name = argv[0]
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+    except ModuleNotFoundError as exc:
+        if exc.name == COMMANDS[name][0]:
+            print(f"nbo {name}: not available in this build", file=sys.stderr)
+            return 2
+        raise
+    command_parser = argparse.ArgumentParser(prog=f"nbo {name}", description=COMMANDS[name][1])
+    module.add_arguments(command_parser)
+    args = command_parser.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
