@@ -1,0 +1,105 @@
+"""One ``Settings`` object for every process, read from ``NBO_*`` environment variables.
+
+Nested sections use a double underscore: ``NBO_KAFKA__BOOTSTRAP=broker:9092``,
+``NBO_REDIS__URL=redis://redis:6379/0``. Leave both unset to run the embedded servers.
+A bad value fails at start with the name of the setting (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(SystemExit):
+    """Raised at start when a setting is invalid; the message names the variable."""
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port]; unset = start the embedded broker"
+    )
+    partitions: int = Field(default=4, ge=1, le=1024, description="partitions per topic we create")
+    replication_factor: int = Field(default=1, ge=1, le=5)
+    client_id: str = "nbo"
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        for part in value.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port], got {value!r}")
+        return value
+
+
+class RedisSettings(BaseModel):
+    url: str | None = Field(default=None, description="redis://host:port/db; unset = embedded server")
+    key_prefix: str = Field(default="nbo", pattern=r"^[a-z][a-z0-9_-]{0,30}$")
+    timeout_ms: int = Field(default=20, ge=1, le=10_000, description="per-request read budget of the API")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"expected a redis:// or rediss:// URL, got {value!r}")
+        return value
+
+
+class StreamSettings(BaseModel):
+    group_id: str = "nbo-stream"
+    fetch_wait_ms: int = Field(default=50, ge=1, le=5000, description="max broker fetch wait; bounds freshness")
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_timeout_ms: int = Field(default=20, ge=1, le=10_000)
+    session_timeout_s: float = Field(default=6.0, ge=1.0, le=300.0)
+    inflow_half_life_days: float = Field(default=30.0, gt=0)
+    spend_half_life_days: float = Field(default=60.0, gt=0)
+    hotline_half_life_days: float = Field(default=30.0, gt=0)
+    token_half_life_days: float = Field(default=90.0, gt=0)
+    dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    redis_retries: int = Field(default=5, ge=0, le=100)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+
+
+class ModelSettings(BaseModel):
+    registry_dir: Path | None = Field(default=None, description="default: <data_dir>/models")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NBO_", env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    data_dir: Path = Field(default=Path(".nbo"), description="embedded server data, models, logs")
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    stream: StreamSettings = StreamSettings()
+    api: ApiSettings = ApiSettings()
+    model: ModelSettings = ModelSettings()
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.model.registry_dir or self.data_dir / "models"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings; a bad value exits with the variable's name and the fix."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            name = "NBO_" + "__".join(str(p).upper() for p in error["loc"])
+            lines.append(f"  {name}: {error['msg']} (got {error.get('input')!r})")
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
