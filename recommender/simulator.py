@@ -72,6 +72,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from recommender.catalog import VALUE_TIER_FLOORS_MINOR, VALUE_TIERS, Catalog
+from schemas.codec import decode
+from schemas.events import Event
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 DEFAULT_HOLDOUT_DAYS = 14
@@ -1172,21 +1174,24 @@ def simulate(
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr (days done, events, events/s)."""
+    """A one-line progress bar on stderr (days done, events, events/s); on a non-terminal
+    stream only the final line is written."""
 
     def __init__(self, stream=sys.stderr, enabled: bool = True) -> None:  # type: ignore[no-untyped-def]
         self.stream = stream
         self.enabled = enabled
+        self.live = enabled and hasattr(stream, "isatty") and stream.isatty()
         self.t0 = time.perf_counter()
 
     def __call__(self, day: int, days: int, events: int) -> None:
-        if not self.enabled:
+        done = day >= days
+        if not self.enabled or not (self.live or done):
             return
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
-        done = int(30 * day / max(days, 1))
-        self.stream.write(f"\rsimulate [{'#' * done}{'.' * (30 - done)}] day {day}/{days} "
+        bar = int(30 * day / max(days, 1))
+        self.stream.write(f"{chr(13) if self.live else ''}simulate [{'#' * bar}{'.' * (30 - bar)}] day {day}/{days} "
                           f"{events:,} events {events / elapsed:,.0f}/s")
-        if day >= days:
+        if done:
             self.stream.write("\n")
         self.stream.flush()
 
@@ -1233,6 +1238,21 @@ def write_jsonl(
         sim.truth(holdout_days).save(truth_target)
     return WriteSummary(sim.seq, dict(zip(TYPE_NAMES, sim.events_by_type)), out, truth_target,
                         time.perf_counter() - t0)
+
+
+def simulate_events(
+    catalog: Catalog,
+    customers: int,
+    days: int,
+    seed: int,
+    start: datetime = DEFAULT_START,
+) -> Iterator[Event]:
+    """The simulated events as validated ``schemas.events`` models, in output order (history
+    first, then day by day). For demos and tests; ``write_jsonl`` is the fast path."""
+    sim = Simulator(catalog, customers, seed, start)
+    for batch in sim.run(days):
+        for line in batch.lines:
+            yield decode(line.encode("utf-8"))
 
 
 def truth_arrays(truth: Truth) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
