@@ -252,11 +252,12 @@ _NEED_START = np.array(
         [0.0008, 0.0020, 0.0020, 0.0030, 0.0010, 0.0005, 0.0000],  # travel
     ]
 ).T  # -> [segment, need]
-_NEED_END_P = 1 / 25  # a need lapses after ~25 days if not met
+_NEED_END_P = 1 / 40  # a need lapses after ~40 days if not met
 #: Daily probability that an active need that has not shown yet shows in behaviour.
-_NEED_SHOW_P = np.array([0.25, 0.25, 0.25, 0.25, 0.25, 1.0, 0.15, 0.20, 0.30])
+_NEED_SHOW_P = np.array([0.35, 0.35, 0.35, 0.35, 0.35, 1.0, 0.25, 0.30, 0.35])
 _NEED_REPEAT_P = 0.05  # an inquiry that has shown is repeated now and then
-_NEED_HIDDEN_WEIGHT = 0.3  # hazard share of a need that has not shown yet
+_INITIAL_NEED_DAYS = 15  # needs open at the start ~ start rate x this
+_NEED_HIDDEN_WEIGHT = 0.15  # hazard share of a need that has not shown yet
 _NEED_INTENT = ("loan_inquiry", "loan_inquiry", "mortgage_inquiry", "loan_inquiry", "loan_inquiry",
                 None, "wealth_inquiry", "insurance_inquiry", None)
 #: Daily purchase hazard per product while a need is active (before affinity and eligibility).
@@ -276,7 +277,8 @@ _NEED_CONVERSION: dict[str, dict[str, float]] = {
     "travel": {"credit_card_travel": 0.04, "credit_card_gold": 0.01, "credit_card_platinum": 0.01,
                "accident_insurance": 0.005},
 }
-_NEED_FULFILLED_AT = 0.01  # buying a product converting at least this fulfils the need
+_NEED_FULFILLED_AT = 0.01  # buying a product converting at least this (before scaling) fulfils the need
+_NEED_CONVERSION_SCALE = 0.6  # needs convert slowly: most are still open, and visible, at a cutoff
 
 _ORGANIC_RATE = 0.0005  # daily hazard = initial holding probability x this
 _REPEAT_RATE_BY_FAMILY = {"time_deposit": 0.0008, "cd": 0.0008, "wealth": 0.0008, "fund": 0.0005,
@@ -395,7 +397,7 @@ class Truth:
                 info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
                 with archive.open(info, "w", force_zip64=True) as handle:
-                    np.lib.format.write_array(handle, np.ascontiguousarray(value), allow_pickle=False)
+                    np.lib.format.write_array(handle, np.asarray(value), allow_pickle=False)
         sidecar = path.with_suffix(".json")
         sidecar.write_text(
             json.dumps(
@@ -430,7 +432,7 @@ def load_truth(path: Path) -> Truth:
             held_at_cutoff=data["held_at_cutoff"],
             segment=data["segment"],
             segment_names=tuple(str(s) for s in data["segment_names"]),
-            meta=json.loads(str(data["meta"])),
+            meta=json.loads(data["meta"].item()),
         )
 
 
@@ -641,8 +643,8 @@ class Simulator:
             for pid, rate in _NEED_CONVERSION[need].items():
                 if pid in cat:
                     conv[k, cat.index[pid]] = rate
-        self.conversion = conv
         self.fulfils = conv >= _NEED_FULFILLED_AT  # [K, P]
+        self.conversion = conv * np.float32(_NEED_CONVERSION_SCALE)
         self.repeat_rate = np.array([_REPEAT_RATE_BY_FAMILY.get(p.family, 0.0) if p.multi_hold else 0.0
                                      for p in cat.products], dtype=np.float32)
         if "card_instalment" in cat:
@@ -703,8 +705,9 @@ class Simulator:
         self.log_co = (held.astype(np.float32) @ self.log_boost).astype(np.float32)
         self.static_ok = static_ok
         # Hidden needs.
+        # Needs already open on the first day (near the steady state), not shown yet.
         K = len(NEEDS)
-        self.need_active = np.zeros((n, K), dtype=bool)
+        self.need_active = rng.random((n, K), dtype=np.float32) < _NEED_START[seg] * _INITIAL_NEED_DAYS
         self.need_shown = np.zeros((n, K), dtype=bool)
         self.complaint_until = np.full(n, -1, dtype=np.int32)
 
