@@ -251,11 +251,11 @@ _NEED_START = np.array(
         [0.0010, 0.0015, 0.0030, 0.0020, 0.0015, 0.0005, 0.0005],  # protect
         [0.0008, 0.0020, 0.0020, 0.0030, 0.0010, 0.0005, 0.0000],  # travel
     ]
-).T  # -> [segment, need]
+).T * 0.4  # -> [segment, need]; about 1 customer in 15 shows a loan need a month
 _NEED_END_P = 1 / 40  # a need lapses after ~40 days if not met
 #: Daily probability that an active need that has not shown yet shows in behaviour.
 _NEED_SHOW_P = np.array([0.35, 0.35, 0.35, 0.35, 0.35, 1.0, 0.25, 0.30, 0.35])
-_NEED_REPEAT_P = 0.05  # an inquiry that has shown is repeated now and then
+_NEED_REPEAT_P = 0.03  # an inquiry that has shown is repeated now and then
 _INITIAL_NEED_DAYS = 15  # needs open at the start ~ start rate x this
 _NEED_HIDDEN_WEIGHT = 0.15  # hazard share of a need that has not shown yet
 _NEED_INTENT = ("loan_inquiry", "loan_inquiry", "mortgage_inquiry", "loan_inquiry", "loan_inquiry",
@@ -278,11 +278,11 @@ _NEED_CONVERSION: dict[str, dict[str, float]] = {
                "accident_insurance": 0.005},
 }
 _NEED_FULFILLED_AT = 0.01  # buying a product converting at least this (before scaling) fulfils the need
-_NEED_CONVERSION_SCALE = 0.6  # needs convert slowly: most are still open, and visible, at a cutoff
+_NEED_CONVERSION_SCALE = 0.8  # needs convert slowly: most are still open, and visible, at a cutoff
 
-_ORGANIC_RATE = 0.0005  # daily hazard = initial holding probability x this
-_REPEAT_RATE_BY_FAMILY = {"time_deposit": 0.0008, "cd": 0.0008, "wealth": 0.0008, "fund": 0.0005,
-                          "deposit": 0.0005, "gold": 0.0005, "insurance": 0.0002, "credit_card": 0.0012}
+_ORGANIC_RATE = 0.0002  # daily hazard = initial holding probability x this
+_REPEAT_RATE_BY_FAMILY = {"time_deposit": 0.0003, "cd": 0.0003, "wealth": 0.0003, "fund": 0.0002,
+                          "deposit": 0.0002, "gold": 0.0002, "insurance": 0.0001, "credit_card": 0.0004}
 _OFF_TIER_FACTOR = 0.15
 _COMPLAINT_DAMP = 0.2
 _AFFINITY_SIGMA = 0.6
