@@ -181,11 +181,21 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    event_id: str = Field(pattern=EVENT_ID_PATTERN)
-    schema_version: Literal[1] = SCHEMA_VERSION
-    customer_id: CustomerId
-    occurred_at: AwareDatetime
-    source: str = Field(pattern=SOURCE_PATTERN)
+    event_id: str = Field(pattern=EVENT_ID_PATTERN,
+                          description="Unique per fact; a re-sent fact keeps its id (consumers drop duplicates by it).")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Contract version the producer wrote.")
+    customer_id: CustomerId = Field(description="Pseudonymous customer token (never a name, phone or card number).")
+    occurred_at: AwareDatetime = Field(
+        description="When the fact happened: ISO 8601 with a time zone, after 2000-01-01, at most 24 h ahead.")
+    source: str = Field(pattern=SOURCE_PATTERN, description="Emitting system, e.g. core_banking, cti, card_switch.")
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _iso_text_or_datetime(cls, value: object) -> object:
+        # Epoch numbers are ambiguous (seconds? milliseconds?) and easy to send by mistake.
+        if isinstance(value, (bool, int, float)):
+            raise ValueError("occurred_at must be an ISO 8601 time with a zone, e.g. 2026-01-01T08:00:00Z")
+        return value
 
     @field_validator("occurred_at")
     @classmethod
@@ -203,12 +213,15 @@ class DepositPosted(Event):
 
     type: Literal["deposit"] = "deposit"
     kind: TxnKind
-    amount_minor: AmountMinor
+    amount_minor: AmountMinor = Field(description="Amount moved, integer minor units (fen), 1 .. 10^10.")
     currency: Currency = "CNY"
     channel: TxnChannel
     purpose: TxnPurpose = TxnPurpose.OTHER
-    branch_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,16}$")
-    balance_after_minor: int = Field(ge=-MAX_AMOUNT_MINOR, le=10 * MAX_AMOUNT_MINOR, strict=True)
+    branch_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,16}$",
+                                  description="Branch of the counter or ATM; null for transfers and mobile.")
+    balance_after_minor: int = Field(ge=-MAX_AMOUNT_MINOR, le=10 * MAX_AMOUNT_MINOR, strict=True,
+                                     description="Account balance after posting, minor units (may be negative "
+                                                 "on an overdraft).")
 
 
 class HotlineCallEnded(Event):
@@ -216,9 +229,10 @@ class HotlineCallEnded(Event):
 
     type: Literal["hotline"] = "hotline"
     intent: HotlineIntent
-    duration_s: int = Field(ge=0, le=36_000, strict=True)
-    resolved: bool
-    sentiment: float = Field(ge=-1.0, le=1.0)
+    duration_s: int = Field(ge=0, le=36_000, strict=True, description="Call length in seconds, at most 10 h.")
+    resolved: bool = Field(strict=True, description="Whether the agent closed the customer's issue on the call.")
+    sentiment: float = Field(ge=-1.0, le=1.0, strict=True,
+                             description="Speech-analytics sentiment, -1 (angry) to 1 (delighted).")
 
     @field_validator("sentiment")
     @classmethod
@@ -232,15 +246,16 @@ class CardPaymentMade(Event):
     """A card payment at a POS terminal or online merchant; the card is a token, never a PAN."""
 
     type: Literal["pos"] = "pos"
-    card_token: str = Field(pattern=CARD_TOKEN_PATTERN)
-    mcc: str = Field(pattern=r"^[0-9]{4}$")
-    merchant_category: MerchantCategory
-    hotel_stars: int = Field(default=0, ge=0, le=5, strict=True)
-    luxury: bool = False
+    card_token: str = Field(pattern=CARD_TOKEN_PATTERN, description="Token of the card; never the card number.")
+    mcc: str = Field(pattern=r"^[0-9]{4}$", description="ISO 18245 merchant category code.")
+    merchant_category: MerchantCategory = Field(
+        description="Derived from mcc (merchant_category_for_mcc) when a producer leaves it out.")
+    hotel_stars: int = Field(default=0, ge=0, le=5, strict=True, description="Hotel star level; 0 if not a hotel.")
+    luxury: bool = Field(default=False, strict=True, description="Luxury merchant (jewellery, 5-star hotel, ...).")
     amount_minor: AmountMinor
     currency: Currency = "CNY"
-    online: bool = False
-    country: str = Field(default="CN", pattern=r"^[A-Z]{2}$")
+    online: bool = Field(default=False, strict=True, description="Card not present (e-commerce).")
+    country: str = Field(default="CN", pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 merchant country.")
 
     @model_validator(mode="before")
     @classmethod
@@ -256,11 +271,12 @@ class ProductPurchased(Event):
     """A product was opened or bought, whether or not an offer led to it."""
 
     type: Literal["purchase"] = "purchase"
-    product_id: ProductId
-    amount_minor: int = Field(default=0, ge=0, le=MAX_AMOUNT_MINOR, strict=True)
+    product_id: ProductId = Field(description="Catalog product id (recommender/data/catalog.csv).")
+    amount_minor: int = Field(default=0, ge=0, le=MAX_AMOUNT_MINOR, strict=True,
+                              description="Amount invested, deposited or lent, minor units; 0 for cards and services.")
     currency: Currency = "CNY"
     channel: PurchaseChannel
-    decision_id: DecisionId | None = None
+    decision_id: DecisionId | None = Field(default=None, description="The offer decision this purchase answers, if any.")
 
 
 class OfferOutcomeRecorded(Event):
@@ -313,7 +329,7 @@ class OfferedItem(BaseModel):
     rank: int = Field(ge=1, le=50)
     score: float
     propensity: float = Field(ge=0.0)
-    reason_codes: tuple[str, ...] = ()
+    reason_codes: tuple[Annotated[str, Field(max_length=64)], ...] = Field(default=(), max_length=16)
 
 
 class OfferDecisionMade(Event):
@@ -323,7 +339,7 @@ class OfferDecisionMade(Event):
     decision_id: DecisionId
     channel: OfferChannel
     offers: tuple[OfferedItem, ...] = Field(max_length=50)
-    rules_applied: tuple[str, ...] = ()
+    rules_applied: tuple[Annotated[str, Field(max_length=64)], ...] = Field(default=(), max_length=64)
     model_version: str = Field(max_length=64)
     degraded: bool = False
     latency_ms: float = Field(default=0.0, ge=0.0)
