@@ -314,6 +314,7 @@ _SOURCES = {T_PROFILE: "kyc", T_DEPOSIT: "core_banking", T_HOTLINE: "cti", T_POS
 _PURCHASE_SOURCE = {0: "core_banking", 1: "cti", 2: "mobile_banking", 3: "mobile_banking", 4: "core_banking"}
 
 _CHUNK = 65_536  # customers per block when computing hazards (fixed: results do not depend on it)
+_HISTORY_BLOCK = 100_000  # customers per history batch (fixed, part of the seeded stream)
 _MAX_WITHDRAWALS_PER_DAY = 3
 
 #: How much more likely a customer buys when a touchpoint offers the product (``accept_probability``).
@@ -703,6 +704,8 @@ class Simulator:
             held[:, self.idx["demand_deposit"]] = True
         self.held = held
         self.log_co = (held.astype(np.float32) @ self.log_boost).astype(np.float32)
+        self.co_boost = np.exp(self.log_co)  # [n, P] co-ownership multiplier, kept in step with log_co
+        self.affinity_p = np.ascontiguousarray(self.affinity[:, self.family_idx])  # [n, P]
         self.static_ok = static_ok
         # Hidden needs.
         # Needs already open on the first day (near the steady state), not shown yet.
@@ -724,10 +727,10 @@ class Simulator:
         bal = self.balance[rows]
         organic = (self.hold_p[seg] * _ORGANIC_RATE).astype(np.float32)
         weight = self.need_active[rows] * (_NEED_HIDDEN_WEIGHT + (1 - _NEED_HIDDEN_WEIGHT) * self.need_shown[rows])
-        fresh = (organic + weight.astype(np.float32) @ self.conversion) * np.exp(self.log_co[rows])
+        fresh = (organic + weight.astype(np.float32) @ self.conversion) * self.co_boost[rows]
         # Co-ownership raises first purchases; a held multi-hold product is bought again at its
         # repeat rate (rollovers, new instalments).
-        h = np.where(held, self.repeat_rate, fresh) * self.affinity[rows][:, self.family_idx]
+        h = np.where(held, self.repeat_rate, fresh) * self.affinity_p[rows]
         fit = self.tier_fit[_tier_index(bal)]
         h *= np.where(fit, np.float32(1.0), np.float32(_OFF_TIER_FACTOR))
         ok = self.static_ok[rows] & (bal[:, None] >= self.min_assets) & (~held | self.multi)
@@ -740,18 +743,27 @@ class Simulator:
         return np.minimum(h, np.float32(_MAX_DAILY_HAZARD)).astype(np.float32)
 
     # ---- history --------------------------------------------------------------------------
-    def history(self) -> EventBatch:
-        """The backdated history: profile, opening, then one purchase per held product."""
-        rng = _rng(self.seed, 1)
-        n = self.n
-        rows = np.arange(n)
+    def history(self) -> Iterator[EventBatch]:
+        """The backdated history, in blocks of customers: per customer the profile, the
+        account opening, then one purchase per held product, ascending in time."""
+        for block, lo in enumerate(range(0, self.n, _HISTORY_BLOCK)):
+            rows = np.arange(lo, min(lo + _HISTORY_BLOCK, self.n))
+            batch = self._history_block(rows, _rng(self.seed, 1, block))
+            self._count(batch)
+            yield batch
+
+    def _history_block(self, rows: np.ndarray, rng: np.random.Generator) -> EventBatch:
+        n = len(rows)
         out = _Lines()
-        out.add(T_PROFILE, rows, self.opened_s, birth_year=self.birth_year, risk=self.risk,
-                employment=self.employment, city_tier=self.city_tier)
-        branch = np.array([f"BR{b:04d}" for b in self.branch.tolist()], dtype=object)
-        out.add(T_DEPOSIT, rows, self.opened_s + 60, kind=np.zeros(n, np.int8), amount=self.balance,
-                channel=np.zeros(n, np.int8), purpose=np.full(n, 7, np.int8), branch=branch, balance=self.balance)
-        c, j = np.nonzero(self.held)
+        opened = self.opened_s[rows]
+        out.add(T_PROFILE, rows, opened, birth_year=self.birth_year[rows], risk=self.risk[rows],
+                employment=self.employment[rows], city_tier=self.city_tier[rows])
+        branch = np.array([f"BR{b:04d}" for b in self.branch[rows].tolist()], dtype=object)
+        out.add(T_DEPOSIT, rows, opened + 60, kind=np.zeros(n, np.int8), amount=self.balance[rows],
+                channel=np.zeros(n, np.int8), purpose=np.full(n, 7, np.int8), branch=branch,
+                balance=self.balance[rows])
+        c, j = np.nonzero(self.held[rows])
+        c = rows[c]
         span = (self.start_s - DAY_S - self.opened_s[c] - 120).clip(min=1)
         at = self.opened_s[c] + 120 + np.floor(rng.random(len(c)) * span).astype(np.int64)
         dd = j == self.idx["demand_deposit"]
@@ -759,9 +771,7 @@ class Simulator:
         channel = self._purchase_channel(rng, c, j)
         amount = self._purchase_amount(rng, c, j)
         out.add(T_PURCHASE, c, at, product=j, amount=amount, channel=channel, product_names=self.product_names)
-        batch = out.build(self.id_prefix, self.seq, order_key="customer")
-        self._count(batch)
-        return batch
+        return out.build(self.id_prefix, self.seq, order_key="customer")
 
     def _purchase_channel(self, rng: np.random.Generator, c: np.ndarray, j: np.ndarray) -> np.ndarray:
         seg = self.segment[c]
@@ -904,6 +914,8 @@ class Simulator:
             nb = bc[newly]
             if len(nb):
                 np.add.at(self.log_co, nb, self.log_boost[bj[newly]])
+                touched = np.unique(nb)
+                self.co_boost[touched] = np.exp(self.log_co[touched])
             met = self.fulfils[:, bj].T  # [purchases, K]
             for k in range(len(NEEDS)):
                 self.need_active[bc[met[:, k]], k] = False
@@ -1058,10 +1070,10 @@ class Simulator:
         """Yield the history, then one batch per simulated day. ``progress(day, days, events)``."""
         if self.day != 0 or self.seq != 0:
             raise RuntimeError("run() starts a fresh simulator only")
-        batch = self.history()
-        if progress:
-            progress(0, days, self.seq)
-        yield batch
+        for batch in self.history():
+            if progress:
+                progress(0, days, self.seq)
+            yield batch
         for _ in range(days):
             batch, _pairs = self.step(emit=True)
             if progress:
