@@ -314,3 +314,17 @@ def test_each_bad_value_is_refused_naming_its_field(type_name: str, field_name: 
     with pytest.raises(InvalidEvent) as info:
         decode(orjson.dumps({**EXAMPLES[type_name], field_name: bad}))
     assert (info.value.field or "").split(".")[0] == field_name
+
+
+def test_every_example_in_the_events_doc_is_valid_and_every_type_has_one() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "EVENTS.md").read_text(encoding="utf-8")
+    blocks = doc.split("```json\n")[1:]
+    examples = [block.split("\n```")[0] for block in blocks]
+    types = []
+    for text in examples:
+        event = decode(text.encode())
+        assert encode(event).decode() == text
+        types.append(event.type)
+    assert sorted(types) == sorted(EVENT_TYPES)
