@@ -16,7 +16,7 @@ Every day customers may start a hidden *need* (``NEEDS``: consumer credit, car, 
 credit, home equity, windfall, invest, protect, travel). A need shows in behaviour before it turns
 into a purchase: a loan or mortgage inquiry on the 95599 hotline, a wealth/fund/insurance inquiry,
 a large inflow (windfall), travel and hotel card spend (travel). While a need is active the
-purchase hazard of its products rises, 3x more once it has shown. POS categories and hotel star
+purchase hazard of its products rises, about 7x more once it has shown. POS categories and hotel star
 level follow wealth. Complaints damp purchases until they are resolved.
 
 Purchases on day ``d`` are drawn from each customer's daily hazard per product, computed from the
@@ -41,8 +41,9 @@ without writing events; the purchases in that window are the labels. The truth f
 ================ ===================== ==================================================
 customer_ids     str  [C]              ``C000000000`` ...; row order of every matrix
 product_ids      str  [P]              catalog order; column order of every matrix
-propensity       float32 [C, P]        P(buy within the holdout window | state at cutoff);
-                                       0 where the customer is not eligible
+propensity       float32 [C, P]        1 - exp(-daily hazard at cutoff x holdout_days): the
+                                       chance to buy in the holdout if nothing changed; 0 where
+                                       not eligible or a single-hold product is already held
 holdout_pairs    int32 [N, 2]          (customer_idx, product_idx) of holdout purchases
 holdout_day      int16 [N]             day of each holdout purchase, 0 = first day after cutoff
 held_at_cutoff   bool [C, P]           products held at the cutoff
@@ -56,6 +57,17 @@ and a readable sidecar ``<events>.truth.json`` with ``meta``, ``product_ids`` an
 ``segment_names``. Read it with ``load_truth(path) -> Truth``.
 
 Offer response model: ``accept_probability(true_propensity, channel)`` and ``draw_offer_response``.
+
+API
+---
+- ``write_jsonl(out, catalog, customers, days, seed, start=DEFAULT_START, holdout_days=14)``:
+  the fast path (``nbo simulate``); writes events and truth, returns a ``WriteSummary``.
+- ``simulate(catalog, customers, days, seed, start, holdout_days) -> SimulationResult``: in
+  memory (``.lines``, ``.types``, ``.customers``, ``.truth``), fine up to ~100k customers.
+- ``simulate_events(catalog, customers, days, seed, start)``: validated event models.
+- ``Simulator(catalog, customers, seed, start)``: ``run(days)`` yields ``EventBatch``es, then
+  ``truth(holdout_days) -> Truth``; ``hazard(rows)`` is the true daily hazard.
+- ``load_truth(path) -> Truth``, ``truth_path_for(events_path)``, ``truth_arrays(truth)``.
 """
 
 from __future__ import annotations
