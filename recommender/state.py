@@ -35,6 +35,8 @@ class ContactRecord:
     declines: int = 0
     accepts: int = 0
     shown: int = 0
+    last_outcome: str | None = None
+    last_outcome_at_s: float = 0.0
 
 
 @dataclass
@@ -47,9 +49,12 @@ class CustomerState:
     birth_year: int | None = None
     risk_tolerance: int | None = None
     employment: str | None = None
+    profile_at_s: float = 0.0
 
     # Deposits and withdrawals.
     balance_minor: int = 0
+    last_balance_at_s: float = 0.0
+    invested_minor: int = 0  # sum of amounts put into deposits, funds, wealth, gold, annuities
     inflow_minor: float = 0.0  # decayed sum of credits
     outflow_minor: float = 0.0  # decayed sum of debits
     last_salary_at_s: float = 0.0
@@ -63,11 +68,14 @@ class CustomerState:
     # Hotline: intent -> decayed count; complaint handling and satisfaction in [-1, 1].
     hotline_intents: dict[str, float] = field(default_factory=dict)
     open_complaint: bool = False
+    complaints: int = 0
+    last_complaint_at_s: float = 0.0
     satisfaction: float = 0.0
 
     # Products: held products and the most recent purchases, newest first: [product_id, at_s].
     holdings: dict[str, Holding] = field(default_factory=dict)
     recent_purchases: list[list[Any]] = field(default_factory=list)
+    purchases: int = 0
 
     # Offer contact history per product, and per-day contact counts {"YYYY-MM-DD|channel": n}.
     contacts: dict[str, ContactRecord] = field(default_factory=dict)
