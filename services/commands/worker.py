@@ -1,0 +1,46 @@
+"""``nbo worker``: run one stream worker process (join the consumer group, apply events to Redis).
+``nbo worker --check`` exits 0 when the configured broker and Redis answer (a health check)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+
+from services.settings import load_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check", action="store_true", help="exit 0 if the broker and Redis answer")
+    parser.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.check:
+        return _check(settings)
+    import faust
+
+    from streams.worker import create_app
+
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def _check(settings) -> int:  # type: ignore[no-untyped-def]
+    import redis
+
+    if not settings.kafka.bootstrap or not settings.redis.url:
+        print("NBO_KAFKA__BOOTSTRAP and NBO_REDIS__URL must be set")
+        return 1
+    host, _, port = settings.kafka.bootstrap.split(",")[0].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        redis.Redis.from_url(settings.redis.url, socket_timeout=3).ping()
+    except Exception as exc:
+        print(f"unhealthy: {exc}")
+        return 1
+    return 0

@@ -1,0 +1,35 @@
+"""Every Redis key the project uses, in one place.
+
+Per-customer keys carry the customer id as a hash tag (``{C000000042}``) so that all of one
+customer's keys live in one Redis Cluster slot and one Lua script may touch them together.
+
+- ``<prefix>:{<customer>}:state`` — hash: ``state`` (the CustomerState as JSON), ``v`` (a version
+  incremented on every write, for compare-and-set), ``o:<topic>:<partition>`` (the highest source
+  offset applied from that partition for this customer).
+- ``<prefix>:{<customer>}:seen`` — sorted set of event ids applied, scored by apply time (epoch s);
+  entries older than the dedupe TTL are trimmed on write.
+- ``<prefix>:stats`` — hash of counters (``applied``, ``duplicates``, ``dead_letters``).
+"""
+
+from __future__ import annotations
+
+
+def state_key(prefix: str, customer_id: str) -> str:
+    return f"{prefix}:{{{customer_id}}}:state"
+
+
+def seen_key(prefix: str, customer_id: str) -> str:
+    return f"{prefix}:{{{customer_id}}}:seen"
+
+
+def stats_key(prefix: str) -> str:
+    return f"{prefix}:stats"
+
+
+def offset_field(topic: str, partition: int) -> str:
+    return f"o:{topic}:{partition}"
+
+
+def customer_pattern(prefix: str) -> str:
+    """SCAN pattern matching every customer's state key."""
+    return f"{prefix}:{{*}}:state"

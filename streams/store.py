@@ -1,0 +1,202 @@
+"""The customer-state store: Redis, with an exactly-once effect per event.
+
+``RedisStateStore.apply_batch`` folds a batch of sourced events into customers' states in two
+pipelined round trips, whatever the batch size:
+
+1. read every touched customer's state hash (state JSON, version, per-partition offsets) and
+   which of the batch's event ids were already applied (the ``seen`` sorted set);
+2. drop events at or below the stored offset of their (topic, partition) — a redelivery — and
+   events whose id was seen — an upstream duplicate; fold the rest with the pure
+   ``recommender.features.apply_all``; write each customer with one Lua script that checks the
+   version it read, then sets state, offsets and seen ids together (compare-and-set).
+
+A version mismatch (another worker wrote the same customer in between: consumers of other
+topics) re-runs that customer. Nothing here imports faust: the offer API reads through
+``AsyncRedisStateStore``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import orjson
+import redis
+import redis.asyncio as aredis
+
+from recommender.features import FeatureParams, apply_all
+from recommender.state import CustomerState
+from schemas.events import Event
+from streams import keys
+
+# KEYS: state hash, seen zset. ARGV: expected version, state JSON, n offsets, (field, offset)*n,
+# now_s, seen cutoff_s, event ids...
+_WRITE_SCRIPT = """
+local v = redis.call('HGET', KEYS[1], 'v') or '0'
+if v ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[3])
+local fields = {'v', tostring(tonumber(v) + 1), 'state', ARGV[2]}
+for i = 0, n - 1 do
+  table.insert(fields, ARGV[4 + 2 * i])
+  table.insert(fields, ARGV[5 + 2 * i])
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+local at = 4 + 2 * n
+for j = at + 2, #ARGV do
+  redis.call('ZADD', KEYS[2], ARGV[at], ARGV[j])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[at + 1])
+return 1
+"""
+
+MAX_CAS_ROUNDS = 10
+
+
+@dataclass(frozen=True)
+class SourcedEvent:
+    """An event with where it came from in the log."""
+
+    event: Event
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class ApplyResult:
+    applied: int = 0
+    redelivered: int = 0  # at or below the stored offset: already applied
+    duplicates: int = 0  # same event id seen before at another offset
+    conflicts: int = 0  # compare-and-set retries
+
+
+def encode_state(state: CustomerState) -> bytes:
+    return orjson.dumps(state)
+
+
+def decode_state(raw: bytes) -> CustomerState:
+    return CustomerState.from_dict(orjson.loads(raw))
+
+
+class RedisStateStore:
+    """Synchronous adapter used by the stream worker, replay and tools."""
+
+    def __init__(self, url: str, prefix: str = "nbo", dedupe_ttl_s: int = 7 * 24 * 3600,
+                 socket_timeout_s: float = 5.0) -> None:
+        self.prefix = prefix
+        self.dedupe_ttl_s = dedupe_ttl_s
+        self.client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s)
+        self._write = self.client.register_script(_WRITE_SCRIPT)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        raw = self.client.hget(keys.state_key(self.prefix, customer_id), "state")
+        return decode_state(raw) if raw else None
+
+    def customer_ids(self) -> Iterator[str]:
+        for key in self.client.scan_iter(match=keys.customer_pattern(self.prefix), count=1000):
+            text = key.decode()
+            yield text[text.index("{") + 1:text.index("}")]
+
+    def counters(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.client.hgetall(keys.stats_key(self.prefix)).items()}
+
+    def count(self, name: str, amount: int = 1) -> None:
+        if amount:
+            self.client.hincrby(keys.stats_key(self.prefix), name, amount)
+
+    def apply_batch(self, records: Sequence[SourcedEvent], params: FeatureParams, now_s: float) -> ApplyResult:
+        """Apply a batch; per customer, records keep the order they have in ``records``."""
+        by_customer: dict[str, list[SourcedEvent]] = {}
+        for record in records:
+            by_customer.setdefault(record.event.customer_id, []).append(record)
+        result = ApplyResult()
+        pending = by_customer
+        for _ in range(MAX_CAS_ROUNDS):
+            if not pending:
+                break
+            conflicted = self._apply_round(pending, params, now_s, result)
+            result.conflicts += len(conflicted)
+            pending = {c: by_customer[c] for c in conflicted}
+        else:
+            raise RuntimeError(f"{len(pending)} customers kept changing under us; giving up this batch")
+        self.count("applied", result.applied)
+        self.count("duplicates", result.duplicates + result.redelivered)
+        return result
+
+    def _apply_round(self, batch: dict[str, list[SourcedEvent]], params: FeatureParams, now_s: float,
+                     result: ApplyResult) -> list[str]:
+        customers = list(batch)
+        read = self.client.pipeline(transaction=False)
+        for customer_id in customers:
+            read.hgetall(keys.state_key(self.prefix, customer_id))
+            read.zmscore(keys.seen_key(self.prefix, customer_id), [r.event.event_id for r in batch[customer_id]])
+        replies = read.execute()
+
+        write = self.client.pipeline(transaction=False)
+        written: list[tuple[str, ApplyResult]] = []
+        for index, customer_id in enumerate(customers):
+            stored, seen_scores = replies[2 * index], replies[2 * index + 1]
+            version = stored.get(b"v", b"0").decode()
+            state = decode_state(stored[b"state"]) if b"state" in stored else CustomerState(customer_id)
+            offsets: dict[str, int] = {}
+            seen_now: set[str] = set()
+            fresh: list[Event] = []
+            tally = ApplyResult()
+            for record, seen in zip(batch[customer_id], seen_scores):
+                field = keys.offset_field(record.topic, record.partition)
+                stored_offset = offsets.get(field)
+                if stored_offset is None:
+                    raw = stored.get(field.encode())
+                    stored_offset = int(raw) if raw is not None else -1
+                if record.offset <= stored_offset:
+                    tally.redelivered += 1
+                    continue
+                offsets[field] = record.offset
+                if seen is not None or record.event.event_id in seen_now:
+                    tally.duplicates += 1
+                    continue
+                seen_now.add(record.event.event_id)
+                fresh.append(record.event)
+            if not offsets:
+                result.redelivered += tally.redelivered
+                continue
+            new_state = apply_all(state, fresh, params) if fresh else state
+            args: list[object] = [version, encode_state(new_state), len(offsets)]
+            for field, offset in offsets.items():
+                args += [field, offset]
+            args += [now_s, now_s - self.dedupe_ttl_s, *seen_now]
+            self._write(keys=[keys.state_key(self.prefix, customer_id), keys.seen_key(self.prefix, customer_id)],
+                        args=args, client=write)
+            tally.applied = len(fresh)
+            written.append((customer_id, tally))
+        outcomes = write.execute() if written else []
+        conflicted = []
+        for (customer_id, tally), ok in zip(written, outcomes):
+            if ok:
+                result.applied += tally.applied
+                result.redelivered += tally.redelivered
+                result.duplicates += tally.duplicates
+            else:  # redone next round from a fresh read
+                conflicted.append(customer_id)
+        return conflicted
+
+
+class AsyncRedisStateStore:
+    """The offer API's read side: one HGET per request, within a time budget."""
+
+    def __init__(self, url: str, prefix: str = "nbo", timeout_s: float = 0.02) -> None:
+        self.prefix = prefix
+        self.client = aredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=max(timeout_s, 0.5))
+
+    async def get(self, customer_id: str) -> CustomerState | None:
+        raw = await self.client.hget(keys.state_key(self.prefix, customer_id), "state")
+        return decode_state(raw) if raw else None
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def close(self) -> None:
+        await self.client.aclose()
