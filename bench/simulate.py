@@ -18,6 +18,7 @@ import argparse
 import os
 import platform
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -198,6 +199,7 @@ def main() -> int:
         f"| simulate {tp['customers']:,} customers x {tp['days']} days to JSONL (+ truth) | "
         f"{tp['events']:,} events in {tp['seconds']:.1f} s = **{tp['events_per_s']:,.0f} events/s** |\n"
         f"| output size | {tp['bytes'] / 1e6:,.0f} MB JSONL, {tp['truth_bytes'] / 1e6:,.1f} MB truth |\n"
+        f"| peak memory (max RSS of the process) | {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:,.2f} GB |\n"
         f"| NDCG@3 on 14-day holdout, popularity ({sig['customers']:,} customers, {sig['labelled_customers']:,} "
         f"with purchases) | {sig['ndcg3_popularity']:.3f} |\n"
         f"| NDCG@3, co-occurrence lift model on the events (held products + behaviour tokens) | "
