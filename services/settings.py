@@ -8,6 +8,7 @@ A bad value fails at start with the name of the setting (see ``load_settings``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,10 +67,36 @@ class StreamSettings(BaseModel):
     redis_retries: int = Field(default=5, ge=0, le=100)
 
 
+class ClientKey(BaseModel):
+    client: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    channel: Literal["teller", "call_centre", "mobile"]
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    keys: dict[str, ClientKey] = Field(
+        default_factory=dict, description="sha256 hex of each API key -> its client and channel"
+    )
+    allow_dev_keys: bool = Field(default=False, description="accept dev-teller / dev-agent / dev-mobile")
+    rate_per_s: float = Field(default=200.0, gt=0, description="requests per second per key")
+    rate_burst: int = Field(default=400, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024, ge=256)
+    teller_offers: int = Field(default=1, ge=1, le=5)
+    call_centre_offers: int = Field(default=3, ge=1, le=10)
+    max_mobile_slots: int = Field(default=10, ge=1, le=20)
+    decision_buffer: int = Field(default=10_000, ge=10, description="decision-log records waiting to be sent")
+    model_poll_s: float = Field(default=5.0, gt=0)
+    levers_file: Path | None = Field(default=None, description="JSON {product_id|family: multiplier}")
+
+    @field_validator("keys")
+    @classmethod
+    def _hashed(cls, value: dict[str, ClientKey]) -> dict[str, ClientKey]:
+        for digest in value:
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError("keys must be lower-case sha256 hex digests of the API keys, not the keys")
+        return value
 
 
 class ModelSettings(BaseModel):

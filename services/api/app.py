@@ -1,0 +1,380 @@
+"""The offer API: FastAPI app factory and composition root.
+
+``create_app(settings)`` builds nothing at import time; the lifespan connects to Redis and the
+broker, loads the catalog and the current model, and starts the decision-log sender and the
+model watcher. Routes are thin: authenticate, read state, call ``recommender.decisioning``,
+answer. Client mistakes are 4xx with a message that says what to fix; a slow or absent Redis
+gives degraded (safe) offers with status 200, never a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, AsyncIterator
+
+from fastapi import Depends, FastAPI, Header, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recommender.catalog import load_catalog
+from recommender.decisioning import Decision, Policy, decide, fallback
+from recommender.features import VS_STRATEGIES, FeatureParams, age_at, apply, decayed
+from recommender.state import CustomerState
+from schemas.events import CUSTOMER_ID_PATTERN, DepositPosted, OfferChannel
+from services.api.auth import ApiError, Authenticator, Client, RateLimiter
+from services.api.limits import BodyLimit
+from services.api.metrics import Metrics
+from services.api.models import (
+    Behaviour,
+    ContactOut,
+    HoldingOut,
+    IntentWeight,
+    OfferOut,
+    OfferResponse,
+    OutcomeAck,
+    OutcomeRequest,
+    ProfileResponse,
+    ServiceAction,
+    Slot,
+    SlotsResponse,
+    SpendCategory,
+    TellerRequest,
+    Text,
+)
+from services.api.publisher import Publisher, PublishError
+from services.api.models_holder import ModelHolder
+from services.settings import Settings, load_settings
+from streams.store import AsyncRedisStateStore
+
+log = logging.getLogger("nbo.api")
+CustomerIdPath = Annotated[str, PathParam(pattern=CUSTOMER_ID_PATTERN, description="pseudonymous customer token")]
+
+SERVICE_ACTIONS = {
+    "resolve_complaint": ServiceAction(
+        code="resolve_complaint",
+        en="Open complaint: do not sell. Apologise, resolve the complaint or hand over to complaint handling.",
+        zh="客户有未解决的投诉：请勿营销。先致歉并解决投诉，或转交投诉处理。",
+    )
+}
+
+
+class Services:
+    """Everything the routes need, built once per process by the lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.redis.url is None or settings.kafka.bootstrap is None:
+            raise SystemExit("nbo api needs NBO_REDIS__URL and NBO_KAFKA__BOOTSTRAP (nbo demo sets them)")
+        self.settings = settings
+        self.catalog = load_catalog()
+        self.store = AsyncRedisStateStore(settings.redis.url, settings.redis.key_prefix,
+                                          timeout_s=settings.redis.timeout_ms / 1000)
+        self.models = ModelHolder(settings.registry_dir, self.catalog)
+        self.publisher = Publisher(settings.kafka.bootstrap, settings.api.decision_buffer)
+        self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
+        self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
+        self.metrics = Metrics()
+        self.params = FeatureParams(
+            settings.stream.inflow_half_life_days, settings.stream.spend_half_life_days,
+            settings.stream.hotline_half_life_days, settings.stream.token_half_life_days,
+        )
+        self.policy = Policy(levers=_load_levers(settings.api.levers_file))
+
+    async def close(self) -> None:
+        self.publisher.close()
+        await self.store.close()
+
+
+def _load_levers(path: Path | None) -> dict[str, float]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        return {str(k): float(v) for k, v in data.items()}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SystemExit(f"NBO_API__LEVERS_FILE {path}: {exc}") from None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services(settings or load_settings())
+        app.state.services = services
+        watcher = asyncio.create_task(services.models.watch(services.settings.api.model_poll_s))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await services.close()
+
+    app = FastAPI(
+        title="nbo offer API",
+        version="1.0.0",
+        description="Next-best offers for teller terminals, the call-centre agent screen and mobile banking.",
+        lifespan=lifespan,
+        responses={401: {"model": dict}, 403: {"model": dict}, 422: {"model": dict}, 429: {"model": dict}},
+    )
+    app.add_middleware(BodyLimit, max_bytes=(settings or load_settings()).api.max_body_bytes)
+    _install_error_handlers(app)
+    _install_routes(app)
+    _install_agent_screen(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for error in exc.errors()[:5]:
+            where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",))
+            parts.append(f"{where}: {error.get('msg')}")
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - last resort
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"detail": "the service failed to answer; it has been logged"}, status_code=503)
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def client_for(channel: OfferChannel):  # type: ignore[no-untyped-def]
+    """A dependency that authenticates the key, checks its channel and its rate."""
+
+    async def dependency(request: Request,
+                         x_api_key: Annotated[str | None, Header(description="your API key")] = None) -> Client:
+        services = services_of(request)
+        client = services.auth.authenticate(x_api_key, channel.value)
+        services.limiter.check(client)
+        return client
+
+    return dependency
+
+
+def _install_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"model": dict}})
+    async def readyz(request: Request) -> JSONResponse:
+        services = services_of(request)
+        try:
+            redis_ok = await asyncio.wait_for(services.store.ping(), timeout=0.5)
+        except Exception:
+            redis_ok = False
+        body = {"redis": redis_ok, "model": services.models.version}
+        return JSONResponse(body, status_code=200 if redis_ok else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        services = services_of(request)
+        services.metrics.decision_log_dropped.set(services.publisher.dropped)
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/customers/{customer_id}/offers", response_model=OfferResponse, tags=["offers"])
+    async def offers(request: Request, customer_id: CustomerIdPath, channel: OfferChannel,
+                     x_api_key: Annotated[str | None, Header(description="your API key")] = None,
+                     limit: Annotated[int | None, Query(ge=1, le=10)] = None) -> OfferResponse:
+        services = services_of(request)
+        client = services.auth.authenticate(x_api_key, channel.value)
+        services.limiter.check(client)
+        return await _offer_response(services, customer_id, channel, limit or _default_limit(services, channel))
+
+    @app.post("/v1/teller/offers", response_model=OfferResponse, tags=["teller"])
+    async def teller_offers(request: Request, body: TellerRequest,
+                            client: Annotated[Client, Depends(client_for(OfferChannel.TELLER))]) -> OfferResponse:
+        services = services_of(request)
+        return await _offer_response(services, body.customer_id, OfferChannel.TELLER,
+                                     services.settings.api.teller_offers, transaction=body)
+
+    @app.get("/v1/call-centre/customers/{customer_id}/offers", response_model=OfferResponse, tags=["call centre"])
+    async def call_centre_offers(request: Request, customer_id: CustomerIdPath,
+                                 client: Annotated[Client, Depends(client_for(OfferChannel.CALL_CENTRE))]) -> OfferResponse:
+        services = services_of(request)
+        return await _offer_response(services, customer_id, OfferChannel.CALL_CENTRE,
+                                     services.settings.api.call_centre_offers)
+
+    @app.get("/v1/call-centre/customers/{customer_id}/profile", response_model=ProfileResponse, tags=["call centre"])
+    async def profile(request: Request, customer_id: CustomerIdPath,
+                      client: Annotated[Client, Depends(client_for(OfferChannel.CALL_CENTRE))]) -> ProfileResponse:
+        services = services_of(request)
+        state = await _read_state(services, customer_id)
+        if state is None:
+            raise ApiError(503, "customer state is unavailable right now; try again in a moment")
+        return _profile(services, state, customer_id)
+
+    @app.get("/v1/mobile/customers/{customer_id}/slots", response_model=SlotsResponse, tags=["mobile"])
+    async def mobile_slots(request: Request, customer_id: CustomerIdPath,
+                           client: Annotated[Client, Depends(client_for(OfferChannel.MOBILE))],
+                           n: Annotated[int, Query(ge=1, le=20, description="number of slots")] = 3) -> SlotsResponse:
+        services = services_of(request)
+        if n > services.settings.api.max_mobile_slots:
+            raise ApiError(422, f"n: at most {services.settings.api.max_mobile_slots} slots per request")
+        response = await _offer_response(services, customer_id, OfferChannel.MOBILE, n)
+        slots = [Slot(slot=o.rank, product_id=o.product_id, creative_id=o.creative_id or f"mob-{o.product_id}-1",
+                      title=Text(en=o.name, zh=o.name_zh), reason=o.reason) for o in response.offers]
+        return SlotsResponse(decision_id=response.decision_id, customer_id=customer_id,
+                             model_version=response.model_version, degraded=response.degraded, slots=slots)
+
+    @app.post("/v1/outcomes", response_model=OutcomeAck, status_code=202, tags=["outcomes"],
+              responses={503: {"model": dict}})
+    async def outcomes(request: Request, body: OutcomeRequest,
+                       x_api_key: Annotated[str | None, Header(description="your API key")] = None) -> OutcomeAck:
+        services = services_of(request)
+        client = services.auth.authenticate(x_api_key, body.channel.value)
+        services.limiter.check(client)
+        if body.product_id not in services.catalog:
+            raise ApiError(422, f"product_id: {body.product_id!r} is not in the catalog")
+        if (body.outcome.value == "declined") != (body.decline_reason is not None):
+            raise ApiError(422, "decline_reason: give it for outcome 'declined' and only then")
+        try:
+            event_id = await services.publisher.publish_outcome(body)
+        except PublishError as exc:
+            raise ApiError(503, f"the outcome could not be recorded ({exc}); retry with the same body") from None
+        services.metrics.outcomes.labels(body.channel.value, body.outcome.value).inc()
+        return OutcomeAck(status="recorded", event_id=event_id)
+
+
+def _default_limit(services: Services, channel: OfferChannel) -> int:
+    api = services.settings.api
+    return {"teller": api.teller_offers, "call_centre": api.call_centre_offers, "mobile": 3}[channel.value]
+
+
+async def _read_state(services: Services, customer_id: str) -> CustomerState | None:
+    """The customer's state; a new ``CustomerState`` if unknown; ``None`` if Redis failed."""
+    try:
+        state = await services.store.get(customer_id)
+    except Exception as exc:  # timeout or connection error: degrade, never 5xx
+        services.metrics.redis_errors.inc()
+        log.warning("state read failed: %s", type(exc).__name__)
+        return None
+    return state if state is not None else CustomerState(customer_id)
+
+
+async def _offer_response(services: Services, customer_id: str, channel: OfferChannel, limit: int,
+                          transaction: TellerRequest | None = None) -> OfferResponse:
+    started = time.perf_counter()
+    now = datetime.now(timezone.utc)
+    state = await _read_state(services, customer_id)
+    model = services.models.current
+    if state is None:
+        decision = fallback(services.catalog, channel.value, limit)
+        services.metrics.fallbacks.labels(channel.value).inc()
+    else:
+        if transaction is not None:
+            state = _fold_transaction(services, state, transaction, now)
+        decision = decide(state, model, services.catalog, services.policy, channel.value, now.timestamp(), limit)
+    decision_id = "d-" + uuid.uuid4().hex
+    response = _to_response(services, decision, decision_id, customer_id, channel, model.version)
+    latency_ms = (time.perf_counter() - started) * 1000
+    services.metrics.latency.labels(channel.value).observe(latency_ms / 1000)
+    services.metrics.decisions.labels(channel.value, str(decision.degraded).lower()).inc()
+    services.publisher.log_decision(decision_id, customer_id, channel.value, decision, model.version, latency_ms, now)
+    return response
+
+
+def _fold_transaction(services: Services, state: CustomerState, request: TellerRequest, now: datetime) -> CustomerState:
+    """The transaction in hand may not have reached the stream yet: fold it into a copy."""
+    txn = request.transaction
+    sign = 1 if txn.kind.value == "deposit" else -1
+    event = DepositPosted(
+        event_id=f"teller-{uuid.uuid4().hex}", customer_id=request.customer_id, occurred_at=now,
+        source="teller", kind=txn.kind, amount_minor=txn.amount_minor, currency=txn.currency,
+        channel="counter", purpose=txn.purpose, balance_after_minor=state.balance_minor + sign * txn.amount_minor,
+    )
+    return apply(state, event, services.params)
+
+
+def _to_response(services: Services, decision: Decision, decision_id: str, customer_id: str,
+                 channel: OfferChannel, model_version: str) -> OfferResponse:
+    offers = []
+    for rank, offer in enumerate(decision.offers, start=1):
+        p = offer.product
+        talking = [Text(en=p.pitch_en, zh=p.pitch_zh)]
+        if p.risk_level >= 3:
+            talking.append(Text(en=f"Risk level R{p.risk_level}: confirm the customer understands the risk.",
+                                zh=f"风险等级R{p.risk_level}：请确认客户了解产品风险。"))
+        offers.append(OfferOut(
+            product_id=p.product_id, name=p.name, name_zh=p.name_zh, family=p.family, rank=rank,
+            score=round(offer.score, 6), propensity=round(offer.propensity, 6), reason_codes=offer.reason_codes,
+            reason=Text(en=offer.reason_en, zh=offer.reason_zh), pitch=Text(en=p.pitch_en, zh=p.pitch_zh),
+            talking_points=talking if channel is OfferChannel.CALL_CENTRE else [],
+            creative_id=f"mob-{p.product_id}-1" if channel is OfferChannel.MOBILE else None,
+        ))
+    action = SERVICE_ACTIONS.get(decision.service_action or "")
+    return OfferResponse(decision_id=decision_id, customer_id=customer_id, channel=channel,
+                         model_version=model_version, degraded=decision.degraded, offers=offers,
+                         service_action=action)
+
+
+def _profile(services: Services, state: CustomerState, customer_id: str) -> ProfileResponse:
+    now_s = time.time()
+    half_life = services.params.inflow_half_life_days
+    spend = sorted(state.pos_spend.items(), key=lambda kv: -kv[1])[:4]
+    intents = sorted(state.hotline_intents.items(), key=lambda kv: -kv[1])[:4]
+    strategy = VS_STRATEGIES.get(state.vs_segment, ("", ""))
+    holdings = []
+    for pid, holding in sorted(state.holdings.items()):
+        product = services.catalog.get(pid) if pid in services.catalog else None
+        holdings.append(HoldingOut(product_id=pid, name=product.name if product else pid,
+                                   name_zh=product.name_zh if product else pid, count=holding.count))
+    contacts = [
+        ContactOut(product_id=pid, last_outcome=record.last_outcome,
+                   decline_reason=record.last_decline_reason if record.last_outcome == "declined" else None,
+                   at=datetime.fromtimestamp(record.last_outcome_at_s, timezone.utc).isoformat()
+                   if record.last_outcome_at_s else None)
+        for pid, record in sorted(state.contacts.items(), key=lambda kv: -kv[1].last_outcome_at_s)[:10]
+    ]
+    return ProfileResponse(
+        customer_id=customer_id, known=state.events_applied > 0, age=age_at(state, now_s),
+        risk_tolerance=state.risk_tolerance, employment=state.employment, value_tier=state.value_tier,
+        vs_segment=state.vs_segment, strategy=Text(en=strategy[0], zh=strategy[1]),
+        behaviour=Behaviour(
+            balance_minor=state.balance_minor,
+            inflow_30d_minor=int(decayed(state.inflow_minor, state.as_of_s, now_s, half_life)),
+            outflow_30d_minor=int(decayed(state.outflow_minor, state.as_of_s, now_s, half_life)),
+            salary_credit=now_s - state.last_salary_at_s < 45 * 86400,
+            large_inflow_recent=now_s - state.last_large_inflow_at_s < 30 * 86400,
+            top_spend_categories=[SpendCategory(category=c, amount_minor=int(a)) for c, a in spend],
+            max_hotel_stars=state.max_hotel_stars,
+            recent_hotline_intents=[IntentWeight(intent=i, weight=round(w, 3)) for i, w in intents],
+            open_complaint=state.open_complaint, satisfaction=round(state.satisfaction, 3),
+        ),
+        holdings=holdings, contact_history=contacts,
+    )
+
+
+def _install_agent_screen(app: FastAPI) -> None:
+    try:
+        from services.agent_screen import router
+    except ImportError:
+        return
+    app.include_router(router)
+    static = Path(__file__).resolve().parent.parent / "static"
+    if static.is_dir():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/static", StaticFiles(directory=static), name="static")

@@ -1,0 +1,90 @@
+"""API keys bound to a channel, stored as sha256 digests; a token bucket per key."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from services.settings import ClientKey
+
+#: Development keys, accepted only with NBO_API__ALLOW_DEV_KEYS=true (the demo and tests).
+DEV_KEYS: dict[str, ClientKey] = {
+    "dev-teller": ClientKey(client="dev-teller", channel="teller"),
+    "dev-agent": ClientKey(client="dev-agent", channel="call_centre"),
+    "dev-mobile": ClientKey(client="dev-mobile", channel="mobile"),
+}
+
+
+class ApiError(Exception):
+    """A client-facing error with its HTTP status and a message that says what to fix."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str
+    channel: str
+    key_digest: str
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class Authenticator:
+    def __init__(self, keys: Mapping[str, ClientKey], allow_dev_keys: bool) -> None:
+        self._keys = dict(keys)
+        if allow_dev_keys:
+            self._keys.update({digest(k): v for k, v in DEV_KEYS.items()})
+        self._cache: dict[str, Client | None] = {}
+
+    def authenticate(self, key: str | None, channel: str) -> Client:
+        if not key:
+            raise ApiError(401, "missing API key: send it in the X-API-Key header")
+        client = self._cache.get(key)
+        if client is None:
+            found = self._keys.get(digest(key))
+            if found is None:
+                raise ApiError(401, "unknown API key: check the X-API-Key header")
+            client = Client(found.client, found.channel, digest(key))
+            if len(self._cache) < 10_000:
+                self._cache[key] = client
+        if client.channel != channel:
+            raise ApiError(403, f"this API key is for the {client.channel} channel, not {channel}")
+        return client
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated_s: float
+
+
+@dataclass
+class RateLimiter:
+    """Token bucket per key: ``rate_per_s`` sustained, ``burst`` at once."""
+
+    rate_per_s: float
+    burst: int
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def check(self, client: Client, now_s: float | None = None) -> None:
+        now_s = time.monotonic() if now_s is None else now_s
+        bucket = self._buckets.get(client.key_digest)
+        if bucket is None:
+            bucket = self._buckets[client.key_digest] = _Bucket(float(self.burst), now_s)
+        bucket.tokens = min(float(self.burst), bucket.tokens + (now_s - bucket.updated_s) * self.rate_per_s)
+        bucket.updated_s = now_s
+        if bucket.tokens < 1.0:
+            retry_s = math.ceil((1.0 - bucket.tokens) / self.rate_per_s)
+            raise ApiError(429, f"rate limit of {self.rate_per_s:g} requests/s for this key exceeded; retry later",
+                           headers={"Retry-After": str(max(1, retry_s))})
+        bucket.tokens -= 1.0

@@ -1,0 +1,19 @@
+"""Prometheus metrics of one API process (its own registry, so tests can build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram("nbo_offer_latency_seconds", "offer decision latency", ["channel"],
+                                 buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+                                 registry=self.registry)
+        self.decisions = Counter("nbo_decisions_total", "offer decisions", ["channel", "degraded"], registry=self.registry)
+        self.fallbacks = Counter("nbo_fallbacks_total", "degraded fallback decisions", ["channel"], registry=self.registry)
+        self.outcomes = Counter("nbo_outcomes_total", "outcomes recorded", ["channel", "outcome"], registry=self.registry)
+        self.redis_errors = Counter("nbo_redis_errors_total", "state reads that failed or timed out", registry=self.registry)
+        self.decision_log_dropped = Gauge("nbo_decision_log_dropped", "decision records dropped (buffer full)",
+                                          registry=self.registry)

@@ -1,0 +1,159 @@
+"""Request and response bodies of the offer API (the public contract, see docs/API.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import (
+    CUSTOMER_ID_PATTERN,
+    DECISION_ID_PATTERN,
+    MAX_AMOUNT_MINOR,
+    PRODUCT_ID_PATTERN,
+    DeclineReason,
+    OfferChannel,
+    Outcome,
+    TxnKind,
+    TxnPurpose,
+)
+
+
+class Text(BaseModel):
+    en: str
+    zh: str
+
+
+class OfferOut(BaseModel):
+    product_id: str
+    name: str
+    name_zh: str
+    family: str
+    rank: int
+    score: float
+    propensity: float
+    reason_codes: list[str]
+    reason: Text
+    pitch: Text
+    talking_points: list[Text]
+    creative_id: str | None = None
+
+
+class ServiceAction(BaseModel):
+    code: str
+    en: str
+    zh: str
+
+
+class OfferResponse(BaseModel):
+    decision_id: str
+    customer_id: str
+    channel: OfferChannel
+    model_version: str
+    degraded: bool
+    offers: list[OfferOut]
+    service_action: ServiceAction | None = None
+
+
+class Slot(BaseModel):
+    slot: int
+    product_id: str
+    creative_id: str
+    title: Text
+    reason: Text
+
+
+class SlotsResponse(BaseModel):
+    decision_id: str
+    customer_id: str
+    model_version: str
+    degraded: bool
+    slots: list[Slot]
+
+
+class Transaction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: TxnKind
+    amount_minor: int = Field(ge=1, le=MAX_AMOUNT_MINOR, strict=True)
+    currency: Literal["CNY", "USD", "EUR", "HKD", "JPY", "GBP"] = "CNY"
+    purpose: TxnPurpose = TxnPurpose.CASH
+
+
+class TellerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN)
+    transaction: Transaction
+    terminal_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,16}$")
+
+
+class OutcomeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(pattern=DECISION_ID_PATTERN)
+    customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN)
+    product_id: str = Field(pattern=PRODUCT_ID_PATTERN)
+    channel: OfferChannel
+    outcome: Outcome
+    decline_reason: DeclineReason | None = None
+
+
+class OutcomeAck(BaseModel):
+    status: Literal["recorded"]
+    event_id: str
+
+
+class SpendCategory(BaseModel):
+    category: str
+    amount_minor: int
+
+
+class IntentWeight(BaseModel):
+    intent: str
+    weight: float
+
+
+class Behaviour(BaseModel):
+    balance_minor: int
+    inflow_30d_minor: int
+    outflow_30d_minor: int
+    salary_credit: bool
+    large_inflow_recent: bool
+    top_spend_categories: list[SpendCategory]
+    max_hotel_stars: int
+    recent_hotline_intents: list[IntentWeight]
+    open_complaint: bool
+    satisfaction: float
+
+
+class HoldingOut(BaseModel):
+    product_id: str
+    name: str
+    name_zh: str
+    count: int
+
+
+class ContactOut(BaseModel):
+    product_id: str
+    last_outcome: str | None
+    decline_reason: str | None
+    at: str | None
+
+
+class ProfileResponse(BaseModel):
+    customer_id: str
+    known: bool
+    age: int | None
+    risk_tolerance: int | None
+    employment: str | None
+    value_tier: str
+    vs_segment: str
+    strategy: Text
+    behaviour: Behaviour
+    holdings: list[HoldingOut]
+    contact_history: list[ContactOut]
+
+
+class Problem(BaseModel):
+    detail: str

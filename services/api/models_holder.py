@@ -1,0 +1,57 @@
+"""The model the API ranks with, swapped without restart when a new version is promoted.
+
+Polls the registry's current version; loads a new one off the event loop; keeps serving the old
+model when the new artifact is corrupt or does not match the catalog. Before any model was
+trained it serves ``PriorModel`` (version ``popularity``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from recommender.catalog import Catalog
+from recommender.model import PriorModel, RankingModel
+
+log = logging.getLogger("nbo.api.models")
+
+
+class ModelHolder:
+    def __init__(self, registry_dir: Path, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.registry_dir = registry_dir
+        self.current: RankingModel = PriorModel(catalog)
+        self.failed_version: str | None = None
+        self.refresh()
+
+    @property
+    def version(self) -> str:
+        return self.current.version
+
+    def refresh(self) -> bool:
+        """Load the promoted version if it changed; True if the model was swapped."""
+        try:
+            from recommender.registry import ModelRegistry, RegistryError
+        except ImportError:
+            return False
+        registry = ModelRegistry(self.registry_dir, self.catalog)
+        wanted = registry.current_version()
+        if wanted is None or wanted == self.current.version or wanted == self.failed_version:
+            return False
+        try:
+            model = registry.load(wanted)
+        except RegistryError as exc:
+            self.failed_version = wanted
+            log.error("keeping model %s: version %s cannot be served (%s)", self.current.version, wanted, exc)
+            return False
+        self.current = model
+        log.warning("now serving model %s", wanted)
+        return True
+
+    async def watch(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:  # never let the watcher die
+                log.exception("model refresh failed")
