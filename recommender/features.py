@@ -65,7 +65,9 @@ def decayed(value: float, as_of_s: float, now_s: float, half_life_days: float) -
 
 
 def _decay_map(values: dict[str, float], factor: float) -> dict[str, float]:
-    return {k: v * factor for k, v in values.items() if v * factor >= TOKEN_FLOOR}
+    # No pruning here: the key sets are bounded by the event enums, and pruning would make the
+    # state depend on the arrival order of events from different topics.
+    return {k: v * factor for k, v in values.items()}
 
 
 def _advance(state: CustomerState, to_s: float, params: FeatureParams) -> None:
@@ -81,8 +83,7 @@ def _advance(state: CustomerState, to_s: float, params: FeatureParams) -> None:
     state.hotline_intents = _decay_map(state.hotline_intents, decay_factor(elapsed, params.hotline_half_life_days))
     token = decay_factor(elapsed, params.token_half_life_days)
     state.tokens = _decay_map(state.tokens, token)
-    for holding in state.holdings.values():
-        holding.usage *= token
+    state.card_use *= token
     state.as_of_s = to_s
 
 
@@ -91,15 +92,18 @@ def _add(mapping: dict[str, float], key: str, amount: float) -> None:
 
 
 def clone(state: CustomerState) -> CustomerState:
-    """A deep copy, faster than ``copy.deepcopy`` for this known shape."""
-    new = copy.copy(state)
+    """A copy that shares nothing mutable with ``state``, faster than ``copy.deepcopy``.
+
+    ``holdings`` and ``contacts`` records are shared and copied on write by the handlers that
+    change them (``_held`` / ``_contact``); ``recent_purchases`` is replaced, never mutated."""
+    new = CustomerState.__new__(CustomerState)
+    new.__dict__.update(state.__dict__)
     new.pos_spend = dict(state.pos_spend)
     new.hotline_intents = dict(state.hotline_intents)
     new.tokens = dict(state.tokens)
     new.daily_contacts = dict(state.daily_contacts)
-    new.recent_purchases = [list(r) for r in state.recent_purchases]
-    new.holdings = {k: copy.copy(v) for k, v in state.holdings.items()}
-    new.contacts = {k: copy.copy(v) for k, v in state.contacts.items()}
+    new.holdings = dict(state.holdings)
+    new.contacts = dict(state.contacts)
     return new
 
 
@@ -168,11 +172,9 @@ def _on_pos(s: CustomerState, e: CardPaymentMade, at_s: float, age_s: float, p: 
         _add(s.tokens, "pos:luxury", w)
     if e.country != "CN":
         _add(s.tokens, "pos:abroad", w)
-    # Card usage is the frequency-of-use signal for the card products held.
-    for product_id, holding in s.holdings.items():
-        if product_id.startswith("credit_card") or product_id == "debit_card":
-            holding.usage += w
-            break
+    # Card usage is the frequency-of-use signal for the card products held; kept apart from the
+    # holdings so that it does not depend on whether the purchase event was folded in first.
+    s.card_use += w
 
 
 def _on_hotline(s: CustomerState, e: HotlineCallEnded, at_s: float, age_s: float, p: FeatureParams) -> None:
@@ -181,20 +183,20 @@ def _on_hotline(s: CustomerState, e: HotlineCallEnded, at_s: float, age_s: float
     _add(s.tokens, f"hotline:{intent}", decay_factor(age_s, p.token_half_life_days))
     # Satisfaction: an exponential moving average of call sentiment.
     s.satisfaction = round(0.7 * s.satisfaction + 0.3 * e.sentiment, 6)
-    if e.intent == "complaint" and at_s >= s.last_complaint_at_s:
-        s.last_complaint_at_s = at_s
+    if e.intent == "complaint":
         s.complaints += 1
-        s.open_complaint = not e.resolved
+        if at_s >= s.last_complaint_at_s:  # the newest complaint call says whether it is still open
+            s.last_complaint_at_s = at_s
+            s.open_complaint = not e.resolved
 
 
 def _on_purchase(s: CustomerState, e: ProductPurchased, at_s: float, age_s: float, p: FeatureParams) -> None:
-    holding = s.holdings.get(e.product_id)
-    if holding is None:
+    held = s.holdings.get(e.product_id)
+    if held is None:
         s.holdings[e.product_id] = Holding(count=1, first_at_s=at_s, last_at_s=at_s, usage=0.0)
-    else:
-        holding.count += 1
-        holding.first_at_s = min(holding.first_at_s, at_s)
-        holding.last_at_s = max(holding.last_at_s, at_s)
+    else:  # a new record: the old one may be shared with the state this one was cloned from
+        s.holdings[e.product_id] = Holding(count=held.count + 1, first_at_s=min(held.first_at_s, at_s),
+                                           last_at_s=max(held.last_at_s, at_s), usage=held.usage)
     if e.product_id.startswith(ASSET_FAMILIES_PREFIXES):
         s.invested_minor += e.amount_minor
     s.purchases += 1
@@ -204,7 +206,10 @@ def _on_purchase(s: CustomerState, e: ProductPurchased, at_s: float, age_s: floa
 
 
 def _on_outcome(s: CustomerState, e: OfferOutcomeRecorded, at_s: float, age_s: float, p: FeatureParams) -> None:
-    record = s.contacts.setdefault(e.product_id, ContactRecord())
+    old = s.contacts.get(e.product_id)
+    # A new record: the old one may be shared with the state this one was cloned from.
+    record = copy.copy(old) if old is not None else ContactRecord()
+    s.contacts[e.product_id] = record
     outcome = str(e.outcome)
     if outcome == "shown":
         record.shown += 1
@@ -283,9 +288,21 @@ def _age_band(age: int) -> str:
     return "66+"
 
 
-def holdings_weights(state: CustomerState) -> dict[str, float]:
-    """Products held with a confidence weight: 1 per holding plus log-scaled usage."""
-    return {pid: 1.0 + math.log1p(h.usage) + 0.5 * (h.count - 1) for pid, h in state.holdings.items()}
+def is_card_product(product_id: str) -> bool:
+    return product_id.startswith("credit_card") or product_id == "debit_card"
+
+
+def holdings_weights(state: CustomerState, now_s: float | None = None,
+                     params: FeatureParams = FeatureParams()) -> dict[str, float]:
+    """Products held with a confidence weight: 1 per holding, +0.5 per extra holding, plus
+    log-scaled usage (card payments count as usage of the cards held). ``now_s`` decays usage
+    to that time (default: as of the state's newest event)."""
+    factor = 1.0 if now_s is None else decay_factor(now_s - state.as_of_s, params.token_half_life_days)
+    weights = {}
+    for pid, h in state.holdings.items():
+        usage = h.usage + (state.card_use if is_card_product(pid) else 0.0)
+        weights[pid] = 1.0 + math.log1p(usage * factor) + 0.5 * (h.count - 1)
+    return weights
 
 
 #: What the bank does with each value x satisfaction class (docs/FEATURES.md).

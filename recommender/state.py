@@ -64,6 +64,7 @@ class CustomerState:
     # Card spend: merchant category -> decayed amount (minor units); highest hotel tier seen.
     pos_spend: dict[str, float] = field(default_factory=dict)
     max_hotel_stars: int = 0
+    card_use: float = 0.0  # decayed count of card payments (token half-life): usage of the cards held
 
     # Hotline: intent -> decayed count; complaint handling and satisfaction in [-1, 1].
     hotline_intents: dict[str, float] = field(default_factory=dict)
