@@ -91,6 +91,9 @@ class RedisStateStore:
     def close(self) -> None:
         self.client.close()
 
+    def state_key(self, customer_id: str) -> str:
+        return keys.state_key(self.prefix, customer_id)
+
     def get(self, customer_id: str) -> CustomerState | None:
         raw = self.client.hget(keys.state_key(self.prefix, customer_id), "state")
         return decode_state(raw) if raw else None
