@@ -139,7 +139,7 @@ def scoring(ctx: Context) -> None:
 def similar_boost(ctx: Context) -> None:
     for offer in ctx.candidates.values():
         if offer.similar_boost > 0:
-            offer.score += ctx.policy.similar_weight * offer.similar_boost
+            offer.score = offer.propensity * (1.0 + ctx.policy.similar_weight * offer.similar_boost)
 
 
 def cooldown_days(product: Product, reason: str | None) -> int:

@@ -1,0 +1,149 @@
+"""Known-answer tests of the decisioning chain: each rule, alone, on a customer where the right
+answer is obvious."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from recommender.catalog import load_catalog
+from recommender.decisioning import Policy, cooldown_days, decide, fallback
+from recommender.model import PriorModel, ScoredProducts
+from recommender.state import ContactRecord, CustomerState, Holding
+
+CATALOG = load_catalog()
+NOW_S = datetime(2026, 6, 1, 10, tzinfo=timezone.utc).timestamp()
+DAY_S = 86_400
+
+
+class FixedModel:
+    """Scores one product far above the rest, so the chain's effect is visible."""
+
+    version = "fixed"
+
+    def __init__(self, favourite: str, boost_from: str | None = None) -> None:
+        self.product_ids = CATALOG.ids
+        self.favourite = favourite
+        self.boost_from = boost_from
+
+    def score(self, held, tokens, recent, now_s, segment) -> ScoredProducts:
+        propensity = np.full(len(self.product_ids), 0.01)
+        propensity[CATALOG.index[self.favourite]] = 0.9
+        boost = np.zeros(len(self.product_ids))
+        because = [None] * len(self.product_ids)
+        if self.boost_from:
+            i = CATALOG.index["fund_sip"]
+            boost[i] = 2.0
+            because[i] = self.boost_from
+        return ScoredProducts(self.product_ids, propensity, boost, tuple(because), propensity * (1 + boost))
+
+
+def customer(**changes) -> CustomerState:
+    state = CustomerState("C000000001", as_of_s=NOW_S - DAY_S, birth_year=1985, risk_tolerance=3,
+                          employment="salaried", balance_minor=5_000_000)
+    state.holdings = {"demand_deposit": Holding(1, NOW_S - 400 * DAY_S, NOW_S - 400 * DAY_S, 0.0)}
+    for key, value in changes.items():
+        setattr(state, key, value)
+    return state
+
+
+def ids(decision) -> list[str]:
+    return [o.product.product_id for o in decision.offers]
+
+
+def test_the_most_likely_eligible_product_comes_first():
+    decision = decide(customer(), FixedModel("credit_card_standard"), CATALOG, Policy(), "call_centre", NOW_S, 3)
+    assert ids(decision)[0] == "credit_card_standard"
+    assert decision.rules_applied == list(Policy().chain)
+
+
+def test_a_held_single_hold_product_is_never_offered():
+    state = customer()
+    state.holdings["credit_card_standard"] = Holding(1, NOW_S, NOW_S, 0.0)
+    decision = decide(state, FixedModel("credit_card_standard"), CATALOG, Policy(), "call_centre", NOW_S, 40)
+    assert "credit_card_standard" not in ids(decision)
+    assert decision.excluded["credit_card_standard"] == "already_held"
+
+
+def test_risk_above_the_customers_tolerance_is_excluded():
+    decision = decide(customer(risk_tolerance=1), FixedModel("equity_fund"), CATALOG, Policy(), "mobile", NOW_S, 40)
+    assert "equity_fund" not in ids(decision)
+    assert decision.excluded["equity_fund"] == "risk_above_tolerance"
+
+
+def test_a_premium_product_is_not_pitched_to_a_mass_customer():
+    decision = decide(customer(), FixedModel("credit_card_platinum"), CATALOG, Policy(), "call_centre", NOW_S, 40)
+    assert "credit_card_platinum" not in ids(decision)
+    assert decision.excluded["credit_card_platinum"] == "tier_fit"
+
+
+def test_nor_a_basic_product_to_a_wealthy_customer():
+    wealthy = customer(balance_minor=150_000_000, value_tier="high_net_worth")
+    decision = decide(wealthy, FixedModel("credit_card_standard"), CATALOG, Policy(), "call_centre", NOW_S, 40)
+    assert "credit_card_standard" not in ids(decision)
+    assert decision.excluded["credit_card_standard"] == "tier_fit"
+
+
+def test_age_limits_apply():
+    decision = decide(customer(birth_year=2026 - 75), FixedModel("mortgage"), CATALOG, Policy(), "call_centre", NOW_S, 40)
+    assert "mortgage" not in ids(decision)
+
+
+@pytest.mark.parametrize("reason, days_later, offered", [
+    ("bad_timing", 3, False), ("bad_timing", 10, True),
+    ("not_interested", 10, False), ("has_it_elsewhere", 100, False),
+])
+def test_cool_down_after_a_decline_depends_on_the_reason(reason, days_later, offered):
+    state = customer()
+    state.contacts = {"credit_card_standard": ContactRecord(last_declined_at_s=NOW_S - days_later * DAY_S,
+                                                            last_decline_reason=reason, declines=1)}
+    decision = decide(state, FixedModel("credit_card_standard"), CATALOG, Policy(), "call_centre", NOW_S, 40)
+    assert ("credit_card_standard" in ids(decision)) is offered
+    assert cooldown_days(CATALOG.get("credit_card_standard"), "bad_timing") < cooldown_days(
+        CATALOG.get("credit_card_standard"), "not_interested")
+
+
+def test_no_selling_during_an_open_complaint_but_a_service_action():
+    decision = decide(customer(open_complaint=True), FixedModel("credit_card_standard"), CATALOG, Policy(),
+                      "call_centre", NOW_S, 3)
+    assert decision.offers == []
+    assert decision.service_action == "resolve_complaint"
+
+
+def test_daily_cap_per_channel_stops_offers():
+    day = datetime.fromtimestamp(NOW_S, timezone.utc).strftime("%Y-%m-%d")
+    state = customer(daily_contacts={f"{day}|teller": 2})
+    assert decide(state, FixedModel("time_deposit_1y"), CATALOG, Policy(), "teller", NOW_S, 1).offers == []
+    assert decide(state, FixedModel("time_deposit_1y"), CATALOG, Policy(), "mobile", NOW_S, 1).offers != []
+
+
+def test_a_marketing_lever_reorders_without_code():
+    plain = decide(customer(), FixedModel("credit_card_standard"), CATALOG, Policy(), "call_centre", NOW_S, 3)
+    levered = decide(customer(), FixedModel("credit_card_standard"), CATALOG,
+                     Policy(levers={"credit_card_standard": 0.001}), "call_centre", NOW_S, 3)
+    assert ids(plain)[0] == "credit_card_standard" and ids(levered)[0] != "credit_card_standard"
+
+
+def test_similar_after_purchase_is_explained_by_the_purchase():
+    state = customer()
+    state.holdings["bond_fund"] = Holding(1, NOW_S - 2 * DAY_S, NOW_S - 2 * DAY_S, 0.0)
+    state.recent_purchases = [["bond_fund", NOW_S - 2 * DAY_S]]
+    decision = decide(state, FixedModel("credit_card_standard", boost_from="bond_fund"), CATALOG, Policy(),
+                      "mobile", NOW_S, 3)
+    sip = next(o for o in decision.offers if o.product.product_id == "fund_sip")
+    assert sip.reason_codes == ["similar_after_purchase"]
+    assert "Bond fund" in sip.reason_en and "债券基金" in sip.reason_zh
+
+
+def test_every_offer_has_a_reason_in_both_languages():
+    decision = decide(customer(), PriorModel(CATALOG), CATALOG, Policy(), "call_centre", NOW_S, 5)
+    assert decision.offers
+    assert all(o.reason_en and o.reason_zh and o.reason_codes for o in decision.offers)
+
+
+def test_fallback_is_degraded_and_low_risk():
+    decision = fallback(CATALOG, "mobile", 3)
+    assert decision.degraded and decision.offers
+    assert all(o.product.risk_level <= 2 for o in decision.offers)
