@@ -1,24 +1,42 @@
-"""Ranking models: what the decisioning chain asks for a customer's propensity per product.
+"""The ranking model: which product each customer is most likely to take next.
 
-Every model answers ``score(held, tokens, recent_purchases, now_s, segment) -> Scores``:
+``NboModel.score(held, tokens, recent_purchases, now_s, segment) -> ScoredProducts``:
 
-- ``held``: product id -> confidence weight of products the customer holds;
+- ``held``: product id -> confidence weight of products the customer holds
+  (``recommender.features.holdings_weights``);
 - ``tokens``: behaviour token -> decayed weight (``recommender.features.tokens_at``);
-- ``recent_purchases``: ``(product_id, at_s)`` newest first, for "similar after purchase";
-- ``now_s``: the decision time (UTC epoch seconds); ``segment``: the value tier, for cold start.
+- ``recent_purchases``: ``(product_id, at_s)``, for "similar after purchase";
+- ``now_s``: the decision time (UTC epoch seconds); ``segment``: the value tier
+  (``mass`` | ``affluent`` | ``high_net_worth`` | ``private``), used for cold start.
 
-``Scores`` holds, in catalog order, ``propensity`` (what the model believes, in [0, 1]),
-``similar_boost`` (fades with time since the purchase that triggered it) and ``because_of``
-(that purchase's product id, for the reason text). Pure numpy; no I/O.
+How a score is made (pure numpy, no I/O, ~30-60 us):
 
-``PriorModel`` needs no training: a static prior by product family, so the service can rank
-before any model was trained. Trained models live in ``recommender.training``.
+1. **ALS fold-in.** The customer's row (held products + behaviour tokens, confidence
+   ``alpha * log1p(weight)``) is folded into the trained implicit ALS item factors with the
+   closed-form user solve ``(YtY + Yu^T (Cu - 1) Yu + reg I) u = Yu^T Cu`` — the same solve
+   ``implicit`` uses for ``recalculate_user``, so no retraining is needed for a new state.
+2. **Next-purchase layer.** A per-product logistic layer over the sparse features
+   ``log1p(weight)`` and the folded-in factors ``u``, trained on a time split (features at
+   ``T - window``, labels = purchases in ``[T - window, T)``). Its bias is the log-odds of the
+   product's purchase rate (the popularity prior); ``propensity = sigmoid(logit)`` is the chance
+   to take the product in the label window (``window_days``), in [0, 1].
+3. **Similar after purchase.** Item-item cosine over products (``implicit`` CosineRecommender
+   on who holds what); a purchase ``d`` days ago boosts similar products by
+   ``similarity * 0.5 ** (d / half_life_days)``; ``because_of`` names that purchase.
+4. ``score = propensity * (1 + similar_weight * similar_boost)``, the blend used for ranking.
+
+Products the customer holds and can hold only once score 0. A customer with nothing held and
+no tokens gets the popularity of their segment (value tier) instead of a fold-in.
+
+``popularity_model(catalog)`` needs no training (a static prior by product family), so the
+service can rank before any model was trained; its version is ``popularity``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -32,17 +50,61 @@ FAMILY_PRIOR: dict[str, float] = {
     "wealth": 0.1, "insurance": 0.08, "cd": 0.06, "gold": 0.04, "loan": 0.05,
 }
 
+#: A similar-after-purchase boost below this names no ``because_of``.
+BECAUSE_OF_FLOOR = 0.05
+
 
 @dataclass(frozen=True)
-class Scores:
-    product_ids: tuple[str, ...]
-    propensity: np.ndarray  # float [P]
-    similar_boost: np.ndarray  # float [P]
-    because_of: tuple[str | None, ...]  # [P]
+class ModelParams:
+    """Training and scoring parameters (saved with every artifact)."""
 
-    def as_dict(self) -> dict[str, tuple[float, float, str | None]]:
-        return {pid: (float(self.propensity[i]), float(self.similar_boost[i]), self.because_of[i])
-                for i, pid in enumerate(self.product_ids)}
+    factors: int = 16
+    regularization: float = 0.05
+    alpha: float = 4.0
+    iterations: int = 12
+    l2: float = 1.0  # logistic layer L2 (per weight, summed over products)
+    window_days: float = 14.0  # label window of the next-purchase layer
+    half_life_days: float = 30.0  # fade of the similar-after-purchase boost
+    similar_weight: float = 0.3
+    max_token_columns: int = 400  # the most frequent tokens become columns
+    min_token_customers: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelParams":
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class ScoredProducts:
+    """Per product, in catalog order (``product_ids``): ``propensity`` in [0, 1],
+    ``similar_boost`` >= 0 (fades with time since the purchase that triggered it),
+    ``because_of`` (that purchase's product id, or None) and ``score`` (the ranking blend)."""
+
+    product_ids: tuple[str, ...]
+    propensity: np.ndarray  # float64 [P]
+    similar_boost: np.ndarray  # float64 [P]
+    because_of: tuple[str | None, ...]  # [P]
+    score: np.ndarray  # float64 [P]
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {
+            pid: {"propensity": float(self.propensity[i]), "similar_boost": float(self.similar_boost[i]),
+                  "because_of": self.because_of[i], "score": float(self.score[i])}
+            for i, pid in enumerate(self.product_ids)
+        }
+
+    def top(self, k: int) -> list[str]:
+        """The ``k`` best product ids by ``score`` (ties: catalog order)."""
+        order = np.argsort(-self.score, kind="stable")[:k]
+        return [self.product_ids[i] for i in order]
+
+
+#: Older name, kept for callers written against it.
+Scores = ScoredProducts
 
 
 class RankingModel(Protocol):
@@ -50,22 +112,336 @@ class RankingModel(Protocol):
     product_ids: tuple[str, ...]
 
     def score(self, held: Mapping[str, float], tokens: Mapping[str, float],
-              recent_purchases: Sequence[tuple[str, float]], now_s: float, segment: str | None) -> Scores: ...
+              recent_purchases: Sequence[tuple[str, float]], now_s: float,
+              segment: str | None) -> ScoredProducts: ...
 
 
-class PriorModel:
-    """Ranks by a static family prior; the model of last resort. Version ``popularity``."""
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
 
-    version = "popularity"
 
-    def __init__(self, catalog: Catalog) -> None:
-        self.product_ids = catalog.ids
-        prior = np.array([FAMILY_PRIOR.get(p.family, 0.05) for p in catalog.products], dtype=np.float64)
-        # Within a family, prefer the product with the lower entry bar.
-        bar = np.array([p.min_assets_minor for p in catalog.products], dtype=np.float64)
-        self._propensity = prior / (1.0 + np.log1p(bar / 1e6))
+@dataclass
+class NboModel:
+    """A trained (or prior) model; every array is plain numpy so it saves to ``.npz``.
+
+    Shapes: P products, N = P + T feature columns (products then tokens), F factors.
+    """
+
+    version: str
+    product_ids: tuple[str, ...]
+    token_ids: tuple[str, ...]
+    params: ModelParams
+    item_factors: np.ndarray  # [N, F] ALS item factors
+    coef: np.ndarray  # [N, P] logistic weights of the sparse features log1p(weight)
+    factor_coef: np.ndarray  # [F, P] logistic weights of the folded-in user factors
+    bias: np.ndarray  # [P] log-odds of buying each product in the window
+    similar: np.ndarray  # [P, P] item-item cosine, zero diagonal
+    single_hold: np.ndarray  # bool [P]
+    segment_popularity: dict[str, np.ndarray]  # value tier -> [P] purchase rate in the window
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.product_ids = tuple(self.product_ids)
+        self.token_ids = tuple(self.token_ids)
+        self.feature_ids = self.product_ids + self.token_ids
+        self.feature_index = {f: i for i, f in enumerate(self.feature_ids)}
+        self.product_index = {p: i for i, p in enumerate(self.product_ids)}
+        y = self.item_factors.astype(np.float64)
+        self._y = y
+        factors = y.shape[1]
+        self._gram = y.T @ y + self.params.regularization * np.eye(factors)
+        self._coef = self.coef.astype(np.float64)
+        self._factor_coef = self.factor_coef.astype(np.float64)
+        self._bias = self.bias.astype(np.float64)
+        self._similar = self.similar.astype(np.float64)
+        self._overall = _sigmoid(self._bias)
+
+    # ---- scoring --------------------------------------------------------------------------
+
+    def features(self, held: Mapping[str, float], tokens: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """(column indices, weights) of a customer's known features; unknown names are ignored."""
+        idx: list[int] = []
+        val: list[float] = []
+        index = self.feature_index
+        for source in (held, tokens):
+            for name, weight in source.items():
+                i = index.get(name)
+                if i is not None and weight > 0:
+                    idx.append(i)
+                    val.append(weight)
+        return np.asarray(idx, dtype=np.intp), np.asarray(val, dtype=np.float64)
+
+    def fold_in(self, idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The ALS user factors [F] for one customer's row (closed form, as implicit's solve)."""
+        if self._y.shape[1] == 0 or len(idx) == 0:
+            return np.zeros(self._y.shape[1])
+        confidence = self.params.alpha * np.log1p(weights)
+        yu = self._y[idx]
+        a = self._gram + (yu.T * (confidence - 1.0)) @ yu
+        b = yu.T @ confidence
+        return np.linalg.solve(a, b)
+
+    def logits(self, idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        z = self._bias.copy()
+        if len(idx):
+            z += np.log1p(weights) @ self._coef[idx]
+            if self._factor_coef.shape[0]:
+                z += self.fold_in(idx, weights) @ self._factor_coef
+        return z
 
     def score(self, held: Mapping[str, float], tokens: Mapping[str, float],
-              recent_purchases: Sequence[tuple[str, float]], now_s: float, segment: str | None) -> Scores:
+              recent_purchases: Sequence[tuple[str, float]], now_s: float,
+              segment: str | None) -> ScoredProducts:
+        idx, weights = self.features(held, tokens)
+        if len(idx) == 0:
+            propensity = self.segment_popularity.get(segment or "", self._overall).astype(np.float64, copy=True)
+        else:
+            propensity = _sigmoid(self.logits(idx, weights))
+        boost, because = self.similar_boost(recent_purchases, now_s)
+        for pid in held:
+            i = self.product_index.get(pid)
+            if i is not None and self.single_hold[i]:
+                propensity[i] = 0.0
+        score = propensity * (1.0 + self.params.similar_weight * boost)
+        return ScoredProducts(self.product_ids, propensity, boost, because, score)
+
+    def similar_boost(self, recent_purchases: Sequence[tuple[str, float]],
+                      now_s: float) -> tuple[np.ndarray, tuple[str | None, ...]]:
         n = len(self.product_ids)
-        return Scores(self.product_ids, self._propensity.copy(), np.zeros(n), (None,) * n)
+        boost = np.zeros(n)
+        source = np.full(n, -1, dtype=np.intp)
+        half_life_s = self.params.half_life_days * DAY_S
+        for pid, at_s in recent_purchases:
+            j = self.product_index.get(pid)
+            if j is None:
+                continue
+            fade = 0.5 ** (max(0.0, now_s - float(at_s)) / half_life_s)
+            row = self._similar[j] * fade
+            better = row > boost
+            boost = np.where(better, row, boost)
+            source[better] = j
+        because = tuple(self.product_ids[s] if s >= 0 and boost[i] >= BECAUSE_OF_FLOOR else None
+                        for i, s in enumerate(source))
+        return boost, because
+
+    def score_batch(self, rows: "Any", recent: Sequence[Sequence[tuple[str, float]]] | None = None,
+                    now_s: float = 0.0, segments: Sequence[str] | None = None,
+                    similar_weight: float | None = None) -> np.ndarray:
+        """Scores [C, P] for a CSR feature matrix in this model's column order (evaluation).
+        Same math as ``score`` (fold-in per row via implicit's batched solve when available)."""
+        from scipy import sparse
+
+        x = sparse.csr_matrix(rows, dtype=np.float64)
+        z = np.tile(self._bias, (x.shape[0], 1))
+        xl = x.copy()
+        xl.data = np.log1p(xl.data)
+        z += np.asarray(xl @ self._coef)
+        if self._factor_coef.shape[0]:
+            z += batch_fold_in(self, x) @ self._factor_coef
+        propensity = _sigmoid(z)
+        empty = np.diff(x.indptr) == 0
+        if empty.any():
+            for r in np.nonzero(empty)[0]:
+                seg = segments[r] if segments is not None else ""
+                propensity[r] = self.segment_popularity.get(seg, self._overall)
+        held = x[:, : len(self.product_ids)].toarray() > 0
+        propensity[held & self.single_hold[None, :]] = 0.0
+        weight = self.params.similar_weight if similar_weight is None else similar_weight
+        if recent is not None and weight:
+            boost = np.zeros_like(propensity)
+            for r, purchases in enumerate(recent):
+                if purchases:
+                    boost[r] = self.similar_boost(purchases, now_s)[0]
+            return propensity * (1.0 + weight * boost)
+        return propensity
+
+
+def batch_fold_in(model: NboModel, x: "Any") -> np.ndarray:
+    """Fold-in of many rows at once (CSR, raw weights) -> [C, F]; implicit's native solver."""
+    factors = model._y.shape[1]
+    if factors == 0:
+        return np.zeros((x.shape[0], 0))
+    from implicit.cpu import _als  # type: ignore[attr-defined]
+
+    conf = x.astype(np.float32).tocsr()
+    conf.data = (model.params.alpha * np.log1p(conf.data)).astype(np.float32)
+    out = np.zeros((x.shape[0], factors), dtype=np.float32)
+    y32 = model._y.astype(np.float32)
+    yty = (y32.T @ y32).astype(np.float32)
+    _als._least_squares(yty, conf.indptr, conf.indices, conf.data, out, y32,
+                        float(model.params.regularization), num_threads=0)
+    return out.astype(np.float64)
+
+
+def family_prior(catalog: Catalog) -> np.ndarray:
+    """A static [P] prior: the family's holding share, damped by the product's entry bar."""
+    prior = np.array([FAMILY_PRIOR.get(p.family, 0.05) for p in catalog.products], dtype=np.float64)
+    bar = np.array([p.min_assets_minor for p in catalog.products], dtype=np.float64)
+    return prior / (1.0 + np.log1p(bar / 1e6))
+
+
+def popularity_model(catalog: Catalog) -> NboModel:
+    """A model that needs no training: ranks by ``family_prior``; version ``popularity``."""
+    p = len(catalog)
+    prior = np.clip(family_prior(catalog), 1e-6, 1 - 1e-6)
+    return NboModel(
+        version="popularity",
+        product_ids=catalog.ids,
+        token_ids=(),
+        params=ModelParams(factors=0, similar_weight=0.0),
+        item_factors=np.zeros((p, 0)),
+        coef=np.zeros((p, p)),
+        factor_coef=np.zeros((0, p)),
+        bias=np.log(prior / (1 - prior)),
+        similar=np.zeros((p, p)),
+        single_hold=np.array([not prod.multi_hold for prod in catalog.products]),
+        segment_popularity={},
+        metadata={"kind": "popularity", "catalog_hash": catalog.content_hash()},
+    )
+
+
+#: Older name for the untrained fallback.
+def PriorModel(catalog: Catalog) -> NboModel:  # noqa: N802
+    return popularity_model(catalog)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+
+
+# ---- training --------------------------------------------------------------------------------
+
+
+def fit_als(x: "Any", params: ModelParams, random_state: int = 0) -> np.ndarray:
+    """implicit ALS item factors [N, F] from a raw-weight CSR [C, N] (confidence alpha*log1p(w))."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from scipy import sparse
+
+    conf = sparse.csr_matrix(x, dtype=np.float32)
+    conf.data = np.log1p(conf.data).astype(np.float32)
+    als = AlternatingLeastSquares(factors=params.factors, regularization=params.regularization,
+                                  alpha=params.alpha, iterations=params.iterations, use_cg=False,
+                                  num_threads=0, random_state=random_state)
+    als.fit(conf, show_progress=False)
+    return np.asarray(als.item_factors, dtype=np.float64)
+
+
+def fit_similarity(held: "Any") -> np.ndarray:
+    """Item-item cosine [P, P] over who holds what (implicit CosineRecommender), zero diagonal.
+    ``held`` [C, P]: products held (or bought) per customer, any positive value counts."""
+    from implicit.nearest_neighbours import CosineRecommender
+    from scipy import sparse
+
+    binary = sparse.csr_matrix(held, dtype=np.float32)
+    binary.data[:] = 1.0
+    knn = CosineRecommender(K=binary.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # implicit converts its own transposed COO and says so
+        knn.fit(binary, show_progress=False)
+    sim = np.asarray(knn.similarity.toarray(), dtype=np.float64)
+    np.fill_diagonal(sim, 0.0)
+    return np.clip(sim, 0.0, 1.0)
+
+
+def fit_logistic(xl: "Any", factors: np.ndarray, labels: np.ndarray, mask: np.ndarray, l2: float,
+                 sample_weight: np.ndarray | None = None, max_iter: int = 150) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One logistic regression per product, jointly by L-BFGS: ``z = xl @ W + U @ V + b``.
+
+    ``xl`` CSR [C, N] (already log1p), ``factors`` [C, F], ``labels``/``mask`` [C, P] (mask 0 =
+    the product cannot be bought, e.g. a held single-hold product). Returns (W, V, b)."""
+    from scipy.optimize import minimize
+
+    c, n = xl.shape
+    f = factors.shape[1]
+    p = labels.shape[1]
+    y = labels.astype(np.float64)
+    m = mask.astype(np.float64)
+    if sample_weight is not None:
+        m = m * sample_weight[:, None]
+    xt = xl.T.tocsr()
+    rate = (y * m).sum(0) / np.maximum(m.sum(0), 1.0)
+    b0 = np.log(np.clip(rate, 1e-6, 1 - 1e-6) / (1 - np.clip(rate, 1e-6, 1 - 1e-6)))
+    theta0 = np.concatenate([np.zeros(n * p), np.zeros(f * p), b0])
+    scale = 1.0 / max(m.sum() / p, 1.0)
+
+    def unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        w = theta[: n * p].reshape(n, p)
+        v = theta[n * p: n * p + f * p].reshape(f, p)
+        return w, v, theta[n * p + f * p:]
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, v, b = unpack(theta)
+        z = np.asarray(xl @ w) + factors @ v + b
+        # log(1 + e^z) - y z, stable
+        ll = np.logaddexp(0.0, z) - y * z
+        value = float((ll * m).sum()) * scale + 0.5 * l2 * scale * (float((w * w).sum()) + float((v * v).sum()))
+        g = (_sigmoid(z) - y) * m * scale
+        gw = np.asarray(xt @ g) + l2 * scale * w
+        gv = factors.T @ g + l2 * scale * v
+        gb = g.sum(0)
+        return value, np.concatenate([gw.ravel(), gv.ravel(), gb])
+
+    result = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    return unpack(result.x)
+
+
+def segment_rates(labels: np.ndarray, mask: np.ndarray, segments: Sequence[str], prior: float = 20.0) -> dict[str, np.ndarray]:
+    """Purchase rate per product in each segment, shrunk toward the overall rate."""
+    overall = (labels * mask).sum(0) / np.maximum(mask.sum(0), 1.0)
+    seg = np.asarray(segments)
+    out: dict[str, np.ndarray] = {}
+    for name in sorted(set(segments)):
+        rows = seg == name
+        bought = (labels[rows] * mask[rows]).sum(0)
+        n = mask[rows].sum(0)
+        out[name] = (bought + prior * overall) / (n + prior)
+    return out
+
+
+def train_model(train_x: "Any", labels: "Any", segments: Sequence[str], product_ids: Sequence[str],
+                token_ids: Sequence[str], single_hold: np.ndarray, params: ModelParams = ModelParams(),
+                version: str = "dev", max_rows: int = 300_000, seed: int = 0,
+                metadata: Mapping[str, Any] | None = None) -> NboModel:
+    """Fit the whole model on a time split.
+
+    ``train_x``: raw-weight CSR [C, P + T] of the customers' states at ``T - window``;
+    ``labels``: [C, P] purchases in ``[T - window, T)``; ``segments``: value tier per row.
+    ALS and the item-item similarity are fit on ``train_x``; the logistic layer learns which
+    features (and folded-in factors) precede which purchase. Rows beyond ``max_rows`` are
+    subsampled among customers who bought nothing (their weight is raised to compensate)."""
+    from scipy import sparse
+
+    x = sparse.csr_matrix(train_x, dtype=np.float32)
+    y = np.asarray(labels.toarray() if sparse.issparse(labels) else labels, dtype=np.float64) > 0
+    p = len(product_ids)
+    single = np.asarray(single_hold, dtype=bool)
+    item_factors = fit_als(x, params, random_state=seed) if params.factors else np.zeros((x.shape[1], 0))
+    similar = fit_similarity(sparse.csr_matrix(x[:, :p].toarray() + y))
+    held = (x[:, :p].toarray() > 0)
+    mask = ~(held & single[None, :])
+    weight = np.ones(x.shape[0])
+    rows = np.arange(x.shape[0])
+    if x.shape[0] > max_rows:
+        rng = np.random.default_rng(seed)
+        buyers = np.nonzero(y.any(1))[0]
+        others = np.nonzero(~y.any(1))[0]
+        keep = max(max_rows - len(buyers), min(len(others), 1000))
+        chosen = rng.choice(others, size=min(keep, len(others)), replace=False)
+        weight[others] = len(others) / max(len(chosen), 1)
+        rows = np.sort(np.concatenate([buyers, chosen]))
+    draft = NboModel(version=version, product_ids=tuple(product_ids), token_ids=tuple(token_ids), params=params,
+                     item_factors=item_factors, coef=np.zeros((x.shape[1], p)),
+                     factor_coef=np.zeros((item_factors.shape[1], p)), bias=np.zeros(p), similar=similar,
+                     single_hold=single, segment_popularity={})
+    xs = x[rows]
+    u = batch_fold_in(draft, xs)
+    xl = xs.astype(np.float64)
+    xl.data = np.log1p(xl.data)
+    w, v, b = fit_logistic(xl, u, y[rows], mask[rows], params.l2, sample_weight=weight[rows])
+    seg_pop = segment_rates(y.astype(np.float64), mask.astype(np.float64), segments)
+    return NboModel(version=version, product_ids=tuple(product_ids), token_ids=tuple(token_ids), params=params,
+                    item_factors=item_factors, coef=w, factor_coef=v, bias=b, similar=similar,
+                    single_hold=single, segment_popularity=seg_pop, metadata=dict(metadata or {}))

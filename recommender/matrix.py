@@ -1,0 +1,207 @@
+"""The interaction matrix: one row per customer, one column per product and per behaviour token.
+
+A row holds, as raw confidence weights (the model applies ``log1p``):
+
+- products held: ``recommender.features.holdings_weights`` (1 per holding, more for frequent
+  use and repeat purchases) plus ``ACCEPT_WEIGHT`` per accepted offer of that product;
+- behaviour tokens decayed to the matrix time (``recommender.features.tokens_at``), e.g.
+  ``pos:hotel_5star``, ``hotline:loan_inquiry``, ``dep:large_inflow``, plus the static
+  ``emp:*``, ``age:*`` and ``tier:*`` tokens, so behaviour can predict products.
+
+Rows come from customer states (``CustomerState``), which come from the event log folded with
+the pure ``recommender.features.apply`` up to a cutoff (``fold_event_log``), or from a Redis
+state snapshot (pass the decoded states to ``build_matrix``). Times are UTC epoch seconds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import orjson
+from scipy import sparse
+
+from recommender.features import FeatureParams, apply, holdings_weights, tokens_at
+from recommender.state import CustomerState
+from schemas.codec import decode
+
+#: Extra confidence on a product column per accepted offer of it.
+ACCEPT_WEIGHT = 0.5
+#: Weights below this (long-faded tokens) are left out of the matrix.
+MIN_WEIGHT = 0.01
+
+
+@dataclass
+class Purchase:
+    customer_id: str
+    product_id: str
+    at_s: float
+
+
+@dataclass
+class FoldedLog:
+    """Customer states at each cutoff (events strictly before it) and every purchase seen."""
+
+    cutoffs_s: tuple[float, ...]
+    states: list[dict[str, CustomerState]]  # one dict per cutoff
+    purchases: list[Purchase]
+    events: int
+    last_event_s: float
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.strip():
+                yield line
+
+
+def _epoch_s(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def fold_event_log(lines: Iterable[bytes], cutoffs_s: Sequence[float],
+                   params: FeatureParams = FeatureParams()) -> FoldedLog:
+    """Fold a JSONL event log into customer states at each cutoff (ascending, UTC epoch s).
+
+    Each customer's events must come in time order (``nbo simulate`` and a per-customer
+    partitioned topic both do that); customers may interleave. Events at or after the last
+    cutoff are not folded, but their purchases are returned (they are the labels)."""
+    cutoffs = tuple(sorted(float(c) for c in cutoffs_s))
+    if not cutoffs:
+        raise ValueError("at least one cutoff is needed")
+    last_cut = cutoffs[-1]
+    current: dict[str, CustomerState] = {}
+    passed: dict[str, int] = {}
+    snapshots: list[dict[str, CustomerState]] = [dict() for _ in cutoffs]
+    purchases: list[Purchase] = []
+    events = 0
+    last_event_s = 0.0
+    for raw in lines:
+        head = orjson.loads(raw)
+        cid = head["customer_id"]
+        at_s = _epoch_s(head["occurred_at"])
+        events += 1
+        last_event_s = max(last_event_s, at_s)
+        if head.get("type") == "purchase":
+            purchases.append(Purchase(cid, head["product_id"], at_s))
+        k = passed.get(cid, 0)
+        while k < len(cutoffs) and at_s >= cutoffs[k]:
+            if cid in current:
+                snapshots[k][cid] = current[cid]  # states are values: apply returns a new one
+            k += 1
+        passed[cid] = k
+        if at_s >= last_cut:
+            continue
+        state = current.get(cid) or CustomerState(customer_id=cid)
+        current[cid] = apply(state, decode(raw), params)
+    for cid, state in current.items():
+        for k in range(passed.get(cid, 0), len(cutoffs)):
+            snapshots[k][cid] = state
+    return FoldedLog(cutoffs, snapshots, purchases, events, last_event_s)
+
+
+def product_weights(state: CustomerState) -> dict[str, float]:
+    weights = holdings_weights(state)
+    for pid, record in state.contacts.items():
+        if record.accepts:
+            weights[pid] = weights.get(pid, 0.0) + ACCEPT_WEIGHT * record.accepts
+    return weights
+
+
+def token_vocabulary(states: Iterable[CustomerState], now_s: float, max_columns: int = 400,
+                     min_customers: int = 5, params: FeatureParams = FeatureParams()) -> tuple[str, ...]:
+    """The tokens seen for at least ``min_customers`` customers, most frequent first (ties by name)."""
+    counts: Counter[str] = Counter()
+    for state in states:
+        counts.update(tokens_at(state, now_s, params).keys())
+    kept = [(n, t) for t, n in counts.items() if n >= min_customers]
+    kept.sort(key=lambda item: (-item[0], item[1]))
+    return tuple(t for _, t in kept[:max_columns])
+
+
+@dataclass
+class InteractionMatrix:
+    """``x``: CSR float32 [C, P + T] raw weights, columns = ``product_ids`` then ``token_ids``.
+    ``segments`` [C] value tiers, ``recent`` [C] recent purchases ``(product_id, at_s)``."""
+
+    customer_ids: tuple[str, ...]
+    product_ids: tuple[str, ...]
+    token_ids: tuple[str, ...]
+    x: sparse.csr_matrix
+    segments: tuple[str, ...]
+    recent: list[list[tuple[str, float]]]
+    at_s: float
+
+    @property
+    def held(self) -> sparse.csr_matrix:
+        return self.x[:, : len(self.product_ids)]
+
+    def row_index(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.customer_ids)}
+
+
+def row_of(state: CustomerState, now_s: float,
+           params: FeatureParams = FeatureParams()) -> tuple[dict[str, float], dict[str, float]]:
+    """(held product weights, behaviour tokens) of one state at ``now_s``: what ``NboModel.score`` takes."""
+    return product_weights(state), tokens_at(state, now_s, params)
+
+
+def build_matrix(states: Mapping[str, CustomerState] | Iterable[CustomerState], product_ids: Sequence[str],
+                 token_ids: Sequence[str], now_s: float, customer_ids: Sequence[str] | None = None,
+                 params: FeatureParams = FeatureParams()) -> InteractionMatrix:
+    """Rows for ``customer_ids`` (default: every state, in order); a customer without a state
+    gets an empty row. Unknown products and tokens are dropped."""
+    if isinstance(states, Mapping):
+        by_id = dict(states)
+    else:
+        by_id = {s.customer_id: s for s in states}
+    order = tuple(customer_ids) if customer_ids is not None else tuple(by_id)
+    columns = {name: i for i, name in enumerate(tuple(product_ids) + tuple(token_ids))}
+    indptr = [0]
+    indices: list[int] = []
+    data: list[float] = []
+    segments: list[str] = []
+    recent: list[list[tuple[str, float]]] = []
+    for cid in order:
+        state = by_id.get(cid)
+        if state is None:
+            indptr.append(len(indices))
+            segments.append("mass")
+            recent.append([])
+            continue
+        held, tokens = row_of(state, now_s, params)
+        row: dict[int, float] = {}
+        for source in (held, tokens):
+            for name, weight in source.items():
+                j = columns.get(name)
+                if j is not None and weight >= MIN_WEIGHT:
+                    row[j] = row.get(j, 0.0) + weight
+        for j in sorted(row):
+            indices.append(j)
+            data.append(row[j])
+        indptr.append(len(indices))
+        segments.append(state.value_tier)
+        recent.append([(str(p), float(t)) for p, t in state.recent_purchases if float(t) < now_s])
+    x = sparse.csr_matrix((np.asarray(data, np.float32), np.asarray(indices, np.int32), np.asarray(indptr, np.int64)),
+                          shape=(len(order), len(columns)))
+    return InteractionMatrix(order, tuple(product_ids), tuple(token_ids), x, tuple(segments), recent, now_s)
+
+
+def label_matrix(purchases: Iterable[Purchase], customer_ids: Sequence[str], product_ids: Sequence[str],
+                 start_s: float, end_s: float) -> sparse.csr_matrix:
+    """Bool CSR [C, P]: who bought what in ``[start_s, end_s)``."""
+    rows = {c: i for i, c in enumerate(customer_ids)}
+    cols = {p: j for j, p in enumerate(product_ids)}
+    r, c = [], []
+    for p in purchases:
+        if start_s <= p.at_s < end_s and p.customer_id in rows and p.product_id in cols:
+            r.append(rows[p.customer_id])
+            c.append(cols[p.product_id])
+    m = sparse.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(customer_ids), len(product_ids)))
+    m.data[:] = 1.0
+    return m
