@@ -88,7 +88,9 @@ class ApiSettings(BaseModel):
     max_mobile_slots: int = Field(default=10, ge=1, le=20)
     decision_buffer: int = Field(default=10_000, ge=10, description="decision-log records waiting to be sent")
     model_poll_s: float = Field(default=5.0, gt=0)
-    levers_file: Path | None = Field(default=None, description="JSON {product_id|family: multiplier}")
+    levers_file: Path | None = Field(
+        default=None, description="marketing policy JSON (levers, channel fit, caps, cool-downs); "
+        "default recommender/data/levers.json, see docs/API.md")
 
     @field_validator("keys")
     @classmethod

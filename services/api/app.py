@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import time
 import uuid
@@ -28,7 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recommender.catalog import load_catalog
-from recommender.decisioning import Decision, Policy, decide, fallback
+from recommender.decisioning import SERVICE_ACTIONS as ACTION_TEXTS
+from recommender.decisioning import Decision, PolicyError, fallback, load_policy, rank, talking_points
 from recommender.features import VS_STRATEGIES, FeatureParams, age_at, apply, decayed
 from recommender.state import CustomerState
 from schemas.events import CUSTOMER_ID_PATTERN, DepositPosted, OfferChannel
@@ -60,13 +59,7 @@ from streams.store import AsyncRedisStateStore
 log = logging.getLogger("nbo.api")
 CustomerIdPath = Annotated[str, PathParam(pattern=CUSTOMER_ID_PATTERN, description="pseudonymous customer token")]
 
-SERVICE_ACTIONS = {
-    "resolve_complaint": ServiceAction(
-        code="resolve_complaint",
-        en="Open complaint: do not sell. Apologise, resolve the complaint or hand over to complaint handling.",
-        zh="客户有未解决的投诉：请勿营销。先致歉并解决投诉，或转交投诉处理。",
-    )
-}
+SERVICE_ACTIONS = {code: ServiceAction(code=code, en=en, zh=zh) for code, (en, zh) in ACTION_TEXTS.items()}
 
 
 class Services:
@@ -88,21 +81,14 @@ class Services:
             settings.stream.inflow_half_life_days, settings.stream.spend_half_life_days,
             settings.stream.hotline_half_life_days, settings.stream.token_half_life_days,
         )
-        self.policy = Policy(levers=_load_levers(settings.api.levers_file))
+        try:
+            self.policy = load_policy(settings.api.levers_file)
+        except PolicyError as exc:
+            raise SystemExit(f"NBO_API__LEVERS_FILE: {exc}") from None
 
     async def close(self) -> None:
         self.publisher.close()
         await self.store.close()
-
-
-def _load_levers(path: Path | None) -> dict[str, float]:
-    if path is None:
-        return {}
-    try:
-        data = json.loads(path.read_text())
-        return {str(k): float(v) for k, v in data.items()}
-    except (OSError, ValueError, AttributeError) as exc:
-        raise SystemExit(f"NBO_API__LEVERS_FILE {path}: {exc}") from None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -286,7 +272,7 @@ async def _offer_response(services: Services, customer_id: str, channel: OfferCh
     else:
         if transaction is not None:
             state = _fold_transaction(services, state, transaction, now)
-        decision = decide(state, model, services.catalog, services.policy, channel.value, now.timestamp(), limit)
+        decision = rank(state, model, services.catalog, services.policy, channel.value, now.timestamp(), limit)
     decision_id = "d-" + uuid.uuid4().hex
     response = _to_response(services, decision, decision_id, customer_id, channel, model.version)
     latency_ms = (time.perf_counter() - started) * 1000
@@ -313,10 +299,7 @@ def _to_response(services: Services, decision: Decision, decision_id: str, custo
     offers = []
     for rank, offer in enumerate(decision.offers, start=1):
         p = offer.product
-        talking = [Text(en=p.pitch_en, zh=p.pitch_zh)]
-        if p.risk_level >= 3:
-            talking.append(Text(en=f"Risk level R{p.risk_level}: confirm the customer understands the risk.",
-                                zh=f"风险等级R{p.risk_level}：请确认客户了解产品风险。"))
+        talking = [Text(en=en, zh=zh) for en, zh in talking_points(p)]
         offers.append(OfferOut(
             product_id=p.product_id, name=p.name, name_zh=p.name_zh, family=p.family, rank=rank,
             score=round(offer.score, 6), propensity=round(offer.propensity, 6), reason_codes=offer.reason_codes,

@@ -1,0 +1,20 @@
+"""Decisioning: which products may be offered, in what order, and what to say (see ``chain``)."""
+
+from recommender.decisioning.chain import STEPS, decide, rank
+from recommender.decisioning.context import Context, Decision, Offer
+from recommender.decisioning.fallback import SAFE_FALLBACK, fallback
+from recommender.decisioning.policy import (
+    LEVERS_FILE,
+    Policy,
+    PolicyError,
+    cooldown_days,
+    load_policy,
+    policy_from_dict,
+)
+from recommender.decisioning.reasons import SERVICE_ACTIONS, explain, talking_points
+
+__all__ = [
+    "STEPS", "decide", "rank", "Context", "Decision", "Offer", "SAFE_FALLBACK", "fallback", "LEVERS_FILE",
+    "Policy", "PolicyError", "cooldown_days", "load_policy", "policy_from_dict", "SERVICE_ACTIONS", "explain",
+    "talking_points",
+]

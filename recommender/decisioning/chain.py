@@ -1,0 +1,57 @@
+"""The decisioning chain: an ordered list of named, pure steps (``Policy.chain``).
+
+``rank(state, model, catalog, policy, channel, now_s, limit) -> Decision`` (alias ``decide``)
+runs, by default:
+
+1. ``eligibility``    — not held (unless multi-hold), age, minimum assets, risk level not above the
+                        customer's tolerance, tier fit, channel allowed;
+2. ``scoring``        — the model's live propensity for each product;
+3. ``similar_boost``  — plus the fading "similar after purchase" boost;
+4. ``contact_policy`` — reason-dependent cool-down after a decline, daily caps per channel and in
+                        total, no selling during an open complaint or to segment G (a service
+                        action instead);
+5. ``arbitration``    — priority = propensity x value x channel fit x business lever;
+6. ``reasons``        — reason codes and a sentence in English and Chinese.
+
+``fallback`` (in ``fallback.py``) gives safe offers marked ``degraded`` when there is no state or
+no model. Each step is ``step(ctx) -> None`` on a ``Context``; steps are looked up by name, so a
+policy file can reorder or leave one out. Time comes in as ``now_s`` (UTC epoch seconds);
+nothing here reads a clock or does I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from recommender.catalog import Catalog
+from recommender.decisioning.arbitration import arbitration
+from recommender.decisioning.context import Context, Decision
+from recommender.decisioning.eligibility import eligibility
+from recommender.decisioning.policy import Policy, contact_policy
+from recommender.decisioning.reasons import reasons
+from recommender.decisioning.scoring import scoring, similar_boost
+from recommender.model import RankingModel
+from recommender.state import CustomerState
+
+STEPS: dict[str, Callable[[Context], None]] = {
+    "eligibility": eligibility, "scoring": scoring, "similar_boost": similar_boost,
+    "contact_policy": contact_policy, "arbitration": arbitration, "reasons": reasons,
+}
+
+
+def rank(state: CustomerState, model: RankingModel, catalog: Catalog, policy: Policy,
+         channel: str, now_s: float, limit: int) -> Decision:
+    """Run the chain; at most ``limit`` offers (fewer if a daily cap leaves less room), best first.
+    Ties break on product id, so the same input always gives the same answer."""
+    ctx = Context(state, model, catalog, policy, channel, now_s)
+    for name in policy.chain:
+        STEPS[name](ctx)
+        ctx.decision.rules_applied.append(name)
+    if ctx.decision.max_offers is not None:
+        limit = min(limit, ctx.decision.max_offers)
+    ranked = sorted(ctx.candidates.values(), key=lambda o: (-o.score, o.product.product_id))
+    ctx.decision.offers = ranked[:limit]
+    return ctx.decision
+
+
+decide = rank

@@ -1,0 +1,56 @@
+"""The values the decisioning steps pass along: a candidate ``Offer``, the ``Decision`` being
+built, and the ``Context`` one request's chain works on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recommender.catalog import Catalog, Product
+from recommender.decisioning.policy import Policy
+from recommender.model import RankingModel
+from recommender.state import CustomerState
+
+
+@dataclass
+class Offer:
+    """One candidate product. ``propensity`` in [0, 1] (the model's chance of taking it);
+    ``similar_boost`` >= 0; ``score`` is the arbitrated priority (higher first)."""
+
+    product: Product
+    propensity: float
+    similar_boost: float
+    score: float
+    because_of: str | None
+    reason_codes: list[str]
+    reason_en: str = ""
+    reason_zh: str = ""
+
+
+@dataclass
+class Decision:
+    """What the chain decided: offers best first, the steps that ran, and why others were left out."""
+
+    offers: list[Offer]
+    rules_applied: list[str]
+    degraded: bool = False
+    service_action: str | None = None  # e.g. "resolve_complaint"
+    excluded: dict[str, str] = field(default_factory=dict)  # product id -> rule that excluded it
+    max_offers: int | None = None  # set by the contact policy when a daily cap leaves room for fewer
+
+
+@dataclass
+class Context:
+    """One request's working set. ``now_s`` is the decision time, UTC epoch seconds."""
+
+    state: CustomerState
+    model: RankingModel
+    catalog: Catalog
+    policy: Policy
+    channel: str
+    now_s: float
+    candidates: dict[str, Offer] = field(default_factory=dict)
+    decision: Decision = field(default_factory=lambda: Decision([], []))
+
+    def exclude(self, product_id: str, rule: str) -> None:
+        self.candidates.pop(product_id, None)
+        self.decision.excluded[product_id] = rule

@@ -1,0 +1,187 @@
+"""Marketing's knobs (``Policy``) and the contact-policy step.
+
+``Policy`` holds everything marketing may change without code: business levers per product or
+family, channel fit, the weight of "similar after purchase", cool-downs after a decline by
+reason, daily contact caps. ``policy_from_dict`` validates a mapping (the JSON file
+``recommender/data/levers.json``, see docs/API.md; a flat ``{product id | family: multiplier}``
+is read as levers alone); a bad value raises ``PolicyError`` naming it.
+
+``contact_policy(ctx)``:
+
+- no selling while a complaint is open, nor to value x satisfaction segment G (buys a lot,
+  complains): every candidate is dropped and the service action ``resolve_complaint`` is set;
+- a product declined recently is held back for a cool-down that depends on the reason
+  (long for ``not_interested``, short for ``bad_timing``);
+- at most ``daily_caps[channel]`` products shown per customer per channel per day, and at most
+  ``daily_cap_total`` over all channels.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from recommender.catalog import Product
+
+if TYPE_CHECKING:
+    from recommender.decisioning.context import Context
+
+DAY_S = 86_400.0
+CHANNELS = ("teller", "call_centre", "mobile")
+DECLINE_REASONS = ("not_interested", "has_it_elsewhere", "too_expensive", "bad_timing", "needs_advice",
+                   "complaint", "other")
+DEFAULT_CHAIN = ("eligibility", "scoring", "similar_boost", "contact_policy", "arbitration", "reasons")
+LEVERS_FILE = Path(__file__).resolve().parent.parent / "data" / "levers.json"
+
+#: Cool-down after a decline, in days, by reason; ``None`` means the product's own cool-down.
+DECLINE_COOLDOWN_DAYS: dict[str, int | None] = {
+    "not_interested": None, "has_it_elsewhere": 180, "too_expensive": 60, "bad_timing": 7,
+    "needs_advice": 3, "complaint": 90, "other": 30,
+}
+#: Products shown to one customer per channel per day, at most.
+DAILY_CAPS: dict[str, int] = {"teller": 2, "call_centre": 3, "mobile": 6}
+#: How well a channel suits a family (1 = neutral).
+CHANNEL_FIT: dict[str, dict[str, float]] = {
+    "teller": {"deposit": 1.2, "time_deposit": 1.3, "cd": 1.3, "service": 1.1, "loan": 0.8},
+    "call_centre": {"insurance": 1.2, "wealth": 1.1, "loan": 1.1, "credit_card": 1.1},
+    "mobile": {"fund": 1.3, "gold": 1.2, "service": 1.2, "cd": 0.9, "loan": 0.9},
+}
+
+
+class PolicyError(ValueError):
+    """A policy value is invalid; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Marketing's knobs; built from configuration (``policy_from_dict``), changed without code."""
+
+    chain: tuple[str, ...] = DEFAULT_CHAIN
+    levers: Mapping[str, float] = field(default_factory=dict)  # product id or family -> multiplier
+    channel_fit: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: CHANNEL_FIT)
+    similar_weight: float = 1.0
+    value_exponent: float = 0.25
+    daily_caps: Mapping[str, int] = field(default_factory=lambda: dict(DAILY_CAPS))
+    daily_cap_total: int = 8
+    decline_cooldown_days: Mapping[str, int | None] = field(default_factory=lambda: dict(DECLINE_COOLDOWN_DAYS))
+
+    def lever(self, product: Product) -> float:
+        """The product's own lever, else its family's, else 1."""
+        return self.levers.get(product.product_id, self.levers.get(product.family, 1.0))
+
+    def fit(self, channel: str, family: str) -> float:
+        return self.channel_fit.get(channel, {}).get(family, 1.0)
+
+
+def _number(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise PolicyError(f"{name}: expected a number in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+def _mapping(name: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{name}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def policy_from_dict(data: Mapping[str, Any]) -> Policy:
+    """A validated ``Policy`` from a mapping; keys left out keep their defaults."""
+    from recommender.decisioning.chain import STEPS  # the step names, defined with the chain
+
+    data = _mapping("policy", data)
+    if data and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()):
+        data = {"levers": data}  # the short form: a flat {product id | family: multiplier}
+    known = {f.name for f in fields(Policy)} | {"comment"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PolicyError(f"unknown key(s) {unknown}; expected some of {sorted(known - {'comment'})}")
+    kwargs: dict[str, Any] = {}
+    if "chain" in data:
+        chain = data["chain"]
+        if not isinstance(chain, list) or not chain or any(step not in STEPS for step in chain):
+            raise PolicyError(f"chain: expected a list of step names from {sorted(STEPS)}, got {chain!r}")
+        kwargs["chain"] = tuple(chain)
+    if "levers" in data:
+        kwargs["levers"] = {str(k): _number(f"levers.{k}", v, 0.0, 10_000.0)
+                            for k, v in _mapping("levers", data["levers"]).items()}
+    if "channel_fit" in data:
+        fit = {}
+        for channel, families in _mapping("channel_fit", data["channel_fit"]).items():
+            if channel not in CHANNELS:
+                raise PolicyError(f"channel_fit: unknown channel {channel!r}; expected one of {CHANNELS}")
+            fit[channel] = {str(f): _number(f"channel_fit.{channel}.{f}", v, 0.0, 100.0)
+                            for f, v in _mapping(f"channel_fit.{channel}", families).items()}
+        kwargs["channel_fit"] = fit
+    for name, high in (("similar_weight", 100.0), ("value_exponent", 4.0)):
+        if name in data:
+            kwargs[name] = _number(name, data[name], 0.0, high)
+    if "daily_caps" in data:
+        caps = {}
+        for channel, cap in _mapping("daily_caps", data["daily_caps"]).items():
+            if channel not in CHANNELS:
+                raise PolicyError(f"daily_caps: unknown channel {channel!r}; expected one of {CHANNELS}")
+            caps[channel] = int(_number(f"daily_caps.{channel}", cap, 0, 1000))
+        kwargs["daily_caps"] = {**DAILY_CAPS, **caps}
+    if "daily_cap_total" in data:
+        kwargs["daily_cap_total"] = int(_number("daily_cap_total", data["daily_cap_total"], 0, 1000))
+    if "decline_cooldown_days" in data:
+        days: dict[str, int | None] = dict(DECLINE_COOLDOWN_DAYS)
+        for reason, value in _mapping("decline_cooldown_days", data["decline_cooldown_days"]).items():
+            if reason not in DECLINE_REASONS:
+                raise PolicyError(f"decline_cooldown_days: unknown reason {reason!r}; expected one of {DECLINE_REASONS}")
+            days[reason] = None if value is None else int(_number(f"decline_cooldown_days.{reason}", value, 0, 3650))
+        kwargs["decline_cooldown_days"] = days
+    return Policy(**kwargs)
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """Read and validate a policy file (default ``recommender/data/levers.json``)."""
+    path = path or LEVERS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PolicyError(f"{path}: {exc}") from None
+    try:
+        return policy_from_dict(data)
+    except PolicyError as exc:
+        raise PolicyError(f"{path}: {exc}") from None
+
+
+def cooldown_days(product: Product, reason: str | None, policy: Policy | None = None) -> int:
+    """Days a product is held back after a decline for ``reason``."""
+    table = (policy or Policy()).decline_cooldown_days
+    days = table.get(reason or "other", table.get("other", 30))
+    return product.cooldown_days if days is None else days
+
+
+def day_of(at_s: float) -> str:
+    """The UTC calendar day of ``at_s`` as ``YYYY-MM-DD`` (the key of ``daily_contacts``)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(at_s))
+
+
+def contact_policy(ctx: Context) -> None:
+    state, policy = ctx.state, ctx.policy
+    if state.open_complaint or state.vs_segment == "G":
+        ctx.decision.service_action = "resolve_complaint"
+        rule = "open_complaint" if state.open_complaint else "segment_g_fix_first"
+        for pid in list(ctx.candidates):
+            ctx.exclude(pid, rule)
+        return
+    for pid in list(ctx.candidates):
+        record = state.contacts.get(pid)
+        if record and record.last_declined_at_s:
+            days = cooldown_days(ctx.candidates[pid].product, record.last_decline_reason, policy)
+            if ctx.now_s - record.last_declined_at_s < days * DAY_S:
+                ctx.exclude(pid, f"cooldown_{record.last_decline_reason}")
+    day = day_of(ctx.now_s)
+    shown_channel = state.daily_contacts.get(f"{day}|{ctx.channel}", 0)
+    shown_total = sum(n for key, n in state.daily_contacts.items() if key.startswith(day + "|"))
+    room = min(policy.daily_caps.get(ctx.channel, 3) - shown_channel, policy.daily_cap_total - shown_total)
+    if room <= 0:
+        for pid in list(ctx.candidates):
+            ctx.exclude(pid, "daily_cap")
+    ctx.decision.max_offers = max(0, room)

@@ -1,0 +1,32 @@
+"""Scoring: the model's live propensity for each candidate (the customer's current state folded
+in on this request), then the fading "similar after purchase" boost."""
+
+from __future__ import annotations
+
+from recommender.decisioning.context import Context
+from recommender.features import holdings_weights, tokens_at
+
+
+def scoring(ctx: Context) -> None:
+    state = ctx.state
+    scores = ctx.model.score(
+        holdings_weights(state), tokens_at(state, ctx.now_s),
+        [(p, float(t)) for p, t in state.recent_purchases], ctx.now_s, state.value_tier,
+    )
+    index = {pid: i for i, pid in enumerate(scores.product_ids)}
+    for pid, offer in ctx.candidates.items():
+        i = index.get(pid)
+        if i is None:  # a product the model was not trained on: no evidence, lowest priority
+            continue
+        offer.propensity = float(scores.propensity[i])
+        offer.similar_boost = float(scores.similar_boost[i])
+        offer.because_of = scores.because_of[i]
+        offer.score = offer.propensity
+
+
+def similar_boost(ctx: Context) -> None:
+    """score = propensity x (1 + similar_weight x boost); the weight is a policy knob."""
+    weight = ctx.policy.similar_weight
+    for offer in ctx.candidates.values():
+        if offer.similar_boost > 0:
+            offer.score = offer.propensity * (1.0 + weight * offer.similar_boost)
