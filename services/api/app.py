@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, AsyncIterator
 
-from fastapi import Depends, FastAPI, Header, Path as PathParam, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, ORJSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,7 +31,7 @@ from recommender.decisioning import Decision, PolicyError, fallback, load_policy
 from recommender.features import VS_STRATEGIES, FeatureParams, age_at, apply, decayed
 from recommender.state import CustomerState
 from schemas.events import CUSTOMER_ID_PATTERN, DepositPosted, OfferChannel
-from services.api.auth import ApiError, Authenticator, Client, RateLimiter
+from services.api.auth import DEV_KEYS, ApiError, Authenticator, Client, RateLimiter, digest
 from services.api.limits import BodyLimit
 from services.api.metrics import Metrics
 from services.api.models import (
@@ -43,6 +43,7 @@ from services.api.models import (
     OfferResponse,
     OutcomeAck,
     OutcomeRequest,
+    Problem,
     ProfileResponse,
     ServiceAction,
     Slot,
@@ -53,7 +54,7 @@ from services.api.models import (
 )
 from services.api.publisher import Publisher, PublishError
 from services.api.models_holder import ModelHolder
-from services.settings import Settings, load_settings
+from services.settings import Settings, SettingsError, load_settings
 from streams.store import AsyncRedisStateStore
 
 log = logging.getLogger("nbo.api")
@@ -91,12 +92,26 @@ class Services:
         await self.store.close()
 
 
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": Problem, "description": "no API key, or an unknown one"},
+    403: {"model": Problem, "description": "the key is for another channel"},
+    413: {"model": Problem, "description": "request body too large"},
+    422: {"model": Problem, "description": "a parameter or field is invalid; the detail names it"},
+    429: {"model": Problem, "description": "rate limit of the key exceeded; see Retry-After"},
+}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The offer API. Reads the settings (``load_settings()`` if none given) but connects to
+    nothing until the lifespan starts; a bad setting or a missing key set fails at start."""
+    settings = settings or load_settings()
+    _check_keys(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services(settings or load_settings())
+        services = Services(settings)
         app.state.services = services
-        watcher = asyncio.create_task(services.models.watch(services.settings.api.model_poll_s))
+        watcher = asyncio.create_task(services.models.watch(settings.api.model_poll_s))
         try:
             yield
         finally:
@@ -108,15 +123,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="nbo offer API",
         version="1.0.0",
-        description="Next-best offers for teller terminals, the call-centre agent screen and mobile banking.",
+        description="Next-best offers for teller terminals, the call-centre agent screen and mobile banking. "
+        "Send your API key in the X-API-Key header; each key is bound to one channel.",
         lifespan=lifespan,
-        responses={401: {"model": dict}, 403: {"model": dict}, 422: {"model": dict}, 429: {"model": dict}},
+        default_response_class=ORJSONResponse,
     )
-    app.add_middleware(BodyLimit, max_bytes=(settings or load_settings()).api.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     _install_error_handlers(app)
-    _install_routes(app)
+    _install_routes(app, settings)
     _install_agent_screen(app)
     return app
+
+
+def _check_keys(settings: Settings) -> None:
+    """Refuse to start with no usable key, or with a dev key configured as a real one."""
+    dev_digests = {digest(k) for k in DEV_KEYS}
+    if not settings.api.allow_dev_keys:
+        if dev_digests & set(settings.api.keys):
+            raise SettingsError("NBO_API__KEYS holds a development key (dev-teller/dev-agent/dev-mobile); "
+                                "use your own keys, or set NBO_API__ALLOW_DEV_KEYS=true for a demo")
+        if not settings.api.keys:
+            raise SettingsError('NBO_API__KEYS is empty: set it to {"<sha256 of key>": {"client": "...", '
+                                '"channel": "teller|call_centre|mobile"}}, or NBO_API__ALLOW_DEV_KEYS=true for a demo')
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -159,12 +187,14 @@ def client_for(channel: OfferChannel):  # type: ignore[no-untyped-def]
     return dependency
 
 
-def _install_routes(app: FastAPI) -> None:
+def _install_routes(app: FastAPI, settings: Settings) -> None:
+    max_slots = settings.api.max_mobile_slots
+
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], responses={503: {"model": dict}})
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Redis unreachable"}})
     async def readyz(request: Request) -> JSONResponse:
         services = services_of(request)
         try:
@@ -180,7 +210,8 @@ def _install_routes(app: FastAPI) -> None:
         services.metrics.decision_log_dropped.set(services.publisher.dropped)
         return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/customers/{customer_id}/offers", response_model=OfferResponse, tags=["offers"])
+    @app.get("/v1/customers/{customer_id}/offers", response_model=OfferResponse, tags=["offers"],
+              responses=ERROR_RESPONSES)
     async def offers(request: Request, customer_id: CustomerIdPath, channel: OfferChannel,
                      x_api_key: Annotated[str | None, Header(description="your API key")] = None,
                      limit: Annotated[int | None, Query(ge=1, le=10)] = None) -> OfferResponse:
@@ -189,21 +220,24 @@ def _install_routes(app: FastAPI) -> None:
         services.limiter.check(client)
         return await _offer_response(services, customer_id, channel, limit or _default_limit(services, channel))
 
-    @app.post("/v1/teller/offers", response_model=OfferResponse, tags=["teller"])
+    @app.post("/v1/teller/offers", response_model=OfferResponse, tags=["teller"],
+              responses=ERROR_RESPONSES)
     async def teller_offers(request: Request, body: TellerRequest,
                             client: Annotated[Client, Depends(client_for(OfferChannel.TELLER))]) -> OfferResponse:
         services = services_of(request)
         return await _offer_response(services, body.customer_id, OfferChannel.TELLER,
                                      services.settings.api.teller_offers, transaction=body)
 
-    @app.get("/v1/call-centre/customers/{customer_id}/offers", response_model=OfferResponse, tags=["call centre"])
+    @app.get("/v1/call-centre/customers/{customer_id}/offers", response_model=OfferResponse, tags=["call centre"],
+              responses=ERROR_RESPONSES)
     async def call_centre_offers(request: Request, customer_id: CustomerIdPath,
                                  client: Annotated[Client, Depends(client_for(OfferChannel.CALL_CENTRE))]) -> OfferResponse:
         services = services_of(request)
         return await _offer_response(services, customer_id, OfferChannel.CALL_CENTRE,
                                      services.settings.api.call_centre_offers)
 
-    @app.get("/v1/call-centre/customers/{customer_id}/profile", response_model=ProfileResponse, tags=["call centre"])
+    @app.get("/v1/call-centre/customers/{customer_id}/profile", response_model=ProfileResponse, tags=["call centre"],
+              responses={**ERROR_RESPONSES, 503: {"model": Problem, "description": "customer state unavailable"}})
     async def profile(request: Request, customer_id: CustomerIdPath,
                       client: Annotated[Client, Depends(client_for(OfferChannel.CALL_CENTRE))]) -> ProfileResponse:
         services = services_of(request)
@@ -212,13 +246,12 @@ def _install_routes(app: FastAPI) -> None:
             raise ApiError(503, "customer state is unavailable right now; try again in a moment")
         return _profile(services, state, customer_id)
 
-    @app.get("/v1/mobile/customers/{customer_id}/slots", response_model=SlotsResponse, tags=["mobile"])
+    @app.get("/v1/mobile/customers/{customer_id}/slots", response_model=SlotsResponse, tags=["mobile"],
+              responses=ERROR_RESPONSES)
     async def mobile_slots(request: Request, customer_id: CustomerIdPath,
                            client: Annotated[Client, Depends(client_for(OfferChannel.MOBILE))],
-                           n: Annotated[int, Query(ge=1, le=20, description="number of slots")] = 3) -> SlotsResponse:
+                           n: int = Query(3, ge=1, le=max_slots, description="number of slots")) -> SlotsResponse:
         services = services_of(request)
-        if n > services.settings.api.max_mobile_slots:
-            raise ApiError(422, f"n: at most {services.settings.api.max_mobile_slots} slots per request")
         response = await _offer_response(services, customer_id, OfferChannel.MOBILE, n)
         slots = [Slot(slot=o.rank, product_id=o.product_id, creative_id=o.creative_id or f"mob-{o.product_id}-1",
                       title=Text(en=o.name, zh=o.name_zh), reason=o.reason) for o in response.offers]
@@ -226,16 +259,15 @@ def _install_routes(app: FastAPI) -> None:
                              model_version=response.model_version, degraded=response.degraded, slots=slots)
 
     @app.post("/v1/outcomes", response_model=OutcomeAck, status_code=202, tags=["outcomes"],
-              responses={503: {"model": dict}})
-    async def outcomes(request: Request, body: OutcomeRequest,
+              responses={**ERROR_RESPONSES, 404: {"model": Problem, "description": "product_id not in the catalog"},
+                         503: {"model": Problem, "description": "the broker did not acknowledge; retry"}})
+    async def outcomes(request: Request, body: Annotated[OutcomeRequest, Body(discriminator="outcome")],
                        x_api_key: Annotated[str | None, Header(description="your API key")] = None) -> OutcomeAck:
         services = services_of(request)
         client = services.auth.authenticate(x_api_key, body.channel.value)
         services.limiter.check(client)
         if body.product_id not in services.catalog:
-            raise ApiError(422, f"product_id: {body.product_id!r} is not in the catalog")
-        if (body.outcome.value == "declined") != (body.decline_reason is not None):
-            raise ApiError(422, "decline_reason: give it for outcome 'declined' and only then")
+            raise ApiError(404, f"product_id: {body.product_id!r} is not in the catalog; send a product_id from the offer")
         try:
             event_id = await services.publisher.publish_outcome(body)
         except PublishError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,7 +75,7 @@ class Transaction(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: TxnKind
-    amount_minor: int = Field(ge=1, le=MAX_AMOUNT_MINOR, strict=True)
+    amount_minor: int = Field(ge=1, le=MAX_AMOUNT_MINOR, description="integer minor units (fen)")
     currency: Literal["CNY", "USD", "EUR", "HKD", "JPY", "GBP"] = "CNY"
     purpose: TxnPurpose = TxnPurpose.CASH
 
@@ -88,15 +88,30 @@ class TellerRequest(BaseModel):
     terminal_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,16}$")
 
 
-class OutcomeRequest(BaseModel):
+class _OutcomeBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    decision_id: str = Field(pattern=DECISION_ID_PATTERN)
+    decision_id: str = Field(pattern=DECISION_ID_PATTERN, description="the decision_id of the offer response")
     customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN)
-    product_id: str = Field(pattern=PRODUCT_ID_PATTERN)
+    product_id: str = Field(pattern=PRODUCT_ID_PATTERN, description="a product_id from that response")
     channel: OfferChannel
-    outcome: Outcome
-    decline_reason: DeclineReason | None = None
+
+
+class DeclinedOutcome(_OutcomeBase):
+    """The customer said no; the reason sets how long the product is held back."""
+
+    outcome: Literal[Outcome.DECLINED]
+    decline_reason: DeclineReason
+
+
+class OtherOutcome(_OutcomeBase):
+    """Shown, accepted or ignored: no decline reason."""
+
+    outcome: Literal[Outcome.SHOWN, Outcome.ACCEPTED, Outcome.IGNORED]
+    decline_reason: None = Field(default=None, description="only for outcome 'declined'")
+
+
+OutcomeRequest = Union[DeclinedOutcome, OtherOutcome]
 
 
 class OutcomeAck(BaseModel):
