@@ -94,8 +94,24 @@ class CustomerState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CustomerState":
+        """The inverse of ``to_dict``; missing fields (older writers) take their defaults and
+        unknown ones (newer writers) are ignored."""
         data = dict(data)
-        data["holdings"] = {k: Holding(**v) for k, v in data.get("holdings", {}).items()}
-        data["contacts"] = {k: ContactRecord(**v) for k, v in data.get("contacts", {}).items()}
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in known})
+        data["holdings"] = {k: _record(Holding, v) for k, v in data.get("holdings", {}).items()}
+        data["contacts"] = {k: _record(ContactRecord, v) for k, v in data.get("contacts", {}).items()}
+        if data.keys() == _STATE_FIELDS:  # the common case: same version as this code, no checks
+            state = cls.__new__(cls)
+            state.__dict__.update(data)
+            return state
+        return cls(**{k: v for k, v in data.items() if k in _STATE_FIELDS})
+
+
+def _record(kind: type, values: dict[str, Any]) -> Any:
+    record = kind.__new__(kind)
+    if values.keys() == kind.__dataclass_fields__.keys():
+        record.__dict__.update(values)
+        return record
+    return kind(**{k: v for k, v in values.items() if k in kind.__dataclass_fields__})
+
+
+_STATE_FIELDS = CustomerState.__dataclass_fields__.keys()

@@ -42,8 +42,13 @@ for i = 0, n - 1 do
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 local at = 4 + 2 * n
-for j = at + 2, #ARGV do
-  redis.call('ZADD', KEYS[2], ARGV[at], ARGV[j])
+if #ARGV >= at + 2 then
+  local seen = {}
+  for j = at + 2, #ARGV do
+    table.insert(seen, ARGV[at])
+    table.insert(seen, ARGV[j])
+  end
+  redis.call('ZADD', KEYS[2], unpack(seen))
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[at + 1])
 return 1

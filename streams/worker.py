@@ -14,94 +14,16 @@ in-flight record).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
-import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 
-import orjson
-import redis
-
-from recommender.features import FeatureParams
-from schemas.codec import InvalidEvent, decode
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
 from services.settings import Settings
-from streams.store import RedisStateStore, SourcedEvent
+from streams.pipeline import REDIS_DOWN_EXIT_CODE, apply_with_retries, feature_params, split_batch
+from streams.store import RedisStateStore
 
 log = logging.getLogger("nbo.worker")
-
-REDIS_DOWN_EXIT_CODE = 3
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """What goes to the dead-letter topic: the reason, where the record came from, its bytes."""
-
-    reason: str
-    field: str | None
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-    def to_json(self) -> bytes:
-        return orjson.dumps({
-            "reason": self.reason,
-            "field": self.field,
-            "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
-            "key_b64": base64.b64encode(self.key).decode() if self.key is not None else None,
-            "value_b64": base64.b64encode(self.value).decode(),
-        })
-
-
-def split_batch(raw_records: Sequence[tuple[str, int, int, bytes | None, bytes]]
-                ) -> tuple[list[SourcedEvent], list[DeadLetter]]:
-    """Decode (topic, partition, offset, key, value) records into events and dead letters."""
-    good: list[SourcedEvent] = []
-    bad: list[DeadLetter] = []
-    for topic, partition, offset, key, value in raw_records:
-        try:
-            event = decode(value)
-        except InvalidEvent as exc:
-            bad.append(DeadLetter(exc.reason, exc.field, topic, partition, offset, key, value))
-            continue
-        if key is not None and key != event.customer_id.encode():
-            bad.append(DeadLetter("record key is not the event's customer_id", "key", topic, partition, offset, key, value))
-            continue
-        good.append(SourcedEvent(event, topic, partition, offset))
-    return good, bad
-
-
-def feature_params(settings: Settings) -> FeatureParams:
-    s = settings.stream
-    return FeatureParams(
-        inflow_half_life_days=s.inflow_half_life_days,
-        spend_half_life_days=s.spend_half_life_days,
-        hotline_half_life_days=s.hotline_half_life_days,
-        token_half_life_days=s.token_half_life_days,
-    )
-
-
-def apply_with_retries(store: RedisStateStore, records: list[SourcedEvent], params: FeatureParams,
-                       retries: int) -> None:
-    """Bounded retries with exponential backoff; then the process exits loudly (no ack, no commit)."""
-    delay_s = 0.1
-    for attempt in range(retries + 1):
-        try:
-            store.apply_batch(records, params, time.time())
-            return
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
-            if attempt == retries:
-                log.critical("Redis unavailable after %d retries (%s); stopping without committing", retries, exc)
-                logging.shutdown()
-                os._exit(REDIS_DOWN_EXIT_CODE)
-            log.warning("Redis error (%s); retry %d/%d in %.1f s", exc, attempt + 1, retries, delay_s)
-            time.sleep(delay_s)
-            delay_s = min(delay_s * 2, 5.0)
-
 
 def _lower_fetch_wait(fetch_wait_ms: int) -> None:
     """faust hard-codes a 1.5 s broker fetch wait, which bounds freshness. Lower it on the

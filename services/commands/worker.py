@@ -1,9 +1,13 @@
 """``nbo worker``: run one stream worker process (join the consumer group, apply events to Redis).
-``nbo worker --check`` exits 0 when the configured broker and Redis answer (a health check)."""
+``nbo worker --check`` exits 0 when the configured broker and Redis answer (a health check).
+
+The engine comes from ``NBO_STREAM__ENGINE``: ``direct`` (default, ``streams.direct``) or
+``faust`` (``streams.worker``); both apply through the same exactly-once store."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import socket
 
@@ -12,6 +16,7 @@ from services.settings import load_settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true", help="exit 0 if the broker and Redis answer")
+    parser.add_argument("--engine", choices=["direct", "faust"], help="override NBO_STREAM__ENGINE")
     parser.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
 
 
@@ -19,11 +24,16 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.check:
         return _check(settings)
+    engine = args.engine or settings.stream.engine
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if engine == "direct":
+        from streams import direct
+
+        return asyncio.run(direct.run(settings))
     import faust
 
     from streams.worker import create_app
 
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()

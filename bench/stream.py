@@ -1,0 +1,265 @@
+"""Stream benchmark: one ``nbo worker`` process, Kafka -> customer state in Redis.
+
+Three measurements in one run, on the same broker and Redis (embedded Tansu and Valkey unless
+NBO_KAFKA__BOOTSTRAP / NBO_REDIS__URL are set):
+
+1. floor: a plain aiokafka ``getmany`` loop with the same decode (``schemas.codec.decode``) and
+   one pipelined Redis write per batch — the most a Python consumer does on this machine;
+2. throughput: ``nbo worker`` (faust agents, exactly-once apply in Lua) draining the same
+   pre-produced simulated traffic; timed from its first applied event to its last, so the
+   consumer-group join is not counted;
+3. freshness: with the worker caught up, deposits are produced at a steady rate with
+   ``occurred_at`` = send time; a poller reads the touched customers' states every few ms and
+   records (time seen in Redis - occurred_at) for every new version.
+
+Usage: ``python bench/stream.py [--events 60000] [--rate 5000] [--seconds 10] [--json]``.
+The last line of output is one JSON object with the figures. ``--write-doc`` updates the
+``bench/stream.py`` section of docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kafka import KafkaProducer  # noqa: E402
+
+from recommender.catalog import load_catalog  # noqa: E402
+from recommender.simulator import TYPE_NAMES, Simulator  # noqa: E402
+from schemas.codec import decode  # noqa: E402
+from schemas.topics import DEPOSITS, INPUT_TOPICS, TOPIC_FOR_TYPE  # noqa: E402
+from services.runtime import ManagedProcess, child_env, nbo_command, running_servers  # noqa: E402
+from services.settings import load_settings  # noqa: E402
+from streams.store import RedisStateStore  # noqa: E402
+
+AS_OF = re.compile(rb'"as_of_s":([0-9.eE+-]+)')
+
+
+def log(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+def simulated(events: int, seed: int = 21) -> list[tuple[str, bytes, bytes]]:
+    customers = max(50, events // 33)
+    out: list[tuple[str, bytes, bytes]] = []
+    for batch in Simulator(load_catalog(), customers, seed).run(30):
+        for line, type_code, cust in zip(batch.lines, batch.types.tolist(), batch.customers.tolist()):
+            out.append((TOPIC_FOR_TYPE[TYPE_NAMES[type_code]], f"C{cust:09d}".encode(), line.encode()))
+    return out[:events]
+
+
+def produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024)
+    futures = [producer.send(t, key=k, value=v) for t, k, v in records]
+    producer.flush(timeout=120)
+    for f in futures:
+        f.get(timeout=10)
+    producer.close()
+
+
+async def floor_rate(bootstrap: str, redis_url: str, total: int, prefix: str) -> float:
+    """Plain consumer: getmany, decode, one pipelined HSET per customer per batch."""
+    import redis.asyncio as aredis
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(*INPUT_TOPICS, bootstrap_servers=bootstrap, group_id=f"floor-{prefix}",
+                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50,
+                                session_timeout_ms=6000, heartbeat_interval_ms=1000, max_poll_records=2000)
+    client = aredis.Redis.from_url(redis_url)
+    await consumer.start()
+    seen = 0
+    started = None
+    try:
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            records = [r for rs in batches.values() for r in rs]
+            if not records:
+                continue
+            if started is None:
+                started, first = time.perf_counter(), len(records)
+            pipe = client.pipeline(transaction=False)
+            for record in records:
+                event = decode(record.value)
+                pipe.hset(f"{prefix}:{{{event.customer_id}}}:floor", mapping={"state": record.value,
+                                                                               "o": record.offset})
+            await pipe.execute()
+            await consumer.commit()
+            seen += len(records)
+        elapsed = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+        await client.aclose()
+    return (seen - first) / elapsed
+
+
+def worker_rate(servers, store: RedisStateStore, total: int, prefix: str, log_dir: Path) -> tuple[float, ManagedProcess]:
+    worker = ManagedProcess("worker", nbo_command("worker"), log_dir / "worker.log",
+                            env=child_env(servers, NBO_REDIS__KEY_PREFIX=prefix, NBO_STREAM__GROUP_ID=f"g-{prefix}",
+                                          NBO_DATA_DIR=str(log_dir / "data")))
+    t_launch = time.perf_counter()
+    worker.start()
+    deadline = time.monotonic() + 180
+    first_count = 0
+    started = None
+    while True:
+        if not worker.alive():
+            raise SystemExit(f"worker exited:\n{worker.tail(40)}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"worker did not apply {total} events in time:\n{worker.tail(40)}")
+        applied = store.counters().get("applied", 0)
+        if started is None and applied > 0:
+            started, first_count = time.perf_counter(), applied
+            log(f"  worker consuming {started - t_launch:.1f} s after launch")
+        if applied >= total:
+            break
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    return (total - first_count) / elapsed, worker
+
+
+def freshness(bootstrap: str, store: RedisStateStore, rate: float, seconds: float) -> list[float]:
+    """Latency (ms) from occurred_at (= send time) to the state in Redis, at a steady rate."""
+    customers = [f"CFRESH{i:06d}" for i in range(200)]
+    keys = [store.state_key(c) for c in customers]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=1)
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        last: dict[bytes, float] = {}
+        while not stop.is_set():
+            pipe = store.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hget(key, "state")
+            replies = pipe.execute()
+            now = time.time()
+            for key, raw in zip(keys, replies):
+                if not raw:
+                    continue
+                match = AS_OF.search(raw, 0, 200)
+                as_of = float(match.group(1))
+                if last.get(key) != as_of:
+                    if key in last:
+                        samples.append((now - as_of) * 1000)
+                    last[key] = as_of
+            time.sleep(0.002)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    template = ('{"event_id":"fr-%s-%d","schema_version":1,"customer_id":"%s","occurred_at":"%s","source":"bench",'
+                '"type":"deposit","kind":"deposit","amount_minor":100,"currency":"CNY","channel":"mobile",'
+                '"purpose":"other","branch_id":null,"balance_after_minor":%d}')
+    run_id = uuid.uuid4().hex[:8]
+    total = int(rate * seconds)
+    start = time.monotonic()
+    for i in range(total):
+        customer = customers[i % len(customers)]
+        at = datetime.now(timezone.utc).isoformat()
+        producer.send(DEPOSITS, key=customer.encode(), value=(template % (run_id, i, customer, at, i)).encode())
+        ahead = start + (i + 1) / rate - time.monotonic()
+        if ahead > 0.001:
+            time.sleep(ahead)
+    producer.flush()
+    producer.close()
+    time.sleep(0.5)  # let the last events land before the poller stops (a measurement window)
+    stop.set()
+    poller.join()
+    return samples
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def write_doc(result: dict, command: str) -> None:
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = (
+        "## bench/stream.py\n\n"
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
+        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.\n"
+        f"Command: `{command}` (embedded Tansu broker and Valkey, {result['partitions']} partitions per topic)\n\n"
+        "| what | figure |\n|---|---|\n"
+        f"| `nbo worker`, one process, Kafka -> state in Redis ({result['events']:,} simulated events, 6 topics) "
+        f"| **{result['events_per_s']:,.0f} events/s** |\n"
+        f"| floor: plain aiokafka getmany + same decode + one pipelined write per batch | "
+        f"{result['floor_events_per_s']:,.0f} events/s |\n"
+        f"| worker / floor | {result['events_per_s'] / result['floor_events_per_s']:.2f} |\n"
+        f"| freshness at a steady {result['freshness_rate_per_s']:,} events/s, occurred_at -> visible in Redis "
+        f"({result['freshness_samples']:,} samples) | p50 **{result['freshness_p50_ms']:.0f} ms**, "
+        f"p99 **{result['freshness_p99_ms']:.0f} ms** |\n\n"
+        "Targets: >= 10,000 events/s per worker process, >= 1/4 of the floor, freshness p99 < 250 ms. "
+        "Freshness samples are taken by polling the states every ~2-5 ms, so they over-state by that much.\n"
+    )
+    pattern = re.compile(r"## bench/stream\.py\n.*?(?=\n## |\Z)", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--rate", type=int, default=5_000, help="events/s for the freshness phase")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the freshness phase")
+    parser.add_argument("--json", action="store_true", help="(the JSON line is always printed last)")
+    parser.add_argument("--write-doc", action="store_true", help="update docs/BENCHMARKS.md")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="nbo-bench-") as tmp:
+        settings = load_settings(data_dir=Path(tmp))
+        with running_servers(settings) as servers:
+            records = simulated(args.events)
+            log(f"producing {len(records):,} simulated events ...")
+            produce(servers.kafka_bootstrap, records)
+            prefix = "b" + uuid.uuid4().hex[:8]
+            log("floor: plain aiokafka getmany loop ...")
+            floor = asyncio.run(floor_rate(servers.kafka_bootstrap, servers.redis_url, len(records), prefix + "f"))
+            log(f"  {floor:,.0f} events/s")
+            store = RedisStateStore(servers.redis_url, prefix)
+            log("nbo worker ...")
+            rate, worker = worker_rate(servers, store, len(records), prefix, Path(tmp))
+            log(f"  {rate:,.0f} events/s")
+            try:
+                log(f"freshness at {args.rate:,} events/s for {args.seconds:.0f} s ...")
+                samples = freshness(servers.kafka_bootstrap, store, args.rate, args.seconds)
+            finally:
+                worker.stop()
+                store.close()
+    result = {
+        "events": len(records),
+        "partitions": settings.kafka.partitions,
+        "events_per_s": round(rate, 1),
+        "floor_events_per_s": round(floor, 1),
+        "worker_over_floor": round(rate / floor, 3),
+        "freshness_rate_per_s": args.rate,
+        "freshness_samples": len(samples),
+        "freshness_p50_ms": round(statistics.median(samples), 1) if samples else None,
+        "freshness_p99_ms": round(percentile(samples, 0.99), 1) if samples else None,
+    }
+    if args.write_doc:
+        write_doc(result, "python bench/stream.py " + " ".join(sys.argv[1:]))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
