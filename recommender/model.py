@@ -323,7 +323,7 @@ def fit_als(x: "Any", params: ModelParams, random_state: int = 0) -> np.ndarray:
     conf = sparse.csr_matrix(x, dtype=np.float32)
     conf.data = np.log1p(conf.data).astype(np.float32)
     als = AlternatingLeastSquares(factors=params.factors, regularization=params.regularization,
-                                  alpha=params.alpha, iterations=params.iterations, use_cg=False,
+                                  alpha=params.alpha, iterations=params.iterations,
                                   num_threads=0, random_state=random_state)
     als.fit(conf, show_progress=False)
     return np.asarray(als.item_factors, dtype=np.float64)
@@ -347,45 +347,43 @@ def fit_similarity(held: "Any") -> np.ndarray:
 
 
 def fit_logistic(xl: "Any", factors: np.ndarray, labels: np.ndarray, mask: np.ndarray, l2: float,
-                 sample_weight: np.ndarray | None = None, max_iter: int = 150) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 sample_weight: np.ndarray | None = None, max_iter: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One logistic regression per product, jointly by L-BFGS: ``z = xl @ W + U @ V + b``.
 
-    ``xl`` CSR [C, N] (already log1p), ``factors`` [C, F], ``labels``/``mask`` [C, P] (mask 0 =
-    the product cannot be bought, e.g. a held single-hold product). Returns (W, V, b)."""
+    ``xl`` [C, N] (already log1p; sparse or dense), ``factors`` [C, F], ``labels``/``mask``
+    [C, P] (mask 0 = the product cannot be bought, e.g. a held single-hold product);
+    ``sample_weight`` [C]. The bias is not penalised. Returns (W, V, b)."""
+    from scipy import sparse
     from scipy.optimize import minimize
 
-    c, n = xl.shape
-    f = factors.shape[1]
+    dense = xl.toarray() if sparse.issparse(xl) else np.asarray(xl)
+    design = np.hstack([dense, factors, np.ones((dense.shape[0], 1))]).astype(np.float32)
+    n, f = dense.shape[1], factors.shape[1]
     p = labels.shape[1]
-    y = labels.astype(np.float64)
-    m = mask.astype(np.float64)
+    y = labels.astype(np.float32)
+    m = mask.astype(np.float32)
     if sample_weight is not None:
-        m = m * sample_weight[:, None]
-    xt = xl.T.tocsr()
+        m = m * sample_weight[:, None].astype(np.float32)
     rate = (y * m).sum(0) / np.maximum(m.sum(0), 1.0)
-    b0 = np.log(np.clip(rate, 1e-6, 1 - 1e-6) / (1 - np.clip(rate, 1e-6, 1 - 1e-6)))
-    theta0 = np.concatenate([np.zeros(n * p), np.zeros(f * p), b0])
-    scale = 1.0 / max(m.sum() / p, 1.0)
+    rate = np.clip(rate, 1e-6, 1 - 1e-6)
+    theta0 = np.zeros((n + f + 1, p))
+    theta0[-1] = np.log(rate / (1 - rate))
+    scale = 1.0 / max(float(m.sum()) / p, 1.0)
+    penalty = np.ones((n + f + 1, 1))
+    penalty[-1] = 0.0
 
-    def unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        w = theta[: n * p].reshape(n, p)
-        v = theta[n * p: n * p + f * p].reshape(f, p)
-        return w, v, theta[n * p + f * p:]
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w, v, b = unpack(theta)
-        z = np.asarray(xl @ w) + factors @ v + b
-        # log(1 + e^z) - y z, stable
+    def loss(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = flat.reshape(n + f + 1, p)
+        z = design @ theta.astype(np.float32)
         ll = np.logaddexp(0.0, z) - y * z
-        value = float((ll * m).sum()) * scale + 0.5 * l2 * scale * (float((w * w).sum()) + float((v * v).sum()))
-        g = (_sigmoid(z) - y) * m * scale
-        gw = np.asarray(xt @ g) + l2 * scale * w
-        gv = factors.T @ g + l2 * scale * v
-        gb = g.sum(0)
-        return value, np.concatenate([gw.ravel(), gv.ravel(), gb])
+        value = float((ll * m).sum(dtype=np.float64)) * scale + 0.5 * l2 * scale * float((penalty * theta * theta).sum())
+        g = (_sigmoid(z) - y) * m
+        grad = (design.T @ g).astype(np.float64) * scale + l2 * scale * penalty * theta
+        return value, grad.ravel()
 
-    result = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-    return unpack(result.x)
+    result = minimize(loss, theta0.ravel(), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    theta = result.x.reshape(n + f + 1, p)
+    return theta[:n], theta[n: n + f], theta[-1]
 
 
 def segment_rates(labels: np.ndarray, mask: np.ndarray, segments: Sequence[str], prior: float = 20.0) -> dict[str, np.ndarray]:
@@ -418,7 +416,6 @@ def train_model(train_x: "Any", labels: "Any", segments: Sequence[str], product_
     y = np.asarray(labels.toarray() if sparse.issparse(labels) else labels, dtype=np.float64) > 0
     p = len(product_ids)
     single = np.asarray(single_hold, dtype=bool)
-    item_factors = fit_als(x, params, random_state=seed) if params.factors else np.zeros((x.shape[1], 0))
     similar = fit_similarity(sparse.csr_matrix(x[:, :p].toarray() + y))
     held = (x[:, :p].toarray() > 0)
     mask = ~(held & single[None, :])
@@ -432,6 +429,7 @@ def train_model(train_x: "Any", labels: "Any", segments: Sequence[str], product_
         chosen = rng.choice(others, size=min(keep, len(others)), replace=False)
         weight[others] = len(others) / max(len(chosen), 1)
         rows = np.sort(np.concatenate([buyers, chosen]))
+    item_factors = fit_als(x[rows], params, random_state=seed) if params.factors else np.zeros((x.shape[1], 0))
     draft = NboModel(version=version, product_ids=tuple(product_ids), token_ids=tuple(token_ids), params=params,
                      item_factors=item_factors, coef=np.zeros((x.shape[1], p)),
                      factor_coef=np.zeros((item_factors.shape[1], p)), bias=np.zeros(p), similar=similar,

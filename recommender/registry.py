@@ -89,6 +89,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -135,6 +136,7 @@ class ModelRegistry:
             (staging / MODEL_FILE).write_bytes(blob)
             (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n",
                                              encoding="utf-8")
+            os.chmod(staging, 0o755)
             os.replace(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -58,7 +58,7 @@ class StreamSettings(BaseModel):
         default="direct", description="direct = one aiokafka group member (fast); faust = one faust agent per topic")
     group_id: str = "nbo-stream"
     fetch_wait_ms: int = Field(default=50, ge=1, le=5000, description="max broker fetch wait; bounds freshness")
-    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
     batch_timeout_ms: int = Field(default=20, ge=1, le=10_000)
     session_timeout_s: float = Field(default=6.0, ge=1.0, le=300.0)
     inflow_half_life_days: float = Field(default=30.0, gt=0)
@@ -67,6 +67,8 @@ class StreamSettings(BaseModel):
     token_half_life_days: float = Field(default=90.0, gt=0)
     dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     redis_retries: int = Field(default=5, ge=0, le=100)
+    state_cache_size: int = Field(default=20_000, ge=0, le=10_000_000,
+                                  description="customers' last written state a worker keeps to skip reads")
 
 
 class ClientKey(BaseModel):

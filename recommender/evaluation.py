@@ -1,0 +1,392 @@
+"""Offline evaluation: ranking metrics, the time split and leave-one-out, baselines, the report.
+
+Every ranker is a score matrix [C, P] (higher = offer first). A customer counts when they bought
+at least one product in the label window that could be offered (not a held single-hold
+product). Products that cannot be offered to a customer (held single-hold, or failing the
+catalog's age / minimum-assets / risk rules the decisioning applies) are removed from every
+ranker's list alike, so the comparison is the ranking a customer would actually see.
+
+Metrics at ``k`` (mean over counted customers): ``ndcg`` (binary gain, ideal = all bought
+products first), ``map`` (average precision, normalised by ``min(bought, k)``), ``recall``,
+``hit_rate`` (at least one bought product in the top k) and ``coverage`` (share of the catalog
+that appears in anybody's top k).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import sparse
+
+from recommender.catalog import Catalog
+from recommender.features import age_at, assets_minor
+from recommender.matrix import FoldedLog, InteractionMatrix, build_matrix, label_matrix, token_vocabulary
+from recommender.model import ModelParams, NboModel, family_prior, train_model
+from recommender.state import CustomerState
+
+DAY_S = 86_400.0
+METRICS: tuple[str, ...] = ("ndcg", "map", "recall", "hit_rate", "coverage")
+
+
+def top_k(scores: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
+    """Indices [C, k] of the best allowed products per row (ties: lower index first)."""
+    masked = np.where(allowed, scores, -np.inf)
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    return order
+
+
+def ranking_metrics(scores: np.ndarray, labels: np.ndarray, allowed: np.ndarray, k: int) -> dict[str, float]:
+    """Metrics at ``k`` of one ranker. ``labels`` bool [C, P]; rows without an allowed label are skipped."""
+    labels = labels & allowed
+    users = np.nonzero(labels.any(1))[0]
+    if len(users) == 0:
+        return {m: 0.0 for m in METRICS} | {"customers": 0}
+    top = top_k(scores[users], allowed[users], k)
+    valid = np.take_along_axis(allowed[users], top, axis=1)
+    hits = np.take_along_axis(labels[users], top, axis=1) & valid
+    n_rel = labels[users].sum(1)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits * discount).sum(1)
+    ideal = np.array([discount[: min(n, k)].sum() for n in n_rel])
+    precision_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
+    ap = (precision_at * hits).sum(1) / np.minimum(n_rel, k)
+    shown = np.unique(top[valid])
+    return {
+        "ndcg": float((dcg / ideal).mean()),
+        "map": float(ap.mean()),
+        "recall": float((hits.sum(1) / n_rel).mean()),
+        "hit_rate": float(hits.any(1).mean()),
+        "coverage": float(len(shown) / scores.shape[1]),
+        "customers": int(len(users)),
+    }
+
+
+def eligibility_mask(states: Sequence[CustomerState | None], catalog: Catalog, now_s: float) -> np.ndarray:
+    """bool [C, P]: may the product be offered (not a held single-hold product; age, minimum
+    assets and risk tolerance as the decisioning's eligibility step)."""
+    p = len(catalog)
+    min_age = np.array([x.min_age for x in catalog.products])
+    max_age = np.array([x.max_age for x in catalog.products])
+    min_assets = np.array([x.min_assets_minor for x in catalog.products], dtype=np.float64)
+    risk = np.array([x.risk_level for x in catalog.products])
+    single = np.array([not x.multi_hold for x in catalog.products])
+    out = np.ones((len(states), p), dtype=bool)
+    for r, state in enumerate(states):
+        if state is None:
+            continue
+        age = age_at(state, now_s)
+        ok = assets_minor(state) >= min_assets
+        if age is not None:
+            ok &= (min_age <= age) & (age <= max_age)
+        tolerance = state.risk_tolerance if state.risk_tolerance is not None else 2
+        ok &= risk <= tolerance
+        held = np.zeros(p, dtype=bool)
+        for pid in state.holdings:
+            j = catalog.index.get(pid)
+            if j is not None:
+                held[j] = True
+        ok &= ~(held & single)
+        out[r] = ok
+    return out
+
+
+def held_single_mask(x: InteractionMatrix, catalog: Catalog) -> np.ndarray:
+    single = np.array([not p.multi_hold for p in catalog.products])
+    held = x.held.toarray() > 0
+    return ~(held & single[None, :])
+
+
+@dataclass
+class TrainingSet:
+    """Stacked time splits: rows = (window, customer); features at each window's start and the
+    purchases in ``[start, start + window)`` as labels."""
+
+    x: InteractionMatrix
+    labels: sparse.csr_matrix
+    windows: list[tuple[float, float]]
+
+
+def training_set(folded: FoldedLog, catalog: Catalog, starts_s: Sequence[float], window_s: float,
+                 customer_ids: Sequence[str] | None = None, params: ModelParams = ModelParams()) -> TrainingSet:
+    """Stack one time split per start (each must be one of ``folded.cutoffs_s``); the token
+    columns are those of the latest start."""
+    starts = sorted(starts_s)
+    latest = folded.states[folded.cutoffs_s.index(starts[-1])]
+    ids = tuple(customer_ids) if customer_ids is not None else tuple(sorted(latest))
+    vocab = token_vocabulary((latest[c] for c in ids if c in latest), starts[-1], params.max_token_columns,
+                             params.min_token_customers)
+    xs, ys, segments, recent = [], [], [], []
+    for start in starts:
+        states = folded.states[folded.cutoffs_s.index(start)]
+        m = build_matrix(states, catalog.ids, vocab, start, customer_ids=ids)
+        xs.append(m.x)
+        ys.append(label_matrix(folded.purchases, ids, catalog.ids, start, start + window_s))
+        segments += m.segments
+        recent += m.recent
+    x = InteractionMatrix(ids * len(starts), catalog.ids, vocab, sparse.vstack(xs).tocsr(), tuple(segments), recent,
+                          starts[-1])
+    return TrainingSet(x, sparse.vstack(ys).tocsr(), [(s, s + window_s) for s in starts])
+
+
+def fit(ts: TrainingSet, catalog: Catalog, params: ModelParams = ModelParams(), version: str = "dev",
+        seed: int = 0, max_rows: int = 300_000) -> NboModel:
+    single = np.array([not p.multi_hold for p in catalog.products])
+    meta = {
+        "catalog_hash": catalog.content_hash(),
+        "data_window": {"windows": [[_iso(a), _iso(b)] for a, b in ts.windows],
+                        "rows": len(ts.x.customer_ids), "purchases": int(ts.labels.nnz)},
+    }
+    return train_model(ts.x.x, ts.labels, ts.x.segments, catalog.ids, ts.x.token_ids, single, params,
+                       version=version, seed=seed, metadata=meta, max_rows=max_rows)
+
+
+def _iso(epoch_s: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
+
+
+@dataclass
+class EvalReport:
+    k: int
+    rows: dict[str, dict[str, float]]
+    segments: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def ratios(self) -> dict[str, float]:
+        model = self.rows.get("model", {}).get("ndcg", 0.0)
+        out = {}
+        for name in ("popularity", "oracle"):
+            base = self.rows.get(name, {}).get("ndcg", 0.0)
+            if base:
+                out[f"model_over_{name}"] = model / base
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"k": self.k, "rows": self.rows, "ratios": self.ratios(), "segments": self.segments, "info": self.info}
+
+    def table(self) -> str:
+        head = f"{'ranker':<20}" + "".join(f"{m + '@' + str(self.k) if m != 'coverage' else m:>12}" for m in METRICS)
+        lines = [head, "-" * len(head)]
+        for name, row in self.rows.items():
+            lines.append(f"{name:<20}" + "".join(f"{row[m]:>12.4f}" for m in METRICS))
+        ratios = self.ratios()
+        if ratios:
+            lines.append("")
+            lines.append("  ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+        if self.segments:
+            lines.append("")
+            names = list(self.rows)
+            lines.append(f"{'segment (ndcg@' + str(self.k) + ')':<20}{'customers':>10}" + "".join(f"{n[:18]:>20}" for n in names))
+            for seg, rows in self.segments.items():
+                n = next(iter(rows.values())).get("customers", 0)
+                lines.append(f"{seg:<20}{n:>10}" + "".join(f"{rows[r]['ndcg']:>20.4f}" for r in names))
+        return "\n".join(lines)
+
+
+def compare(rankers: Mapping[str, np.ndarray], labels: np.ndarray, allowed: np.ndarray, k: int,
+            groups: np.ndarray | None = None, group_names: Sequence[str] | None = None) -> EvalReport:
+    rows = {name: ranking_metrics(s, labels, allowed, k) for name, s in rankers.items()}
+    segments: dict[str, dict[str, dict[str, float]]] = {}
+    if groups is not None and group_names is not None:
+        for g, name in enumerate(group_names):
+            sel = groups == g
+            if not sel.any():
+                continue
+            segments[name] = {r: ranking_metrics(s[sel], labels[sel], allowed[sel], k) for r, s in rankers.items()}
+    return EvalReport(k, rows, segments)
+
+
+def baseline_scores(train_labels: np.ndarray, train_segments: Sequence[str], test_segments: Sequence[str],
+                    catalog: Catalog, seed: int = 0) -> dict[str, np.ndarray]:
+    """Popularity (purchase rate in the training window), per-value-tier popularity, random,
+    and the untrained family prior, as score matrices for the test rows."""
+    y = np.asarray(train_labels, dtype=np.float64)
+    c = len(test_segments)
+    pop = y.mean(0)
+    seg_pop = {}
+    train_seg = np.asarray(train_segments)
+    for s in set(train_segments):
+        rows = train_seg == s
+        seg_pop[s] = (y[rows].sum(0) + 20 * pop) / (rows.sum() + 20)
+    rng = np.random.default_rng(seed)
+    return {
+        "popularity": np.tile(pop, (c, 1)),
+        "segment_popularity": np.stack([seg_pop.get(s, pop) for s in test_segments]) if c else np.zeros((0, len(pop))),
+        "random": rng.random((c, len(pop))),
+        "family_prior": np.tile(family_prior(catalog), (c, 1)),
+    }
+
+
+def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days: float,
+               params: ModelParams = ModelParams(), k: int = 3, seed: int = 0,
+               truth: Any = None, label_end_s: float | None = None,
+               train_starts_s: Sequence[float] | None = None) -> tuple[EvalReport, NboModel]:
+    """Train on states at ``cutoff - window`` with purchases in ``[cutoff - window, cutoff)``,
+    then rank at ``cutoff`` and score the purchases in the next window (``truth.holdout_pairs``
+    when a simulator truth is given, else purchases in the log from ``cutoff`` to ``label_end_s``).
+
+    ``train_starts_s`` (default ``[cutoff - window]``) stacks several training windows; each
+    must end by the cutoff. ``folded`` must hold states at every start and at ``cutoff``."""
+    starts = list(train_starts_s or [cutoff_s - window_days * DAY_S])
+    if truth is not None:
+        ids = tuple(str(c) for c in truth.customer_ids)
+    else:
+        ids = tuple(sorted(folded.states[folded.cutoffs_s.index(cutoff_s)]))
+    t0 = time.perf_counter()
+    ts = training_set(folded, catalog, starts, window_days * DAY_S, ids, params)
+    model = fit(ts, catalog, params, version="evaluation", seed=seed)
+    train_s = time.perf_counter() - t0
+    states_now = folded.states[folded.cutoffs_s.index(cutoff_s)]
+    test = build_matrix(states_now, catalog.ids, model.token_ids, cutoff_s, customer_ids=ids)
+    if truth is not None:
+        labels = np.zeros((len(ids), len(catalog)), dtype=bool)
+        labels[truth.holdout_pairs[:, 0], truth.holdout_pairs[:, 1]] = True
+        groups, group_names = np.asarray(truth.segment), list(truth.segment_names)
+    else:
+        end = label_end_s if label_end_s is not None else cutoff_s + window_days * DAY_S
+        labels = label_matrix(folded.purchases, ids, catalog.ids, cutoff_s, end).toarray() > 0
+        tiers = sorted(set(test.segments))
+        groups, group_names = np.array([tiers.index(s) for s in test.segments]), tiers
+    allowed = eligibility_mask([states_now.get(c) for c in ids], catalog, cutoff_s)
+    t1 = time.perf_counter()
+    rankers = {"model": model.score_batch(test.x, recent=test.recent, now_s=cutoff_s, segments=test.segments)}
+    score_s = time.perf_counter() - t1
+    rankers["model_no_similar"] = model.score_batch(test.x, now_s=cutoff_s, segments=test.segments, similar_weight=0.0)
+    rankers.update(baseline_scores(ts.labels.toarray() > 0, ts.x.segments, test.segments, catalog, seed))
+    if truth is not None:
+        rankers["oracle"] = np.asarray(truth.propensity, dtype=np.float64)
+    report = compare(rankers, labels, allowed, k, groups, group_names)
+    report.info = {
+        "mode": "time_split", "customers": len(ids), "cutoff": _iso(cutoff_s), "window_days": window_days,
+        "train_purchases": int(ts.labels.nnz), "test_purchases": int(labels.sum()),
+        "tokens": len(model.token_ids), "train_s": round(train_s, 2),
+        "score_us_per_customer": round(1e6 * score_s / max(len(ids), 1), 2), "params": params.to_dict(),
+    }
+    return report, model
+
+
+def leave_one_out(x: InteractionMatrix, catalog: Catalog, params: ModelParams = ModelParams(), k: int = 3,
+                  seed: int = 0, test_share: float = 0.2) -> EvalReport:
+    """For data without time structure: hide one held product per customer (with at least two),
+    train on the other customers, and rank the hidden product back for the test customers."""
+    rng = np.random.default_rng(seed)
+    p = len(catalog)
+    xs = sparse.csr_matrix(x.x, dtype=np.float32, copy=True)
+    held = xs[:, :p].toarray() > 0
+    rows = np.nonzero(held.sum(1) >= 2)[0]
+    labels = np.zeros((xs.shape[0], p), dtype=bool)
+    xl = xs.tolil()
+    for r in rows:
+        j = rng.choice(np.nonzero(held[r])[0])
+        labels[r, j] = True
+        xl[r, j] = 0
+    hidden = sparse.csr_matrix(xl)
+    hidden.eliminate_zeros()
+    order = rng.permutation(rows)
+    n_test = max(1, int(len(order) * test_share))
+    test_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test:])
+    single = np.array([not q.multi_hold for q in catalog.products])
+    segs = np.asarray(x.segments)
+    model = train_model(hidden[train_rows], labels[train_rows], list(segs[train_rows]), catalog.ids, x.token_ids,
+                        single, params, version="loo", seed=seed)
+    scores = model.score_batch(hidden[test_rows], segments=list(segs[test_rows]))
+    test_held = hidden[test_rows][:, :p].toarray() > 0
+    allowed = ~(test_held & single[None, :])
+    rankers = {"model": scores}
+    rankers.update(baseline_scores(labels[train_rows], list(segs[train_rows]), list(segs[test_rows]), catalog, seed))
+    tiers = sorted(set(segs[test_rows]))
+    report = compare(rankers, labels[test_rows], allowed, k,
+                     np.array([tiers.index(s) for s in segs[test_rows]]), tiers)
+    report.info = {"mode": "leave_one_out", "customers": int(len(test_rows)), "train_customers": int(len(train_rows))}
+    return report
+
+
+def write_chart(report: EvalReport, path: Any) -> bool:
+    """A grouped bar chart of every metric per ranker (PNG). False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = list(report.rows)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(names)
+    xs = np.arange(len(METRICS))
+    for i, name in enumerate(names):
+        values = [report.rows[name][m] for m in METRICS]
+        ax.bar(xs + i * width, values, width, label=name)
+    ax.set_xticks(xs + width * (len(names) - 1) / 2)
+    ax.set_xticklabels([f"{m}@{report.k}" if m != "coverage" else m for m in METRICS])
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Offline evaluation ({report.info.get('mode', '')}, {report.info.get('customers', '')} customers)")
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def dumps(report: EvalReport) -> str:
+    return json.dumps(report.to_json(), sort_keys=False)
+
+
+def plan_starts(cutoff_s: float, window_days: float, windows: int, data_start_s: float | None = None) -> list[float]:
+    """Start times of the stacked training windows, newest first: ``cutoff - i * window``
+    (i = 1..windows), dropping any that begins before ``data_start_s`` (keeps at least one)."""
+    starts = [cutoff_s - i * window_days * DAY_S for i in range(1, windows + 1)]
+    if data_start_s is not None:
+        kept = [s for s in starts if s >= data_start_s]
+        starts = kept or starts[:1]
+    return starts
+
+
+@dataclass
+class LogSplit:
+    """An event log folded for training and evaluation."""
+
+    folded: FoldedLog
+    cutoff_s: float
+    starts_s: list[float]
+    data_start_s: float | None
+
+
+def fold_for_training(lines: Any, cutoff_s: float, window_days: float, windows: int,
+                      data_start_s: float | None = None, extra_cutoffs_s: Sequence[float] = ()) -> LogSplit:
+    """Fold a log once with states at every training start, ``cutoff_s`` and any extra cutoffs."""
+    from recommender.matrix import fold_event_log
+
+    starts = plan_starts(cutoff_s, window_days, windows, data_start_s)
+    cutoffs = sorted(set(starts) | {cutoff_s} | set(extra_cutoffs_s))
+    return LogSplit(fold_event_log(lines, cutoffs), cutoff_s, starts, data_start_s)
+
+
+def train_at(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, version: str = "dev",
+             seed: int = 0, max_rows: int = 300_000) -> tuple[NboModel, dict[str, Any]]:
+    """Train on the stacked windows before ``split.cutoff_s``; returns the model and timings."""
+    t0 = time.perf_counter()
+    ts = training_set(split.folded, catalog, split.starts_s, window_days * DAY_S, None, params)
+    t1 = time.perf_counter()
+    model = fit(ts, catalog, params, version=version, seed=seed, max_rows=max_rows)
+    t2 = time.perf_counter()
+    info = {"matrix_s": round(t1 - t0, 2), "train_s": round(t2 - t1, 2), "rows": int(ts.x.x.shape[0]),
+            "customers": len(split.folded.states[-1]), "purchases": int(ts.labels.nnz),
+            "tokens": len(ts.x.token_ids), "cutoff": _iso(split.cutoff_s)}
+    return model, info
+
+
+def validation_split(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, k: int = 3,
+                     seed: int = 0) -> EvalReport:
+    """Tune-time evaluation without a truth file: train on the windows before ``cutoff - window``
+    and rank the purchases of the last window ``[cutoff - window, cutoff)`` from the log."""
+    val_cut = split.cutoff_s - window_days * DAY_S
+    starts = [s for s in split.starts_s if s + window_days * DAY_S <= val_cut + 1e-6]
+    if not starts:
+        raise ValueError("tuning needs at least two training windows before the cutoff (--windows 2)")
+    report, _ = time_split(split.folded, catalog, val_cut, window_days, params, k, seed,
+                           label_end_s=split.cutoff_s, train_starts_s=starts)
+    return report

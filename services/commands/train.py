@@ -1,0 +1,151 @@
+"""``nbo train``: fold an event log into customer states, train the model, write it to the registry.
+
+    nbo simulate --customers 20000 --days 30 --out events.jsonl
+    nbo train --events events.jsonl --promote
+    nbo train --customers 5000            # simulate in memory first (demo)
+
+The cutoff is the simulator's (from ``<events>.truth.json``) when present, else ``--cutoff``,
+else the time of the last event. Training stacks ``--windows`` time splits of ``--window-days``
+before the cutoff (features at the window start, purchases in the window as labels).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit: one BLAS thread, its own thread pool
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from recommender.catalog import CatalogError, load_catalog  # noqa: E402
+from recommender.evaluation import fold_for_training, train_at  # noqa: E402
+from recommender.matrix import read_lines  # noqa: E402
+from recommender.model import ModelParams  # noqa: E402
+from recommender.registry import ModelRegistry, RegistryError  # noqa: E402
+from services.settings import Settings, load_settings  # noqa: E402
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=Path, default=None, help="JSONL event log (default: simulate --customers)")
+    parser.add_argument("--truth", type=Path, default=None, help="simulator truth (default <events>.truth.json if present)")
+    parser.add_argument("--cutoff", default=None, help="train on events before this ISO time (UTC if no zone)")
+    parser.add_argument("--customers", type=int, default=5000, help="customers to simulate when --events is not given")
+    parser.add_argument("--days", type=int, default=30, help="days to simulate when --events is not given")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--window-days", type=float, default=None, help="label window (default NBO_MODEL__WINDOW_DAYS)")
+    parser.add_argument("--windows", type=int, default=None, help="stacked windows (default NBO_MODEL__TRAINING_WINDOWS)")
+    parser.add_argument("--params", default=None, help='JSON of model parameters, e.g. \'{"l2": 3}\' (from nbo tune)')
+    parser.add_argument("--catalog", type=Path, default=None, help="product catalog CSV (default: packaged)")
+    parser.add_argument("--registry", type=Path, default=None, help="registry directory (default NBO_MODEL__REGISTRY_DIR)")
+    parser.add_argument("--promote", action="store_true", help="make the new version current")
+    parser.add_argument("--json", action="store_true", help="end with one JSON object")
+
+
+def params_from(settings: Settings, override: str | None = None) -> ModelParams:
+    m = settings.model
+    params = ModelParams(factors=m.factors, l2=m.l2, window_days=m.window_days, half_life_days=m.similar_half_life_days,
+                         similar_weight=m.similar_weight)
+    if override:
+        data = params.to_dict()
+        data.update(json.loads(override))
+        params = ModelParams.from_dict(data)
+    return params
+
+
+def _iso_s(text: str) -> float:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def log_window(events: Path, truth: Path | None, cutoff: str | None) -> tuple[float, float | None]:
+    """(cutoff, first behaviour day) in UTC epoch seconds for an event log."""
+    from recommender.simulator import truth_path_for
+
+    sidecar = (truth.with_suffix(".json") if truth else truth_path_for(events).with_suffix(".json"))
+    meta: dict[str, Any] = {}
+    if sidecar.exists():
+        meta = json.loads(sidecar.read_text(encoding="utf-8")).get("meta", {})
+    if cutoff:
+        return _iso_s(cutoff), _iso_s(meta["start"]) if "start" in meta else None
+    if "cutoff" in meta:
+        return _iso_s(meta["cutoff"]), _iso_s(meta["start"])
+    last = 0.0
+    import orjson
+
+    for raw in read_lines(events):
+        last = max(last, _iso_s(orjson.loads(raw)["occurred_at"]))
+    return last + 1.0, None
+
+
+def train_events(events: Path, settings: Settings, *, truth: Path | None = None, cutoff: str | None = None,
+                 window_days: float | None = None, windows: int | None = None, params_json: str | None = None,
+                 catalog_path: Path | None = None, registry_dir: Path | None = None, promote: bool = False,
+                 seed: int = 0) -> tuple[str, dict[str, Any]]:
+    """Train on an event log and save (and optionally promote) a version; returns (version, info)."""
+    catalog = load_catalog(catalog_path)
+    params = params_from(settings, params_json)
+    window = window_days or params.window_days
+    cutoff_s, start_s = log_window(events, truth, cutoff)
+    split = fold_for_training(read_lines(events), cutoff_s, window, windows or settings.model.training_windows, start_s)
+    model, info = train_at(split, catalog, params, window, version="pending", seed=seed,
+                           max_rows=settings.model.max_train_rows)
+    registry = ModelRegistry(registry_dir or settings.registry_dir, catalog)
+    version = registry.save(model, {"source": str(events), "training": info})
+    if promote:
+        registry.promote(version)
+    return version, info
+
+
+def train_on_simulation(settings: Settings, customers: int = 5000, seed: int = 1, promote: bool = True,
+                        days: int = 30, registry_dir: Path | None = None) -> str:
+    """Simulate ``customers`` x ``days``, train on it and save (and promote) a version (the demo)."""
+    from recommender.simulator import write_jsonl
+
+    with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
+        events = Path(tmp) / "events.jsonl"
+        write_jsonl(events, load_catalog(), customers, days, seed, progress=False)
+        version, _ = train_events(events, settings, promote=promote, registry_dir=registry_dir)
+    return version
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    try:
+        if args.events is None:
+            from recommender.simulator import write_jsonl
+
+            with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
+                events = Path(tmp) / "events.jsonl"
+                print(f"simulating {args.customers:,} customers x {args.days} days ...", file=sys.stderr)
+                write_jsonl(events, load_catalog(args.catalog), args.customers, args.days, args.seed, progress=False)
+                version, info = train_events(events, settings, window_days=args.window_days, windows=args.windows,
+                                             params_json=args.params, catalog_path=args.catalog,
+                                             registry_dir=args.registry, promote=args.promote, seed=args.seed)
+        else:
+            if not args.events.exists():
+                print(f"nbo train: --events {args.events}: file not found", file=sys.stderr)
+                return 2
+            version, info = train_events(args.events, settings, truth=args.truth, cutoff=args.cutoff,
+                                         window_days=args.window_days, windows=args.windows, params_json=args.params,
+                                         catalog_path=args.catalog, registry_dir=args.registry,
+                                         promote=args.promote, seed=args.seed)
+    except (CatalogError, RegistryError, ValueError) as exc:
+        print(f"nbo train: {exc}", file=sys.stderr)
+        return 2
+    registry = args.registry or settings.registry_dir
+    print(f"trained {version} on {info['customers']:,} customers ({info['rows']:,} rows, {info['purchases']:,} "
+          f"purchases, {info['tokens']} tokens) in {info['train_s']:.1f} s (+{info['matrix_s']:.1f} s matrix); "
+          f"registry {registry}{'; promoted' if args.promote else ''}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"version": version, "promoted": bool(args.promote), **info}))
+    else:
+        print(version)
+    return 0
