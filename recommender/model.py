@@ -62,7 +62,7 @@ class ModelParams:
     regularization: float = 0.05
     alpha: float = 4.0
     iterations: int = 12
-    l2: float = 1.0  # logistic layer L2 (per weight, summed over products)
+    l2: float = 3.0  # logistic layer L2 (per weight, summed over products)
     window_days: float = 14.0  # label window of the next-purchase layer
     half_life_days: float = 30.0  # fade of the similar-after-purchase boost
     similar_weight: float = 0.3

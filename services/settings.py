@@ -57,7 +57,7 @@ class StreamSettings(BaseModel):
     engine: Literal["direct", "faust"] = Field(
         default="direct", description="direct = one aiokafka group member (fast); faust = one faust agent per topic")
     group_id: str = "nbo-stream"
-    fetch_wait_ms: int = Field(default=50, ge=1, le=5000, description="max broker fetch wait; bounds freshness")
+    fetch_wait_ms: int = Field(default=20, ge=1, le=5000, description="max broker fetch wait; bounds freshness")
     batch_size: int = Field(default=2000, ge=1, le=100_000)
     batch_timeout_ms: int = Field(default=20, ge=1, le=10_000)
     session_timeout_s: float = Field(default=6.0, ge=1.0, le=300.0)
@@ -110,7 +110,7 @@ class ModelSettings(BaseModel):
     window_days: float = Field(default=14.0, gt=0, le=365, description="label window of the next-purchase layer")
     training_windows: int = Field(default=2, ge=1, le=12, description="stacked time splits used for training")
     factors: int = Field(default=16, ge=0, le=256, description="ALS factors (0 = no ALS)")
-    l2: float = Field(default=1.0, ge=0, description="L2 penalty of the next-purchase layer")
+    l2: float = Field(default=3.0, ge=0, description="L2 penalty of the next-purchase layer")
     similar_half_life_days: float = Field(default=30.0, gt=0, description="fade of the similar-after-purchase boost")
     similar_weight: float = Field(default=0.3, ge=0, description="weight of that boost in the model's score")
     max_train_rows: int = Field(default=300_000, ge=1000, description="rows kept for the logistic layer (subsampled)")

@@ -1,0 +1,109 @@
+"""``nbo evaluate``: offline evaluation of the model against popularity, segment popularity,
+random and the simulator's oracle (true propensities).
+
+    nbo evaluate                                  # simulate 20,000 customers x 30 days, time split
+    nbo evaluate --events events.jsonl --json     # a simulated log with its truth file
+    nbo evaluate --events log.jsonl --mode loo    # leave-one-out, for data without time structure
+
+Time split: train on the windows before the cutoff, rank every customer at the cutoff, score the
+purchases of the next window (the simulator's holdout; without a truth file the last
+``--window-days`` of the log are held out). Prints a table, writes the report JSON and a PNG
+chart; with ``--json`` the last line of stdout is ``{"k": .., "rows": {"model": {...}, ...}}``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from recommender.catalog import CatalogError, load_catalog  # noqa: E402
+from recommender.evaluation import (  # noqa: E402
+    DAY_S, EvalReport, fold_for_training, leave_one_out, time_split, write_chart,
+)
+from recommender.matrix import build_matrix, read_lines, token_vocabulary  # noqa: E402
+from services.commands.train import log_window, params_from  # noqa: E402
+from services.settings import load_settings  # noqa: E402
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=Path, default=None, help="JSONL event log (default: simulate --customers)")
+    parser.add_argument("--truth", type=Path, default=None, help="simulator truth (default <events>.truth.npz if present)")
+    parser.add_argument("--customers", type=int, default=20_000, help="customers to simulate without --events")
+    parser.add_argument("--days", type=int, default=30, help="days to simulate without --events")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mode", choices=("time", "loo"), default="time", help="time split or leave-one-out")
+    parser.add_argument("--k", type=int, default=3, help="cut-off of the ranking metrics")
+    parser.add_argument("--window-days", type=float, default=None, help="label window (default NBO_MODEL__WINDOW_DAYS)")
+    parser.add_argument("--windows", type=int, default=None, help="stacked training windows")
+    parser.add_argument("--params", default=None, help="JSON of model parameters")
+    parser.add_argument("--catalog", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="report JSON (default <data_dir>/evaluation.json)")
+    parser.add_argument("--chart", type=Path, default=None, help="PNG chart (default <data_dir>/evaluation.png)")
+    parser.add_argument("--json", action="store_true", help="end stdout with the report as one JSON object")
+
+
+def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
+    from recommender.simulator import load_truth, truth_path_for
+
+    settings = load_settings()
+    catalog = load_catalog(args.catalog)
+    params = params_from(settings, args.params)
+    window = args.window_days or params.window_days
+    windows = args.windows or settings.model.training_windows
+    truth_file = args.truth or truth_path_for(events)
+    truth = load_truth(truth_file) if truth_file.exists() else None
+    if truth is not None and truth.meta.get("catalog_hash") not in (None, catalog.content_hash()):
+        raise ValueError(f"{truth_file} was simulated with another catalog")
+    end_s, start_s = log_window(events, truth_file if truth is not None else None, None)
+    if args.mode == "loo":
+        split = fold_for_training(read_lines(events), end_s, window, 1, start_s)
+        states = split.folded.states[-1]
+        vocab = token_vocabulary(states.values(), end_s, params.max_token_columns, params.min_token_customers)
+        matrix = build_matrix(states, catalog.ids, vocab, end_s)
+        return leave_one_out(matrix, catalog, params, args.k, args.seed)
+    cutoff_s = end_s if truth is not None else end_s - window * DAY_S
+    split = fold_for_training(read_lines(events), cutoff_s, window, windows, start_s)
+    report, _ = time_split(split.folded, catalog, cutoff_s, window, params, args.k, args.seed, truth=truth,
+                           label_end_s=end_s, train_starts_s=split.starts_s)
+    report.info["events"] = str(events)
+    report.info["training_windows"] = len(split.starts_s)
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    try:
+        if args.events is None:
+            from recommender.simulator import write_jsonl
+
+            with tempfile.TemporaryDirectory(prefix="nbo-evaluate-") as tmp:
+                events = Path(tmp) / "events.jsonl"
+                print(f"simulating {args.customers:,} customers x {args.days} days ...", file=sys.stderr)
+                write_jsonl(events, load_catalog(args.catalog), args.customers, args.days, args.seed, progress=False)
+                report = evaluate_events(events, args)
+        elif not args.events.exists():
+            print(f"nbo evaluate: --events {args.events}: file not found", file=sys.stderr)
+            return 2
+        else:
+            report = evaluate_events(args.events, args)
+    except (CatalogError, ValueError) as exc:
+        print(f"nbo evaluate: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or settings.data_dir / "evaluation.json"
+    chart = args.chart or settings.data_dir / "evaluation.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    chart.parent.mkdir(parents=True, exist_ok=True)
+    charted = write_chart(report, chart)
+    print(report.table())
+    print(f"\nreport {out}" + (f", chart {chart}" if charted else " (no chart: matplotlib is not installed)"))
+    if args.json:
+        print(json.dumps({"k": report.k, "rows": report.rows, "ratios": report.ratios(), "info": report.info}))
+    return 0
