@@ -54,7 +54,8 @@ async def run(settings: Settings) -> int:
     # here: a dead letter sent twice after a crash is harmless, one never sent is not.
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
                                 client_id=f"{settings.kafka.client_id}-dead-letters")
-    store = RedisStateStore(settings.redis.url, settings.redis.key_prefix, stream.dedupe_ttl_s)
+    store = RedisStateStore(settings.redis.url, settings.redis.key_prefix, stream.dedupe_ttl_s,
+                            cache_size=stream.state_cache_size)
     params = feature_params(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

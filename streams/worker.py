@@ -70,7 +70,8 @@ def create_app(settings: Settings) -> Any:
         producer_acks=-1,
         stream_wait_empty=False,
     )
-    store = RedisStateStore(settings.redis.url, settings.redis.key_prefix, stream.dedupe_ttl_s)
+    store = RedisStateStore(settings.redis.url, settings.redis.key_prefix, stream.dedupe_ttl_s,
+                            cache_size=stream.state_cache_size)
     params = feature_params(settings)
     dead_letter_topic = app.topic(DEAD_LETTER, key_serializer="raw", value_serializer="raw")
 

@@ -36,8 +36,9 @@ def _deposit(customer_id: str, i: int, event_id: str | None = None) -> DepositPo
                          amount_minor=1_000 * (i + 1), channel="mobile", balance_after_minor=10_000 * (i + 1))
 
 
-def test_store_applies_once_per_offset_and_per_event_id(servers, key_prefix, unique_customer_id):
-    store = RedisStateStore(servers.redis_url, key_prefix)
+@pytest.mark.parametrize("cache_size", [0, 100])
+def test_store_applies_once_per_offset_and_per_event_id(servers, key_prefix, unique_customer_id, cache_size):
+    store = RedisStateStore(servers.redis_url, key_prefix, cache_size=cache_size)
     assert store.get(unique_customer_id) is None
     events = [_deposit(unique_customer_id, i) for i in range(3)]
     sourced = [SourcedEvent(e, DEPOSITS, 2, 100 + i) for i, e in enumerate(events)]
@@ -60,10 +61,12 @@ def test_keys_carry_the_customer_as_hash_tag(key_prefix):
     assert keys.seen_key("nbo", "C000000042").startswith("nbo:{C000000042}:")
 
 
-def test_two_writers_of_one_customer_from_two_topics_both_land(servers, key_prefix, unique_customer_id):
-    """Compare-and-set: writers of different topics interleave without losing an update."""
-    a = RedisStateStore(servers.redis_url, key_prefix)
-    b = RedisStateStore(servers.redis_url, key_prefix)
+@pytest.mark.parametrize("cache_size", [0, 100])
+def test_two_writers_of_one_customer_from_two_topics_both_land(servers, key_prefix, unique_customer_id, cache_size):
+    """Compare-and-set: writers of different topics interleave without losing an update, also
+    when each keeps its own (then stale) copy of the state."""
+    a = RedisStateStore(servers.redis_url, key_prefix, cache_size=cache_size)
+    b = RedisStateStore(servers.redis_url, key_prefix, cache_size=cache_size)
     deposits = [_deposit(unique_customer_id, i) for i in range(40)]
     for i, event in enumerate(deposits):
         writer = a if i % 2 else b
@@ -71,6 +74,9 @@ def test_two_writers_of_one_customer_from_two_topics_both_land(servers, key_pref
         writer.apply_batch([SourcedEvent(event, topic, 0, i)], P, time.time())
     state = a.get(unique_customer_id)
     assert state is not None and state.events_applied == 40
+    # An upstream duplicate of an event the other writer applied is dropped, cached or not.
+    assert a.apply_batch([SourcedEvent(deposits[0], HOTLINE, 0, 99)], P, time.time()).duplicates == 1
+    assert a.get(unique_customer_id) == state
     assert state.inflow_minor == pytest.approx(sum(e.amount_minor for e in deposits), rel=1e-3)
 
 
