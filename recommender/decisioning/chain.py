@@ -11,7 +11,8 @@ runs, by default:
                         total, no selling during an open complaint or to segment G (a service
                         action instead);
 5. ``arbitration``    — priority = propensity x value x channel fit x business lever;
-6. ``reasons``        — reason codes and a sentence in English and Chinese.
+6. ``select``         — keep the best ``limit`` (fewer if a daily cap leaves less room);
+7. ``reasons``        — reason codes and a sentence in English and Chinese (for those kept).
 
 ``fallback`` (in ``fallback.py``) gives safe offers marked ``degraded`` when there is no state or
 no model. Each step is ``step(ctx) -> None`` on a ``Context``; steps are looked up by name, so a
@@ -33,9 +34,20 @@ from recommender.decisioning.scoring import scoring, similar_boost
 from recommender.model import RankingModel
 from recommender.state import CustomerState
 
+
+
+def select(ctx: Context) -> None:
+    """Keep the best ``ctx.limit`` candidates (ties: product id), so later steps work on few."""
+    limit = ctx.limit
+    if ctx.decision.max_offers is not None:
+        limit = min(limit, ctx.decision.max_offers)
+    ranked = sorted(ctx.candidates.values(), key=lambda o: (-o.score, o.product.product_id))
+    ctx.candidates = {o.product.product_id: o for o in ranked[:limit]}
+
+
 STEPS: dict[str, Callable[[Context], None]] = {
     "eligibility": eligibility, "scoring": scoring, "similar_boost": similar_boost,
-    "contact_policy": contact_policy, "arbitration": arbitration, "reasons": reasons,
+    "contact_policy": contact_policy, "arbitration": arbitration, "select": select, "reasons": reasons,
 }
 
 
@@ -43,14 +55,12 @@ def rank(state: CustomerState, model: RankingModel, catalog: Catalog, policy: Po
          channel: str, now_s: float, limit: int) -> Decision:
     """Run the chain; at most ``limit`` offers (fewer if a daily cap leaves less room), best first.
     Ties break on product id, so the same input always gives the same answer."""
-    ctx = Context(state, model, catalog, policy, channel, now_s)
+    ctx = Context(state, model, catalog, policy, channel, now_s, limit)
     for name in policy.chain:
         STEPS[name](ctx)
         ctx.decision.rules_applied.append(name)
-    if ctx.decision.max_offers is not None:
-        limit = min(limit, ctx.decision.max_offers)
-    ranked = sorted(ctx.candidates.values(), key=lambda o: (-o.score, o.product.product_id))
-    ctx.decision.offers = ranked[:limit]
+    select(ctx)  # a chain without "select" still answers with at most ``limit``
+    ctx.decision.offers = sorted(ctx.candidates.values(), key=lambda o: (-o.score, o.product.product_id))
     return ctx.decision
 
 

@@ -48,6 +48,7 @@ class Context:
     policy: Policy
     channel: str
     now_s: float
+    limit: int = 3
     candidates: dict[str, Offer] = field(default_factory=dict)
     decision: Decision = field(default_factory=lambda: Decision([], []))
 

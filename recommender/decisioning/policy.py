@@ -33,7 +33,7 @@ DAY_S = 86_400.0
 CHANNELS = ("teller", "call_centre", "mobile")
 DECLINE_REASONS = ("not_interested", "has_it_elsewhere", "too_expensive", "bad_timing", "needs_advice",
                    "complaint", "other")
-DEFAULT_CHAIN = ("eligibility", "scoring", "similar_boost", "contact_policy", "arbitration", "reasons")
+DEFAULT_CHAIN = ("eligibility", "scoring", "similar_boost", "contact_policy", "arbitration", "select", "reasons")
 LEVERS_FILE = Path(__file__).resolve().parent.parent / "data" / "levers.json"
 
 #: Cool-down after a decline, in days, by reason; ``None`` means the product's own cool-down.

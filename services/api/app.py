@@ -21,7 +21,7 @@ from typing import Annotated, AsyncIterator
 
 from fastapi import Body, Depends, FastAPI, Header, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -78,6 +78,7 @@ class Services:
         self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
         self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
         self.metrics = Metrics()
+        self.redis_budget_s = settings.redis.timeout_ms / 1000
         self.params = FeatureParams(
             settings.stream.inflow_half_life_days, settings.stream.spend_half_life_days,
             settings.stream.hotline_half_life_days, settings.stream.token_half_life_days,
@@ -126,7 +127,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Next-best offers for teller terminals, the call-centre agent screen and mobile banking. "
         "Send your API key in the X-API-Key header; each key is bound to one channel.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     _install_error_handlers(app)
@@ -284,8 +284,9 @@ def _default_limit(services: Services, channel: OfferChannel) -> int:
 async def _read_state(services: Services, customer_id: str) -> CustomerState | None:
     """The customer's state; a new ``CustomerState`` if unknown; ``None`` if Redis failed."""
     try:
-        state = await services.store.get(customer_id)
-    except Exception as exc:  # timeout or connection error: degrade, never 5xx
+        async with asyncio.timeout(services.redis_budget_s):  # connect + read, whatever is slow
+            state = await services.store.get(customer_id)
+    except Exception as exc:  # timeout, connection error or a corrupt record: degrade, never 5xx
         services.metrics.redis_errors.inc()
         log.warning("state read failed: %s", type(exc).__name__)
         return None

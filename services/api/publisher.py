@@ -36,7 +36,8 @@ class Publisher:
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2, retries=3,
                                        max_block_ms=int(ack_timeout_s * 1000), request_timeout_ms=int(ack_timeout_s * 1000))
         self._ack_timeout_s = ack_timeout_s
-        self._queue: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue(maxsize=buffer_size)
+        self._queue: queue.Queue[tuple[str, str, str, Decision, str, float, datetime] | None] = queue.Queue(
+            maxsize=buffer_size)
         self.dropped = 0
         self.sent = 0
         self._thread = threading.Thread(target=self._drain, name="decision-log", daemon=True)
@@ -60,6 +61,16 @@ class Publisher:
 
     def log_decision(self, decision_id: str, customer_id: str, channel: str, decision: Decision,
                      model_version: str, latency_ms: float, at: datetime) -> None:
+        """Queue the decision for the decisions topic and return at once; the record is built and
+        sent by the background thread. A full buffer drops it and counts the drop."""
+        try:
+            self._queue.put_nowait((decision_id, customer_id, channel, decision, model_version, latency_ms, at))
+        except queue.Full:
+            self.dropped += 1
+
+    @staticmethod
+    def decision_record(decision_id: str, customer_id: str, channel: str, decision: Decision,
+                        model_version: str, latency_ms: float, at: datetime) -> bytes:
         event = OfferDecisionMade(
             event_id=f"dec-{decision_id[2:]}", customer_id=customer_id, occurred_at=at, source="offer_api",
             decision_id=decision_id, channel=channel,
@@ -69,10 +80,7 @@ class Publisher:
             rules_applied=tuple(decision.rules_applied), model_version=model_version[:64],
             degraded=decision.degraded, latency_ms=latency_ms,
         )
-        try:
-            self._queue.put_nowait((partition_key(customer_id), encode(event)))
-        except queue.Full:
-            self.dropped += 1
+        return encode(event)
 
     def _drain(self) -> None:
         while True:
@@ -80,7 +88,7 @@ class Publisher:
             if item is None:
                 return
             try:
-                self._producer.send(OFFER_DECISIONS, key=item[0], value=item[1])
+                self._producer.send(OFFER_DECISIONS, key=partition_key(item[1]), value=self.decision_record(*item))
                 self.sent += 1
             except Exception as exc:  # broker down: count and go on, the request path never waits
                 self.dropped += 1

@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = load_settings()
-    uvicorn.run("services.api.main:app", host=settings.api.host, port=settings.api.port,
+    uvicorn.run("services.api.app:create_app", factory=True, host=settings.api.host, port=settings.api.port,
                 workers=settings.api.workers, log_level=args.log_level, access_log=False,
                 http="httptools" if _has("httptools") else "h11", loop="uvloop" if _has("uvloop") else "asyncio")
     return 0

@@ -1,0 +1,247 @@
+"""Offer API latency at a fixed rate, against a bare FastAPI endpoint doing one Redis read.
+
+Starts an embedded broker and Redis (or uses NBO_KAFKA__BOOTSTRAP / NBO_REDIS__URL), seeds
+simulated customers' state into Redis, starts ``nbo api`` (one uvicorn worker, uvloop +
+httptools when installed, the decision log to the real broker) and, in the same run, a bare
+FastAPI app with the same server settings whose one endpoint does one Redis HGET. Then drives
+each endpoint in turn with ``hey`` (Debian package) at a fixed rate (``--rps``, default
+1,000 requests/s: ``--workers`` connections each rate-limited to rps/workers) for
+``--seconds``, after a short warm-up, and reads every request's latency from hey's CSV.
+
+    .venv/bin/python bench/api.py [--rps 1000] [--seconds 10] [--json] [--write-docs]
+
+With ``--json`` the last line is ``{"results": [{"endpoint", "target_rps", "achieved_rps",
+"p50_ms", "p99_ms", "errors"}, ...]}``; ``--write-docs`` replaces the ``## bench/api.py``
+section of docs/BENCHMARKS.md. Targets: p99 < 10 ms on every channel endpoint, and < 1.5x
+the bare endpoint's p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from recommender.catalog import load_catalog  # noqa: E402
+from recommender.features import apply  # noqa: E402
+from recommender.simulator import simulate_events  # noqa: E402
+from recommender.state import CustomerState  # noqa: E402
+from services.runtime import ManagedProcess, free_port, running_servers  # noqa: E402
+from services.settings import load_settings  # noqa: E402
+from streams import keys  # noqa: E402
+from streams.store import encode_state  # noqa: E402
+
+PREFIX = "bench"
+KEYS = {"teller": "dev-teller", "call_centre": "dev-agent", "mobile": "dev-mobile"}
+
+
+def bare_app() -> Any:
+    """A FastAPI app with one endpoint doing one Redis read: the floor the offer API is held to."""
+    import redis.asyncio as aredis
+    from fastapi import FastAPI
+    from fastapi.responses import ORJSONResponse
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.redis = aredis.Redis.from_url(os.environ["NBO_REDIS__URL"], socket_timeout=0.2)
+        yield
+        await app.state.redis.aclose()
+
+    app = FastAPI(lifespan=lifespan, default_response_class=ORJSONResponse)
+
+    @app.get("/bare/{customer_id}")
+    async def bare(customer_id: str) -> ORJSONResponse:
+        raw = await app.state.redis.hget(keys.state_key(PREFIX, customer_id), "state")
+        return ORJSONResponse({"customer_id": customer_id, "bytes": len(raw or b"")})
+
+    return app
+
+
+def seed(redis_url: str, customers: int) -> list[str]:
+    """Simulated customers' state in Redis; the ids, richest state first."""
+    import redis
+
+    catalog = load_catalog()
+    states: dict[str, CustomerState] = {}
+    for event in simulate_events(catalog, customers, 30, seed=7):
+        state = states.get(event.customer_id) or CustomerState(event.customer_id)
+        states[event.customer_id] = apply(state, event)
+    client = redis.Redis.from_url(redis_url)
+    with client.pipeline(transaction=False) as pipe:
+        for cid, state in states.items():
+            pipe.hset(keys.state_key(PREFIX, cid), mapping={"state": encode_state(state), "v": 1})
+        pipe.execute()
+    client.close()
+    return sorted(states, key=lambda c: -states[c].events_applied)
+
+
+def wait_ok(url: str, proc: ManagedProcess, deadline_s: float = 60.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise SystemExit(f"{proc.name} exited:\n{proc.tail()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)  # polling readiness with a deadline
+    raise SystemExit(f"{url} not ready in {deadline_s:.0f} s:\n{proc.tail()}")
+
+
+def hey(url: str, rps: int, seconds: float, workers: int, key: str | None = None,
+        body: str | None = None) -> list[tuple[float, int]]:
+    """(latency_s, status) of every request hey sent at ``rps`` for ``seconds``."""
+    cmd = ["hey", "-z", f"{seconds}s", "-c", str(workers), "-q", f"{rps / workers:g}", "-o", "csv", "-t", "5"]
+    if key:
+        cmd += ["-H", f"X-API-Key: {key}"]
+    if body is not None:
+        cmd += ["-m", "POST", "-T", "application/json", "-d", body]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rows = []
+    for row in csv.DictReader(io.StringIO(out)):
+        rows.append((float(row["response-time"]), int(row["status-code"])))
+    return rows
+
+
+def summarise(endpoint: str, rows: list[tuple[float, int]], rps: int, seconds: float) -> dict[str, Any]:
+    latencies = sorted(r[0] for r in rows)
+    n = len(latencies)
+
+    def pct(q: float) -> float:
+        return round(latencies[min(n - 1, int(q * n))] * 1000, 2) if n else float("nan")
+
+    return {"endpoint": endpoint, "target_rps": rps, "achieved_rps": round(n / seconds, 1),
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+            "errors": sum(1 for r in rows if r[1] != 200)}
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if shutil.which("hey") is None:
+        raise SystemExit("bench/api.py needs hey: apt-get install -y hey")
+    work = Path(tempfile.mkdtemp(prefix="nbo-bench-api-"))
+    settings = load_settings(data_dir=work)
+    with running_servers(settings) as servers:
+        customer_ids = seed(servers.redis_url, args.customers)
+        customer = customer_ids[0]
+        api_port, bare_port = free_port(), free_port()
+        env = {**os.environ, **servers.env(), "NBO_DATA_DIR": str(work), "NBO_REDIS__KEY_PREFIX": PREFIX,
+               "NBO_API__ALLOW_DEV_KEYS": "true", "NBO_API__PORT": str(api_port), "NBO_API__RATE_PER_S": "1000000",
+               "NBO_API__RATE_BURST": "1000000", "PYTHONUNBUFFERED": "1"}
+        api = ManagedProcess("api", [sys.executable, "-m", "services.cli", "api"], work / "api.log", env=env)
+        bare = ManagedProcess("bare", [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)],
+                              work / "bare.log", env=env)
+        api.start()
+        bare.start()
+        try:
+            base, bare_base = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{bare_port}"
+            wait_ok(f"{base}/readyz", api)
+            wait_ok(f"{bare_base}/bare/{customer}", bare)
+            teller_body = json.dumps({"customer_id": customer,
+                                      "transaction": {"kind": "deposit", "amount_minor": 250_000, "purpose": "cash"}})
+            targets = [
+                ("teller", f"{base}/v1/teller/offers", KEYS["teller"], teller_body),
+                ("call_centre", f"{base}/v1/call-centre/customers/{customer}/offers", KEYS["call_centre"], None),
+                ("mobile", f"{base}/v1/mobile/customers/{customer}/slots?n=3", KEYS["mobile"], None),
+                ("bare", f"{bare_base}/bare/{customer}", None, None),
+            ]
+            results = []
+            for endpoint, url, key, body in targets:
+                hey(url, args.rps, args.warmup_s, args.workers, key, body)
+                rows = hey(url, args.rps, args.seconds, args.workers, key, body)
+                results.append(summarise(endpoint, rows, args.rps, args.seconds))
+                print(f"{endpoint:12s} {results[-1]}", file=sys.stderr)
+            metrics = httpx.get(f"{base}/metrics").text
+            dropped = [ln for ln in metrics.splitlines() if ln.startswith("nbo_decision_log_dropped ")]
+            print(f"decision log: {dropped[0] if dropped else 'n/a'}", file=sys.stderr)
+        finally:
+            api.stop()
+            bare.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    bare_p99 = next(r["p99_ms"] for r in results if r["endpoint"] == "bare")
+    lines = [
+        "## bench/api.py", "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
+        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        f"Command: `.venv/bin/python bench/api.py --rps {args.rps} --seconds {args.seconds:g} --write-docs` "
+        f"(hey, {args.workers} connections at {args.rps // args.workers} req/s each; one uvicorn worker with "
+        "uvloop + httptools; embedded Valkey and Tansu on the same 2 cores; decision log on).", "",
+        "| endpoint | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors | p99 / bare p99 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = r["p99_ms"] / bare_p99 if bare_p99 else float("nan")
+        lines.append(f"| {r['endpoint']} | {r['target_rps']} | {r['achieved_rps']} | {r['p50_ms']} | {r['p99_ms']} | "
+                     f"{r['max_ms']} | {r['errors']} | {ratio:.2f}x |")
+    lines += ["", "Targets: p99 < 10 ms per channel endpoint and < 1.5x the bare endpoint's p99 "
+              "(a FastAPI route doing one Redis HGET, same server settings, same run).", ""]
+    section = "\n".join(lines) + "\n"
+    start = text.find("## bench/api.py")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end != -1 else "")
+    path.write_text(text, encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rps", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup-s", type=float, default=2.0)
+    parser.add_argument("--workers", type=int, default=20, help="hey connections; each sends rps/workers")
+    parser.add_argument("--customers", type=int, default=200, help="simulated customers seeded into Redis")
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object with the results")
+    parser.add_argument("--write-docs", action="store_true", help="update the section in docs/BENCHMARKS.md")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        import uvicorn
+
+        uvicorn.run(bare_app(), host="127.0.0.1", port=args.serve_bare, log_level="warning", access_log=False,
+                    loop="uvloop" if _has("uvloop") else "asyncio", http="httptools" if _has("httptools") else "h11")
+        return 0
+    results = run(args)
+    if args.write_docs:
+        write_docs(results, args)
+    if args.json:
+        print(json.dumps({"results": results}))
+    else:
+        for r in results:
+            print(f"{r['endpoint']:12s} achieved {r['achieved_rps']:7.1f}/s  p50 {r['p50_ms']:6.2f} ms  "
+                  f"p99 {r['p99_ms']:6.2f} ms  errors {r['errors']}")
+    return 0
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
