@@ -133,7 +133,7 @@ def training_set(folded: FoldedLog, catalog: Catalog, starts_s: Sequence[float],
 
 
 def fit(ts: TrainingSet, catalog: Catalog, params: ModelParams = ModelParams(), version: str = "dev",
-        seed: int = 0, max_rows: int = 300_000) -> NboModel:
+        seed: int = 0, max_rows: int = 120_000) -> NboModel:
     single = np.array([not p.multi_hold for p in catalog.products])
     meta = {
         "catalog_hash": catalog.content_hash(),
@@ -366,7 +366,7 @@ def fold_for_training(lines: Any, cutoff_s: float, window_days: float, windows: 
 
 
 def train_at(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, version: str = "dev",
-             seed: int = 0, max_rows: int = 300_000) -> tuple[NboModel, dict[str, Any]]:
+             seed: int = 0, max_rows: int = 120_000) -> tuple[NboModel, dict[str, Any]]:
     """Train on the stacked windows before ``split.cutoff_s``; returns the model and timings."""
     t0 = time.perf_counter()
     ts = training_set(split.folded, catalog, split.starts_s, window_days * DAY_S, None, params)

@@ -61,7 +61,8 @@ class ModelParams:
     factors: int = 16
     regularization: float = 0.05
     alpha: float = 4.0
-    iterations: int = 12
+    iterations: int = 8
+    max_iter: int = 80  # L-BFGS iterations of the logistic layer
     l2: float = 3.0  # logistic layer L2 (per weight, summed over products)
     window_days: float = 14.0  # label window of the next-purchase layer
     half_life_days: float = 30.0  # fade of the similar-after-purchase boost
@@ -387,21 +388,23 @@ def fit_logistic(xl: "Any", factors: np.ndarray, labels: np.ndarray, mask: np.nd
 
 
 def segment_rates(labels: np.ndarray, mask: np.ndarray, segments: Sequence[str], prior: float = 20.0) -> dict[str, np.ndarray]:
-    """Purchase rate per product in each segment, shrunk toward the overall rate."""
-    overall = (labels * mask).sum(0) / np.maximum(mask.sum(0), 1.0)
+    """Purchase rate per product in each segment (bool [C, P] labels and buyable mask), shrunk
+    toward the overall rate by ``prior`` pseudo-customers."""
+    bought_all = labels & mask
+    overall = bought_all.sum(0, dtype=np.float64) / np.maximum(mask.sum(0, dtype=np.float64), 1.0)
     seg = np.asarray(segments)
     out: dict[str, np.ndarray] = {}
     for name in sorted(set(segments)):
         rows = seg == name
-        bought = (labels[rows] * mask[rows]).sum(0)
-        n = mask[rows].sum(0)
+        bought = bought_all[rows].sum(0, dtype=np.float64)
+        n = mask[rows].sum(0, dtype=np.float64)
         out[name] = (bought + prior * overall) / (n + prior)
     return out
 
 
 def train_model(train_x: "Any", labels: "Any", segments: Sequence[str], product_ids: Sequence[str],
                 token_ids: Sequence[str], single_hold: np.ndarray, params: ModelParams = ModelParams(),
-                version: str = "dev", max_rows: int = 300_000, seed: int = 0,
+                version: str = "dev", max_rows: int = 120_000, seed: int = 0,
                 metadata: Mapping[str, Any] | None = None) -> NboModel:
     """Fit the whole model on a time split.
 
@@ -409,26 +412,34 @@ def train_model(train_x: "Any", labels: "Any", segments: Sequence[str], product_
     ``labels``: [C, P] purchases in ``[T - window, T)``; ``segments``: value tier per row.
     ALS and the item-item similarity are fit on ``train_x``; the logistic layer learns which
     features (and folded-in factors) precede which purchase. Rows beyond ``max_rows`` are
-    subsampled among customers who bought nothing (their weight is raised to compensate)."""
+    subsampled (at most half buyers), weighted to stand for the rows they replace."""
     from scipy import sparse
 
     x = sparse.csr_matrix(train_x, dtype=np.float32)
-    y = np.asarray(labels.toarray() if sparse.issparse(labels) else labels, dtype=np.float64) > 0
+    y_sparse = sparse.csr_matrix(labels, dtype=np.float32)
+    y = y_sparse.toarray() > 0
     p = len(product_ids)
     single = np.asarray(single_hold, dtype=bool)
-    similar = fit_similarity(sparse.csr_matrix(x[:, :p].toarray() + y))
-    held = (x[:, :p].toarray() > 0)
+    held_sparse = (x[:, :p] > 0).astype(np.float32)
+    similar = fit_similarity(held_sparse + y_sparse)
+    held = held_sparse.toarray() > 0
     mask = ~(held & single[None, :])
     weight = np.ones(x.shape[0])
     rows = np.arange(x.shape[0])
     if x.shape[0] > max_rows:
+        # Importance subsampling: at most half the rows are buyers, the rest non-buyers; each
+        # kept row stands for the rows of its kind that were dropped (weight = 1 / keep rate).
         rng = np.random.default_rng(seed)
+        kept = []
         buyers = np.nonzero(y.any(1))[0]
         others = np.nonzero(~y.any(1))[0]
-        keep = max(max_rows - len(buyers), min(len(others), 1000))
-        chosen = rng.choice(others, size=min(keep, len(others)), replace=False)
-        weight[others] = len(others) / max(len(chosen), 1)
-        rows = np.sort(np.concatenate([buyers, chosen]))
+        n_buyers = min(len(buyers), max_rows // 2)
+        for group, n in ((buyers, n_buyers), (others, max_rows - n_buyers)):
+            n = min(n, len(group))
+            chosen = rng.choice(group, size=n, replace=False) if n < len(group) else group
+            weight[group] = len(group) / max(n, 1)
+            kept.append(chosen)
+        rows = np.sort(np.concatenate(kept))
     item_factors = fit_als(x[rows], params, random_state=seed) if params.factors else np.zeros((x.shape[1], 0))
     draft = NboModel(version=version, product_ids=tuple(product_ids), token_ids=tuple(token_ids), params=params,
                      item_factors=item_factors, coef=np.zeros((x.shape[1], p)),
@@ -438,8 +449,8 @@ def train_model(train_x: "Any", labels: "Any", segments: Sequence[str], product_
     u = batch_fold_in(draft, xs)
     xl = xs.astype(np.float64)
     xl.data = np.log1p(xl.data)
-    w, v, b = fit_logistic(xl, u, y[rows], mask[rows], params.l2, sample_weight=weight[rows])
-    seg_pop = segment_rates(y.astype(np.float64), mask.astype(np.float64), segments)
+    w, v, b = fit_logistic(xl, u, y[rows], mask[rows], params.l2, sample_weight=weight[rows], max_iter=params.max_iter)
+    seg_pop = segment_rates(y, mask, segments)
     return NboModel(version=version, product_ids=tuple(product_ids), token_ids=tuple(token_ids), params=params,
                     item_factors=item_factors, coef=w, factor_coef=v, bias=b, similar=similar,
                     single_hold=single, segment_popularity=seg_pop, metadata=dict(metadata or {}))

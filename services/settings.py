@@ -60,6 +60,8 @@ class StreamSettings(BaseModel):
     fetch_wait_ms: int = Field(default=20, ge=1, le=5000, description="max broker fetch wait; bounds freshness")
     batch_size: int = Field(default=2000, ge=1, le=100_000)
     batch_timeout_ms: int = Field(default=20, ge=1, le=10_000)
+    commit_interval_ms: int = Field(default=200, ge=0, le=60_000,
+                                    description="direct engine: commit applied offsets at most this often")
     session_timeout_s: float = Field(default=6.0, ge=1.0, le=300.0)
     inflow_half_life_days: float = Field(default=30.0, gt=0)
     spend_half_life_days: float = Field(default=60.0, gt=0)
@@ -113,7 +115,7 @@ class ModelSettings(BaseModel):
     l2: float = Field(default=3.0, ge=0, description="L2 penalty of the next-purchase layer")
     similar_half_life_days: float = Field(default=30.0, gt=0, description="fade of the similar-after-purchase boost")
     similar_weight: float = Field(default=0.3, ge=0, description="weight of that boost in the model's score")
-    max_train_rows: int = Field(default=300_000, ge=1000, description="rows kept for the logistic layer (subsampled)")
+    max_train_rows: int = Field(default=120_000, ge=1000, description="rows kept for ALS and the logistic layer (importance-subsampled)")
 
 
 class Settings(BaseSettings):
