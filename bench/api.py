@@ -56,7 +56,7 @@ def bare_app() -> Any:
     """A FastAPI app with one endpoint doing one Redis read: the floor the offer API is held to."""
     import redis.asyncio as aredis
     from fastapi import FastAPI
-    from fastapi.responses import ORJSONResponse
+    from pydantic import BaseModel
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,12 +64,17 @@ def bare_app() -> Any:
         yield
         await app.state.redis.aclose()
 
-    app = FastAPI(lifespan=lifespan, default_response_class=ORJSONResponse)
+    # The same FastAPI settings as the offer API (no built-in OpenTelemetry hooks).
+    app = FastAPI(lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False})
 
-    @app.get("/bare/{customer_id}")
-    async def bare(customer_id: str) -> ORJSONResponse:
+    class Bare(BaseModel):
+        customer_id: str
+        bytes: int
+
+    @app.get("/bare/{customer_id}", response_model=Bare)
+    async def bare(customer_id: str) -> Bare:
         raw = await app.state.redis.hget(keys.state_key(PREFIX, customer_id), "state")
-        return ORJSONResponse({"customer_id": customer_id, "bytes": len(raw or b"")})
+        return Bare(customer_id=customer_id, bytes=len(raw or b""))
 
     return app
 
@@ -121,6 +126,14 @@ def hey(url: str, rps: int, seconds: float, workers: int, key: str | None = None
     return rows
 
 
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds a process used so far (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summarise(endpoint: str, rows: list[tuple[float, int]], rps: int, seconds: float) -> dict[str, Any]:
     latencies = sorted(r[0] for r in rows)
     n = len(latencies)
@@ -164,9 +177,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             ]
             results = []
             for endpoint, url, key, body in targets:
+                server = bare if endpoint == "bare" else api
                 hey(url, args.rps, args.warmup_s, args.workers, key, body)
+                cpu_before = cpu_s(server.pid)
                 rows = hey(url, args.rps, args.seconds, args.workers, key, body)
                 results.append(summarise(endpoint, rows, args.rps, args.seconds))
+                results[-1]["server_cpu_ms_per_request"] = round(
+                    (cpu_s(server.pid) - cpu_before) * 1000 / max(1, len(rows)), 3)
                 print(f"{endpoint:12s} {results[-1]}", file=sys.stderr)
             metrics = httpx.get(f"{base}/metrics").text
             dropped = [ln for ln in metrics.splitlines() if ln.startswith("nbo_decision_log_dropped ")]

@@ -1,24 +1,37 @@
-"""The API's event publisher: outcomes acknowledged only after the broker acked; decisions
-logged through a bounded buffer by a background thread, so they add no latency (a full buffer
-drops the record and counts it, never silently)."""
+"""The API's event publisher (one aiokafka producer, not idempotent: Tansu refuses that).
+
+- Outcomes: ``publish_outcome`` returns only after the broker acknowledged the record
+  (``acks=all``); any failure or a timeout raises ``PublishError`` (the route answers 503).
+- Decisions: ``log_decision`` appends to a bounded in-memory buffer and returns at once; a
+  background task hands the buffer to the producer every few milliseconds (batched per partition).
+  A full buffer, or a batch the broker refused, drops records and counts them in ``dropped``
+  (exported as a metric), never silently.
+
+The producer starts with the app; if the broker is not reachable then, the API still serves
+offers and the publisher keeps trying to connect in the background (outcomes answer 503 and
+decision records count as dropped until it is connected).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
-import queue
-import threading
 from datetime import datetime, timezone
+from typing import Any
 
-from kafka import KafkaProducer
+import orjson
+from aiokafka import AIOKafkaProducer
 
 from recommender.decisioning import Decision
 from schemas.codec import encode
-from schemas.events import OfferDecisionMade, OfferedItem, OfferOutcomeRecorded
+from schemas.events import SCHEMA_VERSION, OfferOutcomeRecorded
 from schemas.topics import OFFER_DECISIONS, OFFER_OUTCOMES, partition_key
 
 log = logging.getLogger("nbo.api.publisher")
+
+DecisionItem = tuple[str, str, str, Decision, str, float, datetime]
 
 
 class PublishError(Exception):
@@ -31,73 +44,135 @@ def outcome_event_id(decision_id: str, product_id: str, outcome: str) -> str:
     return "oc-" + hashlib.sha256(f"{decision_id}|{product_id}|{outcome}".encode()).hexdigest()[:32]
 
 
+def decision_record(decision_id: str, customer_id: str, channel: str, decision: Decision,
+                    model_version: str, latency_ms: float, at: datetime) -> bytes:
+    """The ``OfferDecisionMade`` audit record of one answered request, encoded.
+
+    Written with orjson in the contract's field order (~5 us instead of ~100 us through the
+    pydantic model); tests/unit/test_api_publisher.py checks it decodes to the same event."""
+    return orjson.dumps({
+        "event_id": f"dec-{decision_id[2:]}", "schema_version": SCHEMA_VERSION, "customer_id": customer_id,
+        "occurred_at": at, "source": "offer_api", "type": "offer_decision", "decision_id": decision_id,
+        "channel": channel,
+        "offers": [{"product_id": o.product.product_id, "rank": i, "score": float(o.score),
+                    "propensity": min(1.0, max(0.0, float(o.propensity))), "reason_codes": list(o.reason_codes)}
+                   for i, o in enumerate(decision.offers, start=1)],
+        "rules_applied": list(decision.rules_applied), "model_version": model_version[:64],
+        "degraded": decision.degraded, "latency_ms": max(0.0, float(latency_ms)),
+    }, option=orjson.OPT_UTC_Z)
+
+
 class Publisher:
-    def __init__(self, bootstrap: str, buffer_size: int, ack_timeout_s: float = 5.0) -> None:
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2, retries=3,
-                                       max_block_ms=int(ack_timeout_s * 1000), request_timeout_ms=int(ack_timeout_s * 1000))
+    def __init__(self, bootstrap: str, buffer_size: int, ack_timeout_s: float = 5.0,
+                 flush_interval_s: float = 0.005, client_id: str = "nbo-api") -> None:
+        self._bootstrap = bootstrap
+        self._client_id = client_id
         self._ack_timeout_s = ack_timeout_s
-        self._queue: queue.Queue[tuple[str, str, str, Decision, str, float, datetime] | None] = queue.Queue(
-            maxsize=buffer_size)
+        self._flush_interval_s = flush_interval_s
+        self._buffer: collections.deque[DecisionItem] = collections.deque()
+        self._buffer_size = buffer_size
+        self._producer: AIOKafkaProducer | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
         self.dropped = 0
         self.sent = 0
-        self._thread = threading.Thread(target=self._drain, name="decision-log", daemon=True)
-        self._thread.start()
 
-    async def publish_outcome(self, body) -> str:  # type: ignore[no-untyped-def]
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        """Connect (in the background if the broker is not reachable yet) and start the sender."""
+        self._tasks.append(asyncio.create_task(self._connect_loop(), name="kafka-connect"))
+        self._tasks.append(asyncio.create_task(self._send_loop(), name="decision-log"))
+
+    async def _connect_loop(self) -> None:
+        delay_s = 0.2
+        while self._producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all",
+                                        linger_ms=2, request_timeout_ms=int(self._ack_timeout_s * 1000),
+                                        enable_idempotence=False)
+            try:
+                await asyncio.wait_for(producer.start(), timeout=10)
+                self._producer = producer
+                log.info("connected to the broker at %s", self._bootstrap)
+            except Exception as exc:
+                log.warning("broker %s not reachable (%s); retrying in %.1f s", self._bootstrap, exc, delay_s)
+                await _quietly(producer.stop())
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+
+    async def publish_outcome(self, body: Any) -> str:
         event = OfferOutcomeRecorded(
             event_id=outcome_event_id(body.decision_id, body.product_id, body.outcome.value),
             customer_id=body.customer_id, occurred_at=datetime.now(timezone.utc), source="offer_api",
             decision_id=body.decision_id, product_id=body.product_id, channel=body.channel,
             outcome=body.outcome, decline_reason=body.decline_reason,
         )
+        producer = self._producer
+        if producer is None:
+            raise PublishError("not connected to the broker")
         try:
-            await asyncio.to_thread(self._send_and_wait, OFFER_OUTCOMES, partition_key(body.customer_id), encode(event))
+            await asyncio.wait_for(producer.send_and_wait(OFFER_OUTCOMES, encode(event),
+                                                          key=partition_key(body.customer_id)),
+                                   timeout=self._ack_timeout_s)
         except Exception as exc:
             raise PublishError(type(exc).__name__) from exc
         return event.event_id
 
-    def _send_and_wait(self, topic: str, key: bytes, value: bytes) -> None:
-        self._producer.send(topic, key=key, value=value).get(timeout=self._ack_timeout_s)
-
     def log_decision(self, decision_id: str, customer_id: str, channel: str, decision: Decision,
                      model_version: str, latency_ms: float, at: datetime) -> None:
-        """Queue the decision for the decisions topic and return at once; the record is built and
-        sent by the background thread. A full buffer drops it and counts the drop."""
-        try:
-            self._queue.put_nowait((decision_id, customer_id, channel, decision, model_version, latency_ms, at))
-        except queue.Full:
+        """Buffer the decision for the decisions topic and return at once (no I/O here)."""
+        if len(self._buffer) >= self._buffer_size:
             self.dropped += 1
+            return
+        self._buffer.append((decision_id, customer_id, channel, decision, model_version, latency_ms, at))
 
-    @staticmethod
-    def decision_record(decision_id: str, customer_id: str, channel: str, decision: Decision,
-                        model_version: str, latency_ms: float, at: datetime) -> bytes:
-        event = OfferDecisionMade(
-            event_id=f"dec-{decision_id[2:]}", customer_id=customer_id, occurred_at=at, source="offer_api",
-            decision_id=decision_id, channel=channel,
-            offers=tuple(OfferedItem(product_id=o.product.product_id, rank=i, score=o.score,
-                                     propensity=max(0.0, o.propensity), reason_codes=tuple(o.reason_codes))
-                         for i, o in enumerate(decision.offers, start=1)),
-            rules_applied=tuple(decision.rules_applied), model_version=model_version[:64],
-            degraded=decision.degraded, latency_ms=latency_ms,
-        )
-        return encode(event)
-
-    def _drain(self) -> None:
+    async def _send_loop(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                self._producer.send(OFFER_DECISIONS, key=partition_key(item[1]), value=self.decision_record(*item))
-                self.sent += 1
-            except Exception as exc:  # broker down: count and go on, the request path never waits
-                self.dropped += 1
-                log.warning("decision log record dropped: %s", exc)
+            await asyncio.sleep(self._flush_interval_s)
+            if self._buffer and self._producer is not None:
+                try:
+                    await self._send_buffered(self._producer)
+                except Exception:  # never let the sender die; what it held is counted in _send_buffered
+                    log.exception("decision log sender failed")
 
-    def close(self) -> None:
-        try:
-            self._queue.put(None, timeout=1)
-        except queue.Full:
-            pass
-        self._thread.join(timeout=5)
-        self._producer.close(timeout=5)
+    async def _send_buffered(self, producer: AIOKafkaProducer) -> None:
+        items = list(self._buffer)
+        self._buffer.clear()
+        for item in items:
+            try:
+                value = decision_record(*item)
+            except Exception as exc:  # a record the contract refuses: count it, go on
+                self.dropped += 1
+                log.warning("decision record not valid: %s", exc)
+                continue
+            try:  # appends to the producer's batch; waits only when its own buffer is full
+                future = await producer.send(OFFER_DECISIONS, value, key=partition_key(item[1]))
+            except Exception as exc:
+                self.dropped += 1
+                log.warning("decision record dropped: %s", exc)
+                continue
+            future.add_done_callback(self._count)
+
+    def _count(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self.dropped += 1
+        else:
+            self.sent += 1
+
+    async def close(self) -> None:
+        if self._buffer and self._producer is not None:
+            await _quietly(self._send_buffered(self._producer))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            await _quietly(task)
+        if self._producer is not None:
+            await _quietly(asyncio.wait_for(self._producer.stop(), timeout=10))
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except (Exception, asyncio.CancelledError):
+        pass
