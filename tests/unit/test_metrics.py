@@ -1,0 +1,91 @@
+"""Ranking metrics against hand-computed values, and the evaluation's fairness rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from recommender.catalog import load_catalog
+from recommender.evaluation import compare, eligibility_mask, plan_starts, ranking_metrics
+from recommender.state import CustomerState, Holding
+
+DAY_S = 86_400.0
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    # Customer 0 bought products 1 and 3; ranking 1, 0, 3, 2 -> hits at ranks 1 and 3.
+    # Customer 1 bought product 2 only; ranking 0, 1, 3, 2 -> no hit in the top 3.
+    scores = np.array([[0.3, 0.9, 0.0, 0.2], [0.9, 0.8, 0.1, 0.5]])
+    labels = np.array([[False, True, False, True], [False, False, True, False]])
+    allowed = np.ones_like(labels)
+    m = ranking_metrics(scores, labels, allowed, k=3)
+    dcg0 = 1 + 1 / math.log2(4)
+    idcg0 = 1 + 1 / math.log2(3)
+    assert m["ndcg"] == pytest.approx((dcg0 / idcg0 + 0.0) / 2)
+    assert m["map"] == pytest.approx(((1 / 1 + 2 / 3) / 2 + 0.0) / 2)
+    assert m["recall"] == pytest.approx((2 / 2 + 0) / 2)
+    assert m["hit_rate"] == pytest.approx(0.5)
+    assert m["coverage"] == pytest.approx(3 / 4)  # top-3s are {1, 0, 3} and {0, 1, 3}
+    assert m["customers"] == 2
+
+
+def test_coverage_counts_distinct_products_in_any_top_k() -> None:
+    scores = np.tile(np.array([0.9, 0.8, 0.1, 0.0, 0.0]), (3, 1))
+    labels = np.zeros((3, 5), dtype=bool)
+    labels[:, 0] = True
+    m = ranking_metrics(scores, labels, np.ones_like(labels), k=2)
+    assert m["coverage"] == pytest.approx(2 / 5)
+    assert m["ndcg"] == 1.0 and m["hit_rate"] == 1.0
+
+
+def test_customers_without_purchases_are_not_counted_and_disallowed_products_never_rank() -> None:
+    scores = np.array([[0.9, 0.1, 0.5], [0.9, 0.1, 0.5]])
+    labels = np.array([[False, True, False], [False, False, False]])
+    allowed = np.array([[False, True, True], [True, True, True]])
+    # Product 0 is not allowed for customer 0 (e.g. held single-hold): product 2 then 1.
+    m = ranking_metrics(scores, labels, allowed, k=2)
+    assert m["customers"] == 1
+    assert m["ndcg"] == pytest.approx((1 / math.log2(3)) / 1.0)
+    # A purchase of a disallowed product is not a label either.
+    m2 = ranking_metrics(scores, np.array([[True, False, False], [False] * 3]), allowed, k=2)
+    assert m2["customers"] == 0
+
+
+def test_perfect_ranker_scores_one_and_compare_reports_segments() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.random((50, 6)) < 0.2
+    labels[:, 0] |= ~labels.any(1)
+    report = compare({"perfect": labels.astype(float), "reverse": -labels.astype(float)}, labels,
+                     np.ones_like(labels), 3, np.arange(50) % 2, ["even", "odd"])
+    assert report.rows["perfect"]["recall"] == pytest.approx(
+        float(np.mean([min(n, 3) / n for n in labels.sum(1)])))
+    assert report.rows["perfect"]["ndcg"] == pytest.approx(1.0)
+    assert report.rows["reverse"]["ndcg"] < 0.5
+    assert set(report.segments) == {"even", "odd"}
+    assert "perfect" in report.table()
+
+
+def test_eligibility_follows_age_assets_risk_and_single_hold() -> None:
+    catalog = load_catalog()
+    now = 1_780_000_000.0  # 2026
+    young = CustomerState("C1", birth_year=2010, risk_tolerance=1, balance_minor=100_00)
+    rich = CustomerState("C2", birth_year=1970, risk_tolerance=5, balance_minor=700_000_000_00)
+    rich.holdings = {"credit_card_platinum": Holding()}
+    mask = eligibility_mask([young, rich, None], catalog, now)
+    i = catalog.index
+    assert not mask[0, i["consumer_loan"]]  # 16 years old, loans from 18
+    assert mask[0, i["demand_deposit"]]
+    assert not mask[0, i["equity_fund"]]  # risk 4 > tolerance 1
+    assert not mask[0, i["large_cd"]]  # assets below 200,000 CNY
+    assert mask[1, i["wealth_r5"]] and mask[1, i["large_cd"]]
+    assert not mask[1, i["credit_card_platinum"]]  # held, single-hold
+    assert mask[2].all()  # no state: nothing known, nothing excluded
+
+
+def test_training_windows_end_before_the_cutoff() -> None:
+    cut = 100 * DAY_S
+    assert plan_starts(cut, 14, 2) == [cut - 14 * DAY_S, cut - 28 * DAY_S]
+    assert plan_starts(cut, 14, 3, data_start_s=cut - 30 * DAY_S) == [cut - 14 * DAY_S, cut - 28 * DAY_S]
+    assert plan_starts(cut, 14, 2, data_start_s=cut - 5 * DAY_S) == [cut - 14 * DAY_S]
