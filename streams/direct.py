@@ -3,8 +3,9 @@
 Per poll (``getmany``, up to ``batch_size`` records, waiting at most ``fetch_wait_ms`` at the
 broker): decode; send the invalid records to the dead-letter topic and wait for the broker's
 ack; apply the valid ones to Redis in one batch (``RedisStateStore.apply_batch``: exactly-once
-effect by source offset and event id); only then commit the offsets past the batch. A crash
-anywhere before the commit redelivers the batch, and the store drops what it already applied.
+effect by source offset and event id); only then may the offsets past the batch be committed
+(every ``commit_interval_ms``, beside the next batch). A crash anywhere before the commit
+redelivers the records, and the store drops what it already applied.
 A Redis that stays down past the bounded retries stops the process with exit code 3 without
 committing.
 
@@ -62,11 +63,26 @@ async def run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
 
+    applied: dict = {}  # TopicPartition -> next offset, for records already applied to Redis
+    committing: asyncio.Task | None = None
+    last_commit_at = 0.0
+
+    async def commit(offsets: dict) -> None:
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:  # a rebalance: the batch is redelivered, then dropped
+            log.warning("offset commit failed (%s); the next owner re-reads and skips these records", exc)
+
     await producer.start()
     await consumer.start()
     log.info("direct engine consuming %s as group %s", ", ".join(INPUT_TOPICS), stream.group_id)
     try:
         while not stopping.is_set():
+            if applied and (committing is None or committing.done()) and \
+                    loop.time() - last_commit_at >= stream.commit_interval_ms / 1000:
+                # Commits run beside the next batch, and only ever cover records already applied.
+                committing, last_commit_at = asyncio.ensure_future(commit(dict(applied))), loop.time()
+                applied.clear()
             batches = await consumer.getmany(timeout_ms=stream.batch_timeout_ms, max_records=stream.batch_size)
             if not batches:
                 continue
@@ -80,10 +96,11 @@ async def run(settings: Settings) -> int:
                     log.warning("dead-lettered %s[%d]@%d: %s", d.topic, d.partition, d.offset, d.reason)
             if good:
                 await asyncio.to_thread(apply_with_retries, store, good, params, stream.redis_retries)
-            try:
-                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
-            except (CommitFailedError, KafkaError) as exc:  # a rebalance: the batch is redelivered, then dropped
-                log.warning("offset commit failed (%s); the next owner re-reads and skips these records", exc)
+            applied.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        if committing is not None:
+            await committing
+        if applied:
+            await commit(dict(applied))
     except Exception:
         log.exception("stream engine failed; stopping without committing")
         logging.shutdown()

@@ -17,6 +17,7 @@ topics) re-runs that customer. Nothing here imports faust: the offer API reads t
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -104,6 +105,7 @@ class RedisStateStore:
         self.dedupe_ttl_s = dedupe_ttl_s
         self.cache_size = cache_size
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s)
         self._write = self.client.register_script(_WRITE_SCRIPT)
 
@@ -153,7 +155,9 @@ class RedisStateStore:
     def _apply_round(self, batch: dict[str, list[SourcedEvent]], params: FeatureParams, now_s: float,
                      result: ApplyResult) -> list[str]:
         customers = list(batch)
-        to_read = [c for c in customers if c not in self._cache]
+        with self._cache_lock:  # several agents' threads may share this store
+            cached = {c: self._cache.get(c) for c in customers}
+        to_read = [c for c in customers if cached[c] is None]
         read = self.client.pipeline(transaction=False)
         for customer_id in to_read:
             read.hgetall(keys.state_key(self.prefix, customer_id))
@@ -173,7 +177,7 @@ class RedisStateStore:
                 known, seen_scores = loaded[customer_id]
                 check = "0"
             else:  # cached: not read; the script refuses if another writer or a seen id intervened
-                known, seen_scores = self._cache[customer_id], [None] * len(batch[customer_id])
+                known, seen_scores = cached[customer_id], [None] * len(batch[customer_id])
                 check = "1"
             offsets: dict[str, int] = {}
             seen_now: set[str] = set()
@@ -212,17 +216,19 @@ class RedisStateStore:
                 result.duplicates += tally.duplicates
                 self._remember(customer_id, after)
             else:  # redone next round from a fresh read
-                self._cache.pop(customer_id, None)
+                with self._cache_lock:
+                    self._cache.pop(customer_id, None)
                 conflicted.append(customer_id)
         return conflicted
 
     def _remember(self, customer_id: str, entry: "_Cached") -> None:
         if self.cache_size <= 0:
             return
-        self._cache[customer_id] = entry
-        self._cache.move_to_end(customer_id)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[customer_id] = entry
+            self._cache.move_to_end(customer_id)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
 
 
 @dataclass
