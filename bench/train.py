@@ -133,8 +133,8 @@ def update_doc(r: dict, args: argparse.Namespace) -> None:
         f"{r['foldin_p99_us']} us |\n"
         f"| folding the event log into states (input of the matrix) | {r['fold_events_per_s']:,} events/s |\n\n"
         f"The 1M training set is {args.base_customers:,} simulated and folded customers' rows resampled with "
-        "replacement (same shape, sparsity and label rate); the logistic layer keeps every buyer and "
-        "importance-subsamples the rows to 120,000 (at most half buyers, weighted). Threads: "
+        "replacement (same shape, sparsity and label rate). ALS and the logistic layer train on an "
+        "importance subsample of 120,000 rows (at most half buyers, weighted to stand for the rest). Threads: "
         f"{r['threads']}.\n"
     )
     doc = ROOT / "docs" / "BENCHMARKS.md"
