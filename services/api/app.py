@@ -17,7 +17,9 @@ import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
+
+import orjson
 
 from fastapi import Body, Depends, FastAPI, Security, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,14 +42,11 @@ from services.api.models import (
     ContactOut,
     HoldingOut,
     IntentWeight,
-    OfferOut,
     OfferResponse,
     OutcomeAck,
     OutcomeRequest,
     Problem,
     ProfileResponse,
-    ServiceAction,
-    Slot,
     SlotsResponse,
     SpendCategory,
     TellerRequest,
@@ -61,7 +60,6 @@ from streams.store import AsyncRedisStateStore
 log = logging.getLogger("nbo.api")
 CustomerIdPath = Annotated[str, PathParam(pattern=CUSTOMER_ID_PATTERN, description="pseudonymous customer token")]
 
-SERVICE_ACTIONS = {code: ServiceAction(code=code, en=en, zh=zh) for code, (en, zh) in ACTION_TEXTS.items()}
 
 
 class Services:
@@ -223,27 +221,27 @@ def _install_routes(app: FastAPI, settings: Settings) -> None:
               responses=ERROR_RESPONSES)
     async def offers(request: Request, customer_id: CustomerIdPath, channel: OfferChannel,
                      x_api_key: Annotated[str | None, Security(API_KEY)] = None,
-                     limit: Annotated[int | None, Query(ge=1, le=10)] = None) -> OfferResponse:
+                     limit: Annotated[int | None, Query(ge=1, le=10)] = None) -> Response:
         services = services_of(request)
         client = services.auth.authenticate(x_api_key, channel.value)
         services.limiter.check(client)
-        return await _offer_response(services, customer_id, channel, limit or _default_limit(services, channel))
+        return _json(await _offer_response(services, customer_id, channel, limit or _default_limit(services, channel)))
 
     @app.post("/v1/teller/offers", response_model=OfferResponse, tags=["teller"],
               responses=ERROR_RESPONSES)
     async def teller_offers(request: Request, body: TellerRequest,
-                            client: Annotated[Client, Depends(client_for(OfferChannel.TELLER))]) -> OfferResponse:
+                            client: Annotated[Client, Depends(client_for(OfferChannel.TELLER))]) -> Response:
         services = services_of(request)
-        return await _offer_response(services, body.customer_id, OfferChannel.TELLER,
-                                     services.settings.api.teller_offers, transaction=body)
+        return _json(await _offer_response(services, body.customer_id, OfferChannel.TELLER,
+                                           services.settings.api.teller_offers, transaction=body))
 
     @app.get("/v1/call-centre/customers/{customer_id}/offers", response_model=OfferResponse, tags=["call centre"],
               responses=ERROR_RESPONSES)
     async def call_centre_offers(request: Request, customer_id: CustomerIdPath,
-                                 client: Annotated[Client, Depends(client_for(OfferChannel.CALL_CENTRE))]) -> OfferResponse:
+                                 client: Annotated[Client, Depends(client_for(OfferChannel.CALL_CENTRE))]) -> Response:
         services = services_of(request)
-        return await _offer_response(services, customer_id, OfferChannel.CALL_CENTRE,
-                                     services.settings.api.call_centre_offers)
+        return _json(await _offer_response(services, customer_id, OfferChannel.CALL_CENTRE,
+                                           services.settings.api.call_centre_offers))
 
     @app.get("/v1/call-centre/customers/{customer_id}/profile", response_model=ProfileResponse, tags=["call centre"],
               responses={**ERROR_RESPONSES, 503: {"model": Problem, "description": "customer state unavailable"}})
@@ -259,13 +257,13 @@ def _install_routes(app: FastAPI, settings: Settings) -> None:
               responses=ERROR_RESPONSES)
     async def mobile_slots(request: Request, customer_id: CustomerIdPath,
                            client: Annotated[Client, Depends(client_for(OfferChannel.MOBILE))],
-                           n: int = Query(3, ge=1, le=max_slots, description="number of slots")) -> SlotsResponse:
+                           n: int = Query(3, ge=1, le=max_slots, description="number of slots")) -> Response:
         services = services_of(request)
         response = await _offer_response(services, customer_id, OfferChannel.MOBILE, n)
-        slots = [Slot(slot=o.rank, product_id=o.product_id, creative_id=o.creative_id or f"mob-{o.product_id}-1",
-                      title=Text(en=o.name, zh=o.name_zh), reason=o.reason) for o in response.offers]
-        return SlotsResponse(decision_id=response.decision_id, customer_id=customer_id,
-                             model_version=response.model_version, degraded=response.degraded, slots=slots)
+        slots = [{"slot": o["rank"], "product_id": o["product_id"], "creative_id": o["creative_id"],
+                  "title": {"en": o["name"], "zh": o["name_zh"]}, "reason": o["reason"]} for o in response["offers"]]
+        return _json({"decision_id": response["decision_id"], "customer_id": customer_id,
+                      "model_version": response["model_version"], "degraded": response["degraded"], "slots": slots})
 
     @app.post("/v1/outcomes", response_model=OutcomeAck, status_code=202, tags=["outcomes"],
               responses={**ERROR_RESPONSES, 404: {"model": Problem, "description": "product_id not in the catalog"},
@@ -303,7 +301,7 @@ async def _read_state(services: Services, customer_id: str) -> CustomerState | N
 
 
 async def _offer_response(services: Services, customer_id: str, channel: OfferChannel, limit: int,
-                          transaction: TellerRequest | None = None) -> OfferResponse:
+                          transaction: TellerRequest | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     now = datetime.now(timezone.utc)
     state = await _read_state(services, customer_id)
@@ -337,22 +335,28 @@ def _fold_transaction(services: Services, state: CustomerState, request: TellerR
 
 
 def _to_response(services: Services, decision: Decision, decision_id: str, customer_id: str,
-                 channel: OfferChannel, model_version: str) -> OfferResponse:
+                 channel: OfferChannel, model_version: str) -> dict[str, Any]:
+    """The OfferResponse body as plain data (serialised once, by orjson; see docs/API.md)."""
     offers = []
-    for rank, offer in enumerate(decision.offers, start=1):
+    for position, offer in enumerate(decision.offers, start=1):
         p = offer.product
-        talking = [Text(en=en, zh=zh) for en, zh in talking_points(p)]
-        offers.append(OfferOut(
-            product_id=p.product_id, name=p.name, name_zh=p.name_zh, family=p.family, rank=rank,
-            score=round(offer.score, 6), propensity=round(offer.propensity, 6), reason_codes=offer.reason_codes,
-            reason=Text(en=offer.reason_en, zh=offer.reason_zh), pitch=Text(en=p.pitch_en, zh=p.pitch_zh),
-            talking_points=talking if channel is OfferChannel.CALL_CENTRE else [],
-            creative_id=f"mob-{p.product_id}-1" if channel is OfferChannel.MOBILE else None,
-        ))
-    action = SERVICE_ACTIONS.get(decision.service_action or "")
-    return OfferResponse(decision_id=decision_id, customer_id=customer_id, channel=channel,
-                         model_version=model_version, degraded=decision.degraded, offers=offers,
-                         service_action=action)
+        offers.append({
+            "product_id": p.product_id, "name": p.name, "name_zh": p.name_zh, "family": p.family, "rank": position,
+            "score": round(offer.score, 6), "propensity": round(offer.propensity, 6),
+            "reason_codes": offer.reason_codes, "reason": {"en": offer.reason_en, "zh": offer.reason_zh},
+            "pitch": {"en": p.pitch_en, "zh": p.pitch_zh},
+            "talking_points": [{"en": en, "zh": zh} for en, zh in talking_points(p)]
+            if channel is OfferChannel.CALL_CENTRE else [],
+            "creative_id": f"mob-{p.product_id}-1" if channel is OfferChannel.MOBILE else None,
+        })
+    action = ACTION_TEXTS.get(decision.service_action or "")
+    return {"decision_id": decision_id, "customer_id": customer_id, "channel": channel.value,
+            "model_version": model_version, "degraded": decision.degraded, "offers": offers,
+            "service_action": {"code": decision.service_action, "en": action[0], "zh": action[1]} if action else None}
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def _profile(services: Services, state: CustomerState, customer_id: str) -> ProfileResponse:
