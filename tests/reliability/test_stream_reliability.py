@@ -65,12 +65,13 @@ def test_sigkill_three_times_while_20000_events_flow_loses_and_doubles_nothing(o
         store.close()
 
 
-def test_republished_events_with_the_same_ids_change_nothing(own_servers, tmp_path, key_prefix):
+@pytest.mark.parametrize("engine", ["direct", "faust"])
+def test_republished_events_with_the_same_ids_change_nothing(own_servers, tmp_path, key_prefix, engine):
     records = simulated_records(customers=80, days=20, seed=5)
     expected = oracle(records)
     store = RedisStateStore(own_servers.redis_url, key_prefix)
     producer = Producer(own_servers.kafka_bootstrap)
-    worker = start_worker(own_servers, key_prefix, tmp_path)
+    worker = start_worker(own_servers, key_prefix, tmp_path, NBO_STREAM__ENGINE=engine)
     try:
         producer.send(records)
         wait_for(lambda: applied_events(store, sorted(expected)) >= _total(expected), START_DEADLINE_S,
@@ -108,8 +109,9 @@ def _poison(customer_id: str, valid: bytes) -> list[Record]:
     ]
 
 
+@pytest.mark.parametrize("engine", ["direct", "faust"])
 def test_poison_records_go_to_the_dead_letter_topic_and_everything_around_them_is_applied(
-        own_servers, tmp_path, key_prefix):
+        own_servers, tmp_path, key_prefix, engine):
     records = simulated_records(customers=60, days=15, seed=9)
     deposit = next(r for r in records if r.topic == DEPOSITS)
     poison = _poison(deposit.key.decode(), deposit.value)
@@ -119,7 +121,7 @@ def test_poison_records_go_to_the_dead_letter_topic_and_everything_around_them_i
     expected = oracle(records)
     store = RedisStateStore(own_servers.redis_url, key_prefix)
     producer = Producer(own_servers.kafka_bootstrap)
-    worker = start_worker(own_servers, key_prefix, tmp_path)
+    worker = start_worker(own_servers, key_prefix, tmp_path, NBO_STREAM__ENGINE=engine)
     try:
         producer.send(stream)
         wait_for(lambda: applied_events(store, sorted(expected)) >= _total(expected), START_DEADLINE_S,
