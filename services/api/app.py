@@ -55,6 +55,7 @@ from services.api.models import (
 from services.api.publisher import Publisher, PublishError
 from services.api.models_holder import ModelHolder
 from services.settings import Settings, SettingsError, load_settings
+from streams.keys import stats_key
 from streams.store import AsyncRedisStateStore
 
 log = logging.getLogger("nbo.api")
@@ -215,6 +216,14 @@ def _install_routes(app: FastAPI, settings: Settings) -> None:
     async def metrics(request: Request) -> Response:
         services = services_of(request)
         services.metrics.decision_log_dropped.set(services.publisher.dropped)
+        services.metrics.decision_log_sent.set(services.publisher.sent)
+        try:  # the stream workers' counters (dead letters, duplicates), best effort within the budget
+            async with asyncio.timeout(max(services.redis_budget_s, 0.2)):
+                stats = await services.store.client.hgetall(stats_key(services.settings.redis.key_prefix))
+            for name, value in stats.items():
+                services.metrics.stream.labels(name.decode()).set(float(value))
+        except Exception:
+            services.metrics.redis_errors.inc()
         return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/customers/{customer_id}/offers", response_model=OfferResponse, tags=["offers"],

@@ -17,3 +17,7 @@ class Metrics:
         self.redis_errors = Counter("nbo_redis_errors_total", "state reads that failed or timed out", registry=self.registry)
         self.decision_log_dropped = Gauge("nbo_decision_log_dropped", "decision records dropped (buffer full)",
                                           registry=self.registry)
+        self.decision_log_sent = Gauge("nbo_decision_log_sent", "decision records the broker acknowledged",
+                                       registry=self.registry)
+        self.stream = Gauge("nbo_stream_events", "stream worker counters (applied, duplicates, dead_letters)",
+                            ["counter"], registry=self.registry)

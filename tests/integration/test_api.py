@@ -182,3 +182,9 @@ def test_metrics_count_decisions_per_channel(client, unique_customer_id):
     text = client.get("/metrics").text
     assert 'nbo_decisions_total{channel="call_centre",degraded="false"}' in text
     assert "nbo_offer_latency_seconds_bucket" in text
+
+
+def test_metrics_show_the_stream_dead_letters(client, settings):
+    redis.Redis.from_url(settings.redis.url).hset(keys.stats_key(settings.redis.key_prefix), "dead_letters", 7)
+    text = client.get("/metrics").text
+    assert 'nbo_stream_events{counter="dead_letters"} 7.0' in text
