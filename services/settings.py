@@ -57,9 +57,9 @@ class StreamSettings(BaseModel):
     engine: Literal["direct", "faust"] = Field(
         default="direct", description="direct = one aiokafka group member (fast); faust = one faust agent per topic")
     group_id: str = "nbo-stream"
-    fetch_wait_ms: int = Field(default=20, ge=1, le=5000, description="max broker fetch wait; bounds freshness")
+    fetch_wait_ms: int = Field(default=5, ge=1, le=5000, description="max broker fetch wait; bounds freshness")
     batch_size: int = Field(default=2000, ge=1, le=100_000)
-    batch_timeout_ms: int = Field(default=20, ge=1, le=10_000)
+    batch_timeout_ms: int = Field(default=5, ge=1, le=10_000, description="longest wait for a batch to fill")
     commit_interval_ms: int = Field(default=200, ge=0, le=60_000,
                                     description="direct engine: commit applied offsets at most this often")
     session_timeout_s: float = Field(default=6.0, ge=1.0, le=300.0)
