@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=Path, default=None, help="JSONL event log (default: simulate --customers)")
     parser.add_argument("--truth", type=Path, default=None, help="simulator truth (default <events>.truth.json if present)")
     parser.add_argument("--cutoff", default=None, help="train on events before this ISO time (UTC if no zone)")
-    parser.add_argument("--customers", type=int, default=5000, help="customers to simulate when --events is not given")
+    parser.add_argument("--customers", "--simulate-customers", dest="customers", type=int, default=5000,
+                        help="customers to simulate when --events is not given")
     parser.add_argument("--days", type=int, default=30, help="days to simulate when --events is not given")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--window-days", type=float, default=None, help="label window (default NBO_MODEL__WINDOW_DAYS)")
