@@ -89,3 +89,29 @@ def test_training_windows_end_before_the_cutoff() -> None:
     assert plan_starts(cut, 14, 2) == [cut - 14 * DAY_S, cut - 28 * DAY_S]
     assert plan_starts(cut, 14, 3, data_start_s=cut - 30 * DAY_S) == [cut - 14 * DAY_S, cut - 28 * DAY_S]
     assert plan_starts(cut, 14, 2, data_start_s=cut - 5 * DAY_S) == [cut - 14 * DAY_S]
+
+
+def test_leave_one_out_ranks_the_hidden_product_back() -> None:
+    from scipy import sparse
+
+    from recommender.evaluation import leave_one_out
+    from recommender.matrix import InteractionMatrix
+    from recommender.model import ModelParams
+
+    catalog = load_catalog()
+    i = catalog.index
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in range(600):
+        row = np.zeros(len(catalog))
+        # Two kinds of customer, each holding a fixed pair: hide one, the other gives it away.
+        pair = ("mortgage", "home_insurance") if c % 2 else ("fund_sip", "mixed_fund")
+        row[[i[pair[0]], i[pair[1]]]] = 1.0
+        row[i["demand_deposit"]] = rng.random() < 0.5
+        rows.append(row)
+    x = InteractionMatrix(tuple(f"C{c:09d}" for c in range(600)), catalog.ids, (), sparse.csr_matrix(np.array(rows)),
+                          ("mass",) * 600, [[] for _ in range(600)], 0.0)
+    report = leave_one_out(x, catalog, ModelParams(factors=2, iterations=4, l2=0.3), k=1, seed=1)
+    assert report.info["mode"] == "leave_one_out"
+    assert report.rows["model"]["hit_rate"] > 0.6
+    assert report.rows["model"]["hit_rate"] > report.rows["popularity"]["hit_rate"] + 0.2
