@@ -65,7 +65,9 @@ def bare_app() -> Any:
         await app.state.redis.aclose()
 
     # The same FastAPI settings as the offer API (no built-in OpenTelemetry hooks).
-    app = FastAPI(lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False})
+    from services.api.app import NO_TELEMETRY
+
+    app = FastAPI(lifespan=lifespan, **NO_TELEMETRY)
 
     class Bare(BaseModel):
         customer_id: str

@@ -80,10 +80,13 @@ class Publisher:
     def connected(self) -> bool:
         return self._producer is not None
 
-    async def start(self) -> None:
-        """Connect (in the background if the broker is not reachable yet) and start the sender."""
-        self._tasks.append(asyncio.create_task(self._connect_loop(), name="kafka-connect"))
+    async def start(self, wait_s: float = 10.0) -> None:
+        """Connect, waiting up to ``wait_s`` for the broker; if it is not reachable by then, keep
+        trying in the background (the API serves offers meanwhile). Start the sender."""
+        connect = asyncio.create_task(self._connect_loop(), name="kafka-connect")
+        self._tasks.append(connect)
         self._tasks.append(asyncio.create_task(self._send_loop(), name="decision-log"))
+        await asyncio.wait({connect}, timeout=wait_s)
 
     async def _connect_loop(self) -> None:
         delay_s = 0.2

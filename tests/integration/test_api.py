@@ -108,12 +108,15 @@ def test_bad_input_is_a_4xx_that_says_what_to_fix(client):
     assert too_big.status_code == 413
 
 
-def test_rate_limit_answers_429_with_retry_after(client, unique_customer_id):
+def test_rate_limit_answers_429_with_retry_after(settings, unique_customer_id):
+    slow = settings.model_copy(update={"api": settings.api.model_copy(update={"rate_per_s": 0.5, "rate_burst": 5})})
     url = f"/v1/call-centre/customers/{unique_customer_id}/offers"
-    statuses = [client.get(url, headers=AGENT) for _ in range(40)]
+    with TestClient(create_app(slow)) as client:
+        statuses = [client.get(url, headers=AGENT) for _ in range(10)]
     limited = [r for r in statuses if r.status_code == 429]
-    assert limited, "40 requests at once against a burst of 20 must be limited"
-    assert int(limited[0].headers["Retry-After"]) >= 1
+    assert [r.status_code for r in statuses[:5]] == [200] * 5
+    assert len(limited) >= 4, "10 requests against a burst of 5 at 0.5/s must be limited"
+    assert int(limited[0].headers["Retry-After"]) >= 1 and "rate limit" in limited[0].json()["detail"]
 
 
 def test_unknown_customer_gets_cold_start_offers_not_an_error(client, unique_customer_id):
