@@ -35,6 +35,7 @@ DAY_S = 86_400.0
 LARGE_INFLOW_MINOR = 5_000_000
 #: Recent purchases kept for "similar after purchase".
 RECENT_PURCHASES_KEPT = 5
+RECENT_TRANSACTIONS_KEPT = 5
 #: Daily contact counters kept (days).
 DAILY_CONTACT_DAYS_KEPT = 3
 #: Tokens whose weight decays below this are dropped.
@@ -95,7 +96,7 @@ def clone(state: CustomerState) -> CustomerState:
     """A copy that shares nothing mutable with ``state``, faster than ``copy.deepcopy``.
 
     ``holdings`` and ``contacts`` records are shared and copied on write by the handlers that
-    change them (``_held`` / ``_contact``); ``recent_purchases`` is replaced, never mutated."""
+    change them (``_held`` / ``_contact``); ``recent_purchases`` and ``recent_transactions`` are replaced, never mutated."""
     new = CustomerState.__new__(CustomerState)
     new.__dict__.update(state.__dict__)
     new.pos_spend = dict(state.pos_spend)
@@ -157,6 +158,10 @@ def _on_deposit(s: CustomerState, e: DepositPosted, at_s: float, age_s: float, p
             _add(s.tokens, "dep:loan_repayment", w_token)
         elif e.amount_minor >= LARGE_INFLOW_MINOR:
             _add(s.tokens, "dep:large_outflow", w_token)
+    # The newest few, whatever order they arrive in: sorted on the whole record, then cut.
+    recent = [*s.recent_transactions, [at_s, str(e.kind), e.amount_minor, str(e.channel)]]
+    recent.sort(reverse=True)
+    s.recent_transactions = recent[:RECENT_TRANSACTIONS_KEPT]
 
 
 def _on_pos(s: CustomerState, e: CardPaymentMade, at_s: float, age_s: float, p: FeatureParams) -> None:

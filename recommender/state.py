@@ -60,6 +60,8 @@ class CustomerState:
     last_salary_at_s: float = 0.0
     last_pension_at_s: float = 0.0
     last_large_inflow_at_s: float = 0.0
+    # The newest deposits and withdrawals, newest first: [at_s, kind, amount_minor, channel].
+    recent_transactions: list[list[Any]] = field(default_factory=list)
 
     # Card spend: merchant category -> decayed amount (minor units); highest hotel tier seen.
     pos_spend: dict[str, float] = field(default_factory=dict)

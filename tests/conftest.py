@@ -13,6 +13,7 @@ import pytest
 
 from services.runtime import Servers, running_servers
 from services.settings import load_settings
+from services.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +24,23 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     settings = load_settings(data_dir=data_dir)
     with running_servers(settings) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The running product: the real worker and API as child processes on the session's broker
+    and Redis, started the way ``nbo demo`` starts them (end-to-end and browser tests)."""
+    running = Stack(servers, tmp_path_factory.mktemp("stack-logs"),
+                    # A shared test machine can stall a read past the API's 20 ms Redis budget; the
+                    # degraded answer that then follows is tested on its own (tests/integration).
+                    extra_env={"NBO_DATA_DIR": str(tmp_path_factory.mktemp("stack-data")),
+                               "NBO_REDIS__TIMEOUT_MS": "250"})
+    try:
+        running.start_worker()
+        running.start_api()
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 import uuid
@@ -41,6 +42,7 @@ from services.api.models import (
     Behaviour,
     ContactOut,
     HoldingOut,
+    PurchaseOut,
     IntentWeight,
     OfferResponse,
     OutcomeAck,
@@ -51,6 +53,7 @@ from services.api.models import (
     SpendCategory,
     TellerRequest,
     Text,
+    TransactionOut,
 )
 from services.api.publisher import Publisher, PublishError
 from services.api.models_holder import ModelHolder
@@ -97,7 +100,9 @@ class Services:
 #: The client's key, bound to one channel (see docs/API.md); read without FastAPI's header parsing.
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="your API key (bound to one channel)")
 #: FastAPI's built-in OpenTelemetry hooks cost ~0.3 ms a request; the service exports Prometheus metrics instead.
-NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
+NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "no API key, or an unknown one"},
@@ -134,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Next-best offers for teller terminals, the call-centre agent screen and mobile banking. "
         "Send your API key in the X-API-Key header; each key is bound to one channel.",
         lifespan=lifespan,
-        telemetry=NO_TELEMETRY,
+        **NO_TELEMETRY,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     _install_error_handlers(app)
@@ -379,6 +384,17 @@ def _profile(services: Services, state: CustomerState, customer_id: str) -> Prof
         product = services.catalog.get(pid) if pid in services.catalog else None
         holdings.append(HoldingOut(product_id=pid, name=product.name if product else pid,
                                    name_zh=product.name_zh if product else pid, count=holding.count))
+    def iso(at_s: float) -> str:
+        return datetime.fromtimestamp(at_s, timezone.utc).isoformat()
+
+    def names(pid: str) -> tuple[str, str]:
+        product = services.catalog.get(pid) if pid in services.catalog else None
+        return (product.name, product.name_zh) if product else (pid, pid)
+
+    transactions = [TransactionOut(at=iso(at_s), kind=kind, amount_minor=amount, channel=channel)
+                    for at_s, kind, amount, channel in state.recent_transactions]
+    purchases = [PurchaseOut(product_id=pid, name=names(pid)[0], name_zh=names(pid)[1], at=iso(at_s))
+                 for pid, at_s in state.recent_purchases]
     contacts = [
         ContactOut(product_id=pid, last_outcome=record.last_outcome,
                    decline_reason=record.last_decline_reason if record.last_outcome == "declined" else None,
@@ -401,18 +417,16 @@ def _profile(services: Services, state: CustomerState, customer_id: str) -> Prof
             recent_hotline_intents=[IntentWeight(intent=i, weight=round(w, 3)) for i, w in intents],
             open_complaint=state.open_complaint, satisfaction=round(state.satisfaction, 3),
         ),
-        holdings=holdings, contact_history=contacts,
+        holdings=holdings, recent_transactions=transactions, recent_purchases=purchases,
+        contact_history=contacts,
     )
 
 
 def _install_agent_screen(app: FastAPI) -> None:
-    try:
-        from services.agent_screen import router
-    except ImportError:
-        return
-    app.include_router(router)
-    static = Path(__file__).resolve().parent.parent / "static"
-    if static.is_dir():
-        from fastapi.staticfiles import StaticFiles
+    """The call-centre agent screen at /agent and its script and style sheet under /static."""
+    from fastapi.staticfiles import StaticFiles
 
-        app.mount("/static", StaticFiles(directory=static), name="static")
+    from services.agent_screen import STATIC_DIR, router
+
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

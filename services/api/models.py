@@ -142,6 +142,20 @@ class Behaviour(BaseModel):
     satisfaction: float
 
 
+class TransactionOut(BaseModel):
+    at: str = Field(description="ISO 8601, UTC")
+    kind: TxnKind
+    amount_minor: int
+    channel: str
+
+
+class PurchaseOut(BaseModel):
+    product_id: str
+    name: str
+    name_zh: str
+    at: str = Field(description="ISO 8601, UTC")
+
+
 class HoldingOut(BaseModel):
     product_id: str
     name: str
@@ -167,6 +181,8 @@ class ProfileResponse(BaseModel):
     strategy: Text
     behaviour: Behaviour
     holdings: list[HoldingOut]
+    recent_transactions: list[TransactionOut]
+    recent_purchases: list[PurchaseOut]
     contact_history: list[ContactOut]
 
 

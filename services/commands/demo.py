@@ -182,7 +182,7 @@ def _print_offers(stack: Stack, customers: list[str], per_channel: int) -> None:
 
 def _print_urls(stack: Stack, example_customer: str) -> None:
     print(f"\nOffer API      {stack.api_url}/docs")
-    print(f"Agent screen   {stack.api_url}/agent?customer={example_customer}   (key: {DEV_KEYS['call_centre']})")
+    print(f"Agent screen   {stack.api_url}/agent?customer={example_customer}#key={DEV_KEYS['call_centre']}")
     print(f"Metrics        {stack.api_url}/metrics")
     print("Dev API keys   " + ", ".join(f"{c}={k}" for c, k in DEV_KEYS.items()))
 

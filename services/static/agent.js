@@ -1,0 +1,326 @@
+// The call-centre agent screen. Plain JavaScript, no build step: it calls the offer API with the
+// agent's key and draws what the API answers. The DOM is built with textContent only (no HTML
+// from data), so nothing a customer record holds can run in the page.
+"use strict";
+
+const TEXT = {
+  en: {
+    title: "95599 agent screen", customer: "Customer", key: "Agent key", look_up: "Look up",
+    segment: "Segment and strategy", behaviour: "Key behaviour", held: "Products held",
+    offers: "Offers", contacts: "Contact history", hint: "Enter a customer id and your agent key.",
+    tier: "Value tier", class: "Value x satisfaction", age: "Age", risk: "Risk tolerance",
+    balance: "Balance", inflow: "Money in (30 d)", outflow: "Money out (30 d)",
+    salary: "Salary credited", large_inflow: "Large inflow recently", transactions: "Recent deposits and withdrawals",
+    spend: "Card spend", hotel: "Hotel tier", stars: "stars", intents: "Recent hotline calls",
+    satisfaction: "Satisfaction", purchases: "Recent purchases", none: "none",
+    complaint: "Open complaint: resolve it before offering anything.",
+    say: "Say", points: "Talking points", accepted: "Accepted", declined: "Declined", not_now: "Not now",
+    reason: "Reason", recorded: "Recorded", updating: "updating the list...",
+    still_listed: "Recorded. The list updates as soon as the stream has applied the answer; look the customer up again in a moment.",
+    no_offers: "No offer for this customer right now.", do_first: "Do first",
+    degraded: "The offer service is degraded: these are safe general offers, not this customer's own. Live customer data is unavailable right now.",
+    unreachable: "The offer service cannot be reached. Check the network, then look the customer up again.",
+    need_key: "Enter your agent API key (the call-centre key) to look customers up.",
+    unknown: "No history for this customer yet: offers are what suits most customers.",
+    model: "model", product: "Product", outcome: "Last answer", when: "When", none_yet: "No offers recorded yet.",
+    mass: "mass", affluent: "affluent", high_net_worth: "high net worth", private: "private banking",
+    deposit: "deposit", withdrawal: "withdrawal",
+    outcomes: { accepted: "accepted", declined: "declined", shown: "shown", ignored: "not now" },
+    reasons: {
+      not_interested: "not interested", has_it_elsewhere: "has it elsewhere", too_expensive: "too expensive",
+      bad_timing: "bad timing", needs_advice: "needs advice", complaint: "complaint", other: "other",
+    },
+  },
+  zh: {
+    title: "95599 坐席工作台", customer: "客户号", key: "坐席密钥", look_up: "查询",
+    segment: "客户分群与策略", behaviour: "关键行为", held: "已持有产品",
+    offers: "推荐产品", contacts: "营销接触记录", hint: "请输入客户号和坐席密钥。",
+    tier: "价值层级", class: "价值×满意度分群", age: "年龄", risk: "风险承受等级",
+    balance: "账户余额", inflow: "近30天流入", outflow: "近30天流出",
+    salary: "有代发工资", large_inflow: "近期大额转入", transactions: "近期存取款",
+    spend: "刷卡消费", hotel: "酒店档次", stars: "星", intents: "近期来电意图",
+    satisfaction: "满意度", purchases: "近期购买", none: "无",
+    complaint: "客户有未结投诉：先处理投诉，暂不营销。",
+    say: "话术", points: "要点", accepted: "接受", declined: "拒绝", not_now: "以后再说",
+    reason: "原因", recorded: "已记录", updating: "正在刷新列表……",
+    still_listed: "已记录。流处理应用该结果后列表即会更新，请稍后重新查询。",
+    no_offers: "该客户暂无可推荐产品。", do_first: "请先",
+    degraded: "推荐服务处于降级状态：以下为稳妥的通用推荐，并非针对该客户。客户实时数据暂不可用。",
+    unreachable: "无法连接推荐服务，请检查网络后重新查询。",
+    need_key: "请输入坐席 API 密钥（呼叫中心渠道）后查询。",
+    unknown: "该客户暂无历史数据：推荐为大多数客户适用的产品。",
+    model: "模型", product: "产品", outcome: "最近结果", when: "时间", none_yet: "暂无营销记录。",
+    mass: "大众", affluent: "富裕", high_net_worth: "高净值", private: "私人银行",
+    deposit: "存款", withdrawal: "取款",
+    outcomes: { accepted: "接受", declined: "拒绝", shown: "已展示", ignored: "以后再说" },
+    reasons: {
+      not_interested: "不感兴趣", has_it_elsewhere: "他行已有", too_expensive: "费用太高",
+      bad_timing: "时机不对", needs_advice: "需要咨询", complaint: "投诉", other: "其他",
+    },
+  },
+};
+
+const ui = {
+  lang: localStorage.getItem("nbo-lang") || (navigator.language.startsWith("zh") ? "zh" : "en"),
+  key: "",
+  customer: "",
+  profile: null,
+  offers: null,
+  message: null, // {kind: "error"|"warn", text} shown in the banner
+};
+
+function t(name) { return TEXT[ui.lang][name] ?? TEXT.en[name] ?? name; }
+function local(text) { return text ? (text[ui.lang] || text.en) : ""; }
+function $(id) { return document.getElementById(id); }
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+// Appends the children that are there (a feature the customer lacks is passed as null).
+function put(node, ...children) { node.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false)); }
+
+function yuan(minor) {
+  const locale = ui.lang === "zh" ? "zh-CN" : "en-US";
+  return "¥" + (minor / 100).toLocaleString(locale, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+function day(iso) { return iso ? iso.slice(0, 16).replace("T", " ") : ""; }
+
+// ---- talking to the offer API -------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, detail) { super(detail); this.status = status; }
+}
+
+async function api(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, {
+      ...options,
+      headers: { "X-API-Key": ui.key, "Content-Type": "application/json", ...(options.headers || {}) },
+    });
+  } catch (err) {
+    throw new ApiError(0, t("unreachable"));
+  }
+  let body = null;
+  try { body = await response.json(); } catch (err) { body = null; }
+  if (!response.ok) {
+    const detail = body && typeof body.detail === "string" ? body.detail : `HTTP ${response.status}`;
+    throw new ApiError(response.status, detail);
+  }
+  return body;
+}
+
+function customerPath(suffix) {
+  return `/v1/call-centre/customers/${encodeURIComponent(ui.customer)}/${suffix}`;
+}
+
+async function lookUp({ keepStatus = false } = {}) {
+  ui.message = null;
+  if (!ui.key) { ui.message = { kind: "warn", text: t("need_key") }; render(); return; }
+  const [profile, offers] = await Promise.allSettled([api(customerPath("profile")), api(customerPath("offers"))]);
+  if (offers.status === "rejected") {
+    ui.profile = null; ui.offers = null;
+    ui.message = { kind: "error", text: offers.reason.message };
+  } else {
+    ui.offers = offers.value;
+    ui.profile = profile.status === "fulfilled" ? profile.value : null;
+    if (profile.status === "rejected" && profile.reason.status !== 503) {
+      ui.message = { kind: "error", text: profile.reason.message };
+    } else if (ui.offers.degraded || !ui.profile) {
+      ui.message = { kind: "warn", text: t("degraded") };
+    }
+  }
+  if (!keepStatus) $("status").textContent = "";
+  render();
+}
+
+// Records the customer's answer, then refreshes until the answer has reached the customer's
+// state through the stream (a declined product leaves the list), with a deadline.
+async function record(offer, outcome, reason) {
+  const body = {
+    decision_id: ui.offers.decision_id, customer_id: ui.customer, product_id: offer.product_id,
+    channel: "call_centre", outcome,
+  };
+  if (outcome === "declined") body.decline_reason = reason;
+  const status = $("status");
+  try {
+    await api("/v1/outcomes", { method: "POST", body: JSON.stringify(body) });
+  } catch (err) {
+    ui.message = { kind: "error", text: err.message };
+    render();
+    return;
+  }
+  const label = outcome === "declined" ? `${t("declined")} (${t("reasons")[reason]})` : TEXT[ui.lang].outcomes[outcome];
+  status.textContent = `${t("recorded")}: ${local({ en: offer.name, zh: offer.name_zh })}, ${label}; ${t("updating")}`;
+  const deadline = Date.now() + 8000;
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await lookUp({ keepStatus: true });
+    const listed = ui.offers && ui.offers.offers.some((o) => o.product_id === offer.product_id);
+    const answered = ui.profile && ui.profile.contact_history.some((c) => c.product_id === offer.product_id);
+    if (!listed && (answered || !ui.profile)) {
+      $("status").textContent = `${t("recorded")}: ${local({ en: offer.name, zh: offer.name_zh })}, ${label}.`;
+      return;
+    }
+    if (outcome === "accepted" && answered) return;
+  }
+  $("status").textContent = t("still_listed");
+}
+
+// ---- drawing the screen -------------------------------------------------------------------
+
+function render() {
+  document.documentElement.lang = ui.lang === "zh" ? "zh-CN" : "en";
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  $("lang").textContent = ui.lang === "zh" ? "English" : "中文";
+  const banner = $("banner");
+  banner.hidden = !ui.message;
+  banner.className = ui.message ? ui.message.kind : "";
+  banner.textContent = ui.message ? ui.message.text : "";
+  $("screen").hidden = !ui.offers;
+  $("hint").hidden = Boolean(ui.offers);
+  if (!ui.offers) return;
+  renderProfile(ui.profile);
+  renderOffers(ui.offers);
+}
+
+function row(label, ...value) { return el("div", { class: "row" }, el("span", { class: "label", text: label }), el("span", {}, ...value)); }
+
+function renderProfile(p) {
+  const segment = $("segment"), behaviour = $("behaviour"), holdings = $("holdings"), contacts = $("contacts");
+  for (const node of [segment, behaviour, holdings, contacts]) node.replaceChildren();
+  $("complaint").hidden = !(p && p.behaviour.open_complaint);
+  $("complaint").textContent = t("complaint");
+  if (!p) return;
+  put(segment, 
+    el("div", { class: "segment-line" },
+      el("span", { class: `class-badge class-${p.vs_segment}`, "data-testid": "vs-segment", text: p.vs_segment }),
+      el("span", { class: "tier", text: `${t("tier")}: ${t(p.value_tier)}` }),
+      p.age !== null ? el("span", { text: `${t("age")}: ${p.age}` }) : null,
+      p.risk_tolerance !== null ? el("span", { text: `${t("risk")}: R${p.risk_tolerance}` }) : null),
+    el("p", { class: "strategy", "data-testid": "strategy", text: local(p.strategy) }),
+    p.known ? null : el("p", { class: "muted", text: t("unknown") }));
+
+  const b = p.behaviour;
+  const flags = [b.salary_credit ? t("salary") : null, b.large_inflow_recent ? t("large_inflow") : null].filter(Boolean);
+  put(behaviour, 
+    row(t("balance"), yuan(b.balance_minor)),
+    row(t("inflow"), yuan(b.inflow_30d_minor), " / ", t("outflow"), " ", yuan(b.outflow_30d_minor)),
+    flags.length ? el("div", { class: "flags" }, flags.map((f) => el("span", { class: "flag", text: f }))) : null,
+    el("h3", { text: t("transactions") }),
+    p.recent_transactions.length
+      ? el("table", { class: "mini", "data-testid": "transactions" }, p.recent_transactions.map((x) =>
+        el("tr", {}, el("td", { text: day(x.at) }), el("td", { text: t(x.kind) }),
+          el("td", { class: `num ${x.kind}`, text: (x.kind === "withdrawal" ? "-" : "+") + yuan(x.amount_minor) }),
+          el("td", { class: "muted", text: x.channel }))))
+      : el("p", { class: "muted", text: t("none") }),
+    row(t("spend"), b.top_spend_categories.length
+      ? b.top_spend_categories.map((c) => `${c.category} ${yuan(c.amount_minor)}`).join(" · ") : t("none")),
+    b.max_hotel_stars ? row(t("hotel"), `${b.max_hotel_stars} ${t("stars")}`) : null,
+    row(t("intents"), b.recent_hotline_intents.length
+      ? b.recent_hotline_intents.map((i) => i.intent.replaceAll("_", " ")).join(" · ") : t("none")),
+    row(t("satisfaction"), b.satisfaction.toFixed(2)));
+
+  put(holdings, 
+    p.holdings.length
+      ? el("ul", { class: "held", "data-testid": "holdings" },
+        p.holdings.map((h) => el("li", { text: local({ en: h.name, zh: h.name_zh }) + (h.count > 1 ? ` ×${h.count}` : "") })))
+      : el("p", { class: "muted", text: t("none") }),
+    p.recent_purchases.length
+      ? row(t("purchases"), p.recent_purchases.map((x) => `${local({ en: x.name, zh: x.name_zh })} (${x.at.slice(0, 10)})`).join(" · "))
+      : null);
+
+  put(contacts, p.contact_history.length
+    ? el("table", { class: "mini", "data-testid": "contact-history" },
+      el("tr", {}, el("th", { text: t("product") }), el("th", { text: t("outcome") }), el("th", { text: t("when") })),
+      p.contact_history.map((c) => el("tr", {},
+        el("td", { text: c.product_id }),
+        el("td", { text: (TEXT[ui.lang].outcomes[c.last_outcome] || c.last_outcome || "") +
+          (c.decline_reason ? ` (${t("reasons")[c.decline_reason] || c.decline_reason})` : "") }),
+        el("td", { text: day(c.at) }))))
+    : el("p", { class: "muted", text: t("none_yet") }));
+}
+
+function renderOffers(response) {
+  $("model").textContent = `${t("model")} ${response.model_version}`;
+  const action = $("service-action");
+  action.hidden = !response.service_action;
+  action.textContent = response.service_action ? `${t("do_first")}: ${local(response.service_action)}` : "";
+  const list = $("offers");
+  list.replaceChildren();
+  if (!response.offers.length) list.append(el("li", { class: "muted", text: t("no_offers") }));
+  for (const offer of response.offers) list.append(offerCard(offer));
+}
+
+function offerCard(offer) {
+  const reasons = el("select", { "data-testid": `reason-${offer.product_id}`, "aria-label": t("reason") },
+    Object.entries(TEXT[ui.lang].reasons).map(([code, label]) => el("option", { value: code, text: label })));
+  const busy = (fn) => async (event) => {
+    for (const button of event.target.closest(".offer").querySelectorAll("button, select")) button.disabled = true;
+    await fn();
+  };
+  return el("li", { class: "offer", "data-product": offer.product_id, "data-testid": `offer-${offer.product_id}` },
+    el("div", { class: "offer-head" },
+      el("strong", { text: local({ en: offer.name, zh: offer.name_zh }) }),
+      el("span", { class: "score", text: `${Math.round(offer.propensity * 1000) / 10}%` })),
+    el("p", { class: "reason", text: local(offer.reason) }),
+    el("p", { class: "pitch" }, el("span", { class: "label", text: `${t("say")}: ` }), local(offer.pitch)),
+    offer.talking_points.length
+      ? el("ul", { class: "points" }, offer.talking_points.map((p) => el("li", { text: local(p) }))) : null,
+    el("div", { class: "actions" },
+      el("button", { class: "accept", "data-testid": `accept-${offer.product_id}`, text: t("accepted"),
+        onclick: busy(() => record(offer, "accepted")) }),
+      el("span", { class: "decline" },
+        reasons,
+        el("button", { class: "declined", "data-testid": `decline-${offer.product_id}`, text: t("declined"),
+          onclick: busy(() => record(offer, "declined", reasons.value)) })),
+      el("button", { class: "later", "data-testid": `later-${offer.product_id}`, text: t("not_now"),
+        onclick: busy(() => record(offer, "declined", "bad_timing")) })));
+}
+
+// ---- start-up -----------------------------------------------------------------------------
+
+function start() {
+  const params = new URLSearchParams(location.search);
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (fragment.get("key")) {
+    sessionStorage.setItem("nbo-agent-key", fragment.get("key"));
+    history.replaceState(null, "", location.pathname + location.search); // the key leaves the address bar
+  }
+  ui.key = sessionStorage.getItem("nbo-agent-key") || "";
+  $("key").value = ui.key;
+  $("customer").value = params.get("customer") || "";
+  $("lookup").addEventListener("submit", (event) => {
+    event.preventDefault();
+    ui.key = $("key").value.trim();
+    sessionStorage.setItem("nbo-agent-key", ui.key);
+    ui.customer = $("customer").value.trim();
+    const url = new URL(location.href);
+    url.searchParams.set("customer", ui.customer);
+    history.replaceState(null, "", url);
+    lookUp();
+  });
+  $("lang").addEventListener("click", () => {
+    ui.lang = ui.lang === "zh" ? "en" : "zh";
+    localStorage.setItem("nbo-lang", ui.lang);
+    render();
+  });
+  render();
+  if ($("customer").value && ui.key) { ui.customer = $("customer").value.trim(); lookUp(); }
+}
+
+start();
