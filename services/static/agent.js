@@ -25,6 +25,15 @@ const TEXT = {
     model: "model", product: "Product", outcome: "Last answer", when: "When", none_yet: "No offers recorded yet.",
     mass: "mass", affluent: "affluent", high_net_worth: "high net worth", private: "private banking",
     deposit: "deposit", withdrawal: "withdrawal",
+    codes: {
+      counter: "counter", atm: "ATM", mobile: "mobile", transfer: "transfer",
+      balance_query: "balance query", lost_card: "lost card", card_limit: "card limit", loan_inquiry: "loan inquiry",
+      mortgage_inquiry: "mortgage inquiry", wealth_inquiry: "wealth inquiry", fund_inquiry: "fund inquiry",
+      insurance_inquiry: "insurance inquiry", complaint: "complaint", transfer_help: "transfer help", other: "other",
+      groceries: "groceries", dining: "dining", travel: "travel", hotel: "hotels", luxury: "luxury", fuel: "fuel",
+      electronics: "electronics", education: "education", healthcare: "healthcare", utilities: "utilities",
+      entertainment: "entertainment", online_retail: "online shopping",
+    },
     outcomes: { accepted: "accepted", declined: "declined", shown: "shown", ignored: "not now" },
     reasons: {
       not_interested: "not interested", has_it_elsewhere: "has it elsewhere", too_expensive: "too expensive",
@@ -52,6 +61,15 @@ const TEXT = {
     model: "模型", product: "产品", outcome: "最近结果", when: "时间", none_yet: "暂无营销记录。",
     mass: "大众", affluent: "富裕", high_net_worth: "高净值", private: "私人银行",
     deposit: "存款", withdrawal: "取款",
+    codes: {
+      counter: "柜面", atm: "ATM", mobile: "手机银行", transfer: "转账",
+      balance_query: "余额查询", lost_card: "挂失", card_limit: "信用卡额度", loan_inquiry: "贷款咨询",
+      mortgage_inquiry: "房贷咨询", wealth_inquiry: "理财咨询", fund_inquiry: "基金咨询",
+      insurance_inquiry: "保险咨询", complaint: "投诉", transfer_help: "转账求助", other: "其他",
+      groceries: "商超", dining: "餐饮", travel: "出行", hotel: "酒店", luxury: "奢侈品", fuel: "加油",
+      electronics: "数码电器", education: "教育", healthcare: "医疗", utilities: "生活缴费",
+      entertainment: "娱乐", online_retail: "网购",
+    },
     outcomes: { accepted: "接受", declined: "拒绝", shown: "已展示", ignored: "以后再说" },
     reasons: {
       not_interested: "不感兴趣", has_it_elsewhere: "他行已有", too_expensive: "费用太高",
@@ -96,6 +114,9 @@ function yuan(minor) {
   const locale = ui.lang === "zh" ? "zh-CN" : "en-US";
   return "¥" + (minor / 100).toLocaleString(locale, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 }
+
+// A code from the API (channel, hotline intent, spend category) in the agent's language.
+function code(value) { return t("codes")[value] || TEXT.en.codes[value] || value.replaceAll("_", " "); }
 
 function day(iso) { return iso ? iso.slice(0, 16).replace("T", " ") : ""; }
 
@@ -226,13 +247,13 @@ function renderProfile(p) {
       ? el("table", { class: "mini", "data-testid": "transactions" }, p.recent_transactions.map((x) =>
         el("tr", {}, el("td", { text: day(x.at) }), el("td", { text: t(x.kind) }),
           el("td", { class: `num ${x.kind}`, text: (x.kind === "withdrawal" ? "-" : "+") + yuan(x.amount_minor) }),
-          el("td", { class: "muted", text: x.channel }))))
+          el("td", { class: "muted", text: code(x.channel) }))))
       : el("p", { class: "muted", text: t("none") }),
     row(t("spend"), b.top_spend_categories.length
-      ? b.top_spend_categories.map((c) => `${c.category} ${yuan(c.amount_minor)}`).join(" · ") : t("none")),
+      ? b.top_spend_categories.map((c) => `${code(c.category)} ${yuan(c.amount_minor)}`).join(" · ") : t("none")),
     b.max_hotel_stars ? row(t("hotel"), `${b.max_hotel_stars} ${t("stars")}`) : null,
     row(t("intents"), b.recent_hotline_intents.length
-      ? b.recent_hotline_intents.map((i) => i.intent.replaceAll("_", " ")).join(" · ") : t("none")),
+      ? b.recent_hotline_intents.map((i) => code(i.intent)).join(" · ") : t("none")),
     row(t("satisfaction"), b.satisfaction.toFixed(2)));
 
   put(holdings, 
@@ -241,7 +262,7 @@ function renderProfile(p) {
         p.holdings.map((h) => el("li", { text: local({ en: h.name, zh: h.name_zh }) + (h.count > 1 ? ` ×${h.count}` : "") })))
       : el("p", { class: "muted", text: t("none") }),
     p.recent_purchases.length
-      ? row(t("purchases"), p.recent_purchases.map((x) => `${local({ en: x.name, zh: x.name_zh })} (${x.at.slice(0, 10)})`).join(" · "))
+      ? row(t("purchases"), p.recent_purchases.slice(0, 3).map((x) => `${local({ en: x.name, zh: x.name_zh })} (${x.at.slice(0, 10)})`).join(" · "))
       : null);
 
   put(contacts, p.contact_history.length
@@ -267,6 +288,7 @@ function renderOffers(response) {
 }
 
 function offerCard(offer) {
+  const points = offer.talking_points.filter((p) => local(p) !== local(offer.pitch)); // the pitch is said already
   const reasons = el("select", { "data-testid": `reason-${offer.product_id}`, "aria-label": t("reason") },
     Object.entries(TEXT[ui.lang].reasons).map(([code, label]) => el("option", { value: code, text: label })));
   const busy = (fn) => async (event) => {
@@ -279,8 +301,7 @@ function offerCard(offer) {
       el("span", { class: "score", text: `${Math.round(offer.propensity * 1000) / 10}%` })),
     el("p", { class: "reason", text: local(offer.reason) }),
     el("p", { class: "pitch" }, el("span", { class: "label", text: `${t("say")}: ` }), local(offer.pitch)),
-    offer.talking_points.length
-      ? el("ul", { class: "points" }, offer.talking_points.map((p) => el("li", { text: local(p) }))) : null,
+    points.length ? el("ul", { class: "points" }, points.map((p) => el("li", { text: local(p) }))) : null,
     el("div", { class: "actions" },
       el("button", { class: "accept", "data-testid": `accept-${offer.product_id}`, text: t("accepted"),
         onclick: busy(() => record(offer, "accepted")) }),
