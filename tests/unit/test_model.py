@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -147,15 +146,3 @@ def test_popularity_model_needs_no_training() -> None:
     assert result.score.max() > 0
     # A product with a high entry bar ranks below an easy one of the same family.
     assert result.propensity[catalog.index["wealth_r1"]] > result.propensity[catalog.index["wealth_r5"]]
-
-
-def test_scoring_is_fast(model: NboModel) -> None:
-    held = {"demand_deposit": 1.0, "wealth_r2": 2.0}
-    tokens = {"hotline:loan_inquiry": 1.0, "pos:hotel_5star": 0.5, "tier:mass": 1.0}
-    recent = [("wealth_r2", 0.0)]
-    timings = []
-    for _ in range(300):
-        t = time.perf_counter()
-        model.score(held, tokens, recent, 10 * DAY_S, "mass")
-        timings.append(time.perf_counter() - t)
-    assert float(np.median(timings)) < 0.001
