@@ -36,14 +36,16 @@ def _total(expected) -> int:
     return sum(s.events_applied for s in expected.values())
 
 
-def test_sigkill_three_times_while_20000_events_flow_loses_and_doubles_nothing(own_servers, tmp_path, key_prefix):
+@pytest.mark.parametrize("engine", ["direct", "faust"])
+def test_sigkill_three_times_while_20000_events_flow_loses_and_doubles_nothing(own_servers, tmp_path, key_prefix,
+                                                                              engine):
     records = simulated_records(customers=600, days=30)
     assert len(records) >= 20_000
     expected = oracle(records)
     store = RedisStateStore(own_servers.redis_url, key_prefix)
     producer = Producer(own_servers.kafka_bootstrap)
     customers = sorted(expected)
-    fast_rejoin = {"NBO_STREAM__SESSION_TIMEOUT_S": "3"}
+    fast_rejoin = {"NBO_STREAM__SESSION_TIMEOUT_S": "3", "NBO_STREAM__ENGINE": engine}
     worker = start_worker(own_servers, key_prefix, tmp_path, **fast_rejoin)
     try:
         sender = producer.send_at_rate(records, per_s=800)  # ~26 s of traffic: every kill lands mid-flow
