@@ -159,3 +159,22 @@ def test_a_wrong_key_says_what_to_fix(stack, browser, customers):
                                timeout=10_000)
     finally:
         page.close()
+
+
+def test_the_screen_says_so_when_customer_data_is_unavailable(stack, browser, customers, tmp_path):
+    """An offer API whose Redis is gone still answers with safe offers; the agent is told."""
+    from services.runtime import Servers, free_port
+
+    no_redis = Servers(kafka_bootstrap=stack.servers.kafka_bootstrap, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    cut_off = Stack(no_redis, tmp_path, extra_env={"NBO_DATA_DIR": str(tmp_path / "data")})
+    cut_off.start_api()
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    try:
+        page.goto(f"{cut_off.api_url}/agent?customer={customers[0]}#key={DEV_KEYS['call_centre']}")
+        page.locator("#offers li.offer").first.wait_for(timeout=15_000)
+        banner = page.locator("#banner")
+        assert banner.is_visible() and "degraded" in banner.inner_text()
+        assert page.locator("[data-testid=strategy]").count() == 0, "no customer profile is made up"
+    finally:
+        page.close()
+        cut_off.stop()
