@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     stack = Stack(servers, settings.data_dir / "logs", api_port=_api_port(settings))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C stops everything even when the demo was started where SIGINT is ignored (a shell's
+    # background job, some process supervisors).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         print(f"      broker {servers.kafka_bootstrap}   redis {servers.redis_url}")
         version = progress.step("training the first model on a simulated history",
