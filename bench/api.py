@@ -129,11 +129,18 @@ def hey(url: str, rps: int, seconds: float, workers: int, key: str | None = None
 
 
 def cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds a process used so far (Linux /proc)."""
+    """User + system CPU seconds a process and its running children (uvicorn workers) used so far."""
     if pid is None:
         return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1] is the parent pid
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def summarise(endpoint: str, rows: list[tuple[float, int]], rps: int, seconds: float) -> dict[str, Any]:
@@ -159,9 +166,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         api_port, bare_port = free_port(), free_port()
         env = {**os.environ, **servers.env(), "NBO_DATA_DIR": str(work), "NBO_REDIS__KEY_PREFIX": PREFIX,
                "NBO_API__ALLOW_DEV_KEYS": "true", "NBO_API__PORT": str(api_port), "NBO_API__RATE_PER_S": "1000000",
-               "NBO_API__RATE_BURST": "1000000", "PYTHONUNBUFFERED": "1"}
+               "NBO_API__RATE_BURST": "1000000", "NBO_API__WORKERS": str(args.server_workers),
+               "PYTHONUNBUFFERED": "1"}
         api = ManagedProcess("api", [sys.executable, "-m", "services.cli", "api"], work / "api.log", env=env)
-        bare = ManagedProcess("bare", [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)],
+        bare = ManagedProcess("bare", [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port),
+                               "--server-workers", str(args.server_workers)],
                               work / "bare.log", env=env)
         api.start()
         bare.start()
@@ -206,8 +215,9 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
         f"Command: `.venv/bin/python bench/api.py --rps {args.rps} --seconds {args.seconds:g} --write-docs` "
-        f"(hey, {args.workers} connections at {args.rps // args.workers} req/s each; one uvicorn worker with "
-        "uvloop + httptools; embedded Valkey and Tansu on the same 2 cores; decision log on).", "",
+        f"(hey, {args.workers} connections at {args.rps // args.workers} req/s each; {args.server_workers} uvicorn "
+        "worker processes with uvloop + httptools for both the offer API and the bare app; embedded Valkey and "
+        "Tansu and the load generator on the same 2 cores; decision log on).", "",
         "| endpoint | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors | p99 / bare p99 |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -232,7 +242,11 @@ def main() -> int:
     parser.add_argument("--rps", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup-s", type=float, default=2.0)
-    parser.add_argument("--workers", type=int, default=20, help="hey connections; each sends rps/workers")
+    # hey paces each connection on its own ticker and starts them together, so N connections arrive
+    # as bursts of N requests; a few connections keep the arrivals close to an even rate.
+    parser.add_argument("--workers", type=int, default=4, help="hey connections; each sends rps/workers")
+    parser.add_argument("--server-workers", type=int, default=2,
+                        help="uvicorn worker processes, the same for the offer API and the bare app")
     parser.add_argument("--customers", type=int, default=200, help="simulated customers seeded into Redis")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object with the results")
     parser.add_argument("--write-docs", action="store_true", help="update the section in docs/BENCHMARKS.md")
@@ -241,7 +255,8 @@ def main() -> int:
     if args.serve_bare:
         import uvicorn
 
-        uvicorn.run(bare_app(), host="127.0.0.1", port=args.serve_bare, log_level="warning", access_log=False,
+        uvicorn.run(f"{Path(__file__).stem}:bare_app", factory=True, workers=args.server_workers,
+                    host="127.0.0.1", port=args.serve_bare, log_level="warning", access_log=False,
                     loop="uvloop" if _has("uvloop") else "asyncio", http="httptools" if _has("httptools") else "h11")
         return 0
     results = run(args)
