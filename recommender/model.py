@@ -210,6 +210,8 @@ class NboModel:
                       now_s: float) -> tuple[np.ndarray, tuple[str | None, ...]]:
         n = len(self.product_ids)
         boost = np.zeros(n)
+        if not recent_purchases:
+            return boost, (None,) * n
         source = np.full(n, -1, dtype=np.intp)
         half_life_s = self.params.half_life_days * DAY_S
         for pid, at_s in recent_purchases:
@@ -221,9 +223,10 @@ class NboModel:
             better = row > boost
             boost = np.where(better, row, boost)
             source[better] = j
-        because = tuple(self.product_ids[s] if s >= 0 and boost[i] >= BECAUSE_OF_FLOOR else None
-                        for i, s in enumerate(source))
-        return boost, because
+        because: list[str | None] = [None] * n
+        for i in np.flatnonzero((source >= 0) & (boost >= BECAUSE_OF_FLOOR)).tolist():
+            because[i] = self.product_ids[source[i]]
+        return boost, tuple(because)
 
     def score_batch(self, rows: "Any", recent: Sequence[Sequence[tuple[str, float]]] | None = None,
                     now_s: float = 0.0, segments: Sequence[str] | None = None,

@@ -14,12 +14,13 @@ def scoring(ctx: Context) -> None:
         [(p, float(t)) for p, t in state.recent_purchases], ctx.now_s, state.value_tier,
     )
     index = {pid: i for i, pid in enumerate(scores.product_ids)}
+    propensity, boost = scores.propensity.tolist(), scores.similar_boost.tolist()  # Python floats, once
     for pid, offer in ctx.candidates.items():
         i = index.get(pid)
         if i is None:  # a product the model was not trained on: no evidence, lowest priority
             continue
-        offer.propensity = float(scores.propensity[i])
-        offer.similar_boost = float(scores.similar_boost[i])
+        offer.propensity = propensity[i]
+        offer.similar_boost = boost[i]
         offer.because_of = scores.because_of[i]
         offer.score = offer.propensity
 
