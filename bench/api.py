@@ -218,15 +218,27 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"(hey, {args.workers} connections at {args.rps // args.workers} req/s each; {args.server_workers} uvicorn "
         "worker processes with uvloop + httptools for both the offer API and the bare app; embedded Valkey and "
         "Tansu and the load generator on the same 2 cores; decision log on).", "",
-        "| endpoint | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors | p99 / bare p99 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| endpoint | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors | p99 / bare p99 "
+        "| server CPU ms / request |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ratio = r["p99_ms"] / bare_p99 if bare_p99 else float("nan")
         lines.append(f"| {r['endpoint']} | {r['target_rps']} | {r['achieved_rps']} | {r['p50_ms']} | {r['p99_ms']} | "
-                     f"{r['max_ms']} | {r['errors']} | {ratio:.2f}x |")
-    lines += ["", "Targets: p99 < 10 ms per channel endpoint and < 1.5x the bare endpoint's p99 "
-              "(a FastAPI route doing one Redis HGET, same server settings, same run).", ""]
+                     f"{r['max_ms']} | {r['errors']} | {ratio:.2f}x | {r.get('server_cpu_ms_per_request', '')} |")
+    channels = [r for r in results if r["endpoint"] != "bare"]
+    met = all(r["p99_ms"] < 10 and r["p99_ms"] < 1.5 * bare_p99 and r["achieved_rps"] >= 0.98 * r["target_rps"]
+              for r in channels)
+    lines += ["", "Targets: p99 < 10 ms per channel endpoint at the target rate, and < 1.5x the bare endpoint's "
+              "p99 (a FastAPI route doing one Redis HGET, same server settings, same run). "
+              f"**{'Met' if met else 'Not met'} in this run.**", "",
+              "hey paces each connection on its own and is closed-loop per connection: when the server falls "
+              "behind, the achieved rate drops below the target instead of queueing (so p99 flatters a server "
+              "that cannot keep up; read it with the achieved rate). The server CPU per request (all uvicorn "
+              "processes, from /proc) is what limits the rate here: the offer endpoints spend two to three times "
+              "the bare endpoint's CPU per request (the decisioning chain with fold-in scoring is ~0.25-0.35 ms "
+              "of it, the rest is routing, key check, response and the decision log), and two cores are shared "
+              "with the load generator, Valkey and the broker.", ""]
     section = "\n".join(lines) + "\n"
     start = text.find("## bench/api.py")
     if start == -1:
