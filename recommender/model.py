@@ -212,17 +212,16 @@ class NboModel:
         boost = np.zeros(n)
         if not recent_purchases:
             return boost, (None,) * n
-        source = np.full(n, -1, dtype=np.intp)
         half_life_s = self.params.half_life_days * DAY_S
-        for pid, at_s in recent_purchases:
-            j = self.product_index.get(pid)
-            if j is None:
-                continue
-            fade = 0.5 ** (max(0.0, now_s - float(at_s)) / half_life_s)
-            row = self._similar[j] * fade
-            better = row > boost
-            boost = np.where(better, row, boost)
-            source[better] = j
+        known = [(self.product_index.get(pid), at_s) for pid, at_s in recent_purchases]
+        rows = [(j, 0.5 ** (max(0.0, now_s - float(at_s)) / half_life_s)) for j, at_s in known if j is not None]
+        if not rows:
+            return boost, (None,) * n
+        bought = np.fromiter((j for j, _ in rows), dtype=np.intp, count=len(rows))
+        faded = self._similar[bought] * np.fromiter((f for _, f in rows), dtype=np.float64, count=len(rows))[:, None]
+        best = faded.argmax(axis=0)  # per product: the purchase it is most similar to (first on ties)
+        boost = np.maximum(faded[best, np.arange(n)], 0.0)
+        source = np.where(boost > 0, bought[best], -1)
         because: list[str | None] = [None] * n
         for i in np.flatnonzero((source >= 0) & (boost >= BECAUSE_OF_FLOOR)).tolist():
             because[i] = self.product_ids[source[i]]
