@@ -193,11 +193,12 @@ async function record(offer, outcome, reason) {
     await lookUp({ keepStatus: true });
     const listed = ui.offers && ui.offers.offers.some((o) => o.product_id === offer.product_id);
     const answered = ui.profile && ui.profile.contact_history.some((c) => c.product_id === offer.product_id);
-    if (!listed && (answered || !ui.profile)) {
+    // A decline takes the product off the list; an acceptance stays listed until the purchase
+    // itself arrives from the core system, so it is done once the contact history shows it.
+    if ((!listed || outcome === "accepted") && (answered || !ui.profile)) {
       $("status").textContent = `${t("recorded")}: ${local({ en: offer.name, zh: offer.name_zh })}, ${label}.`;
       return;
     }
-    if (outcome === "accepted" && answered) return;
   }
   $("status").textContent = t("still_listed");
 }

@@ -11,6 +11,7 @@ the test; elsewhere it is skipped with the command that installs it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -20,6 +21,7 @@ from typing import Iterator
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from recommender.catalog import load_catalog
 from recommender.simulator import simulate_events
@@ -154,9 +156,7 @@ def test_a_wrong_key_says_what_to_fix(stack, browser, customers):
 
         page.fill("#key", DEV_KEYS["teller"])  # a real key, but for the teller channel
         page.click("text=Look up")
-        page.wait_for_function("document.querySelector('#banner').textContent.includes('call_centre')"
-                               " || document.querySelector('#banner').textContent.includes('channel')",
-                               timeout=10_000)
+        expect(banner).to_contain_text("this API key is for the teller channel, not call_centre", timeout=10_000)
     finally:
         page.close()
 
@@ -178,3 +178,18 @@ def test_the_screen_says_so_when_customer_data_is_unavailable(stack, browser, cu
     finally:
         page.close()
         cut_off.stop()
+
+
+def test_an_accepted_offer_is_recorded_in_the_contact_history(stack, browser, customers):
+    customer_id = _customer_with_offers(stack, customers[::-1])
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    try:
+        page.goto(f"{stack.api_url}/agent?customer={customer_id}#key={DEV_KEYS['call_centre']}")
+        first = page.locator("#offers li.offer").first
+        first.wait_for(timeout=15_000)
+        product_id = first.get_attribute("data-product")
+        page.click(f"[data-testid=accept-{product_id}]")
+        expect(page.locator("#status")).to_have_text(re.compile(r"Recorded: .*, accepted\.$"), timeout=15_000)
+        assert "accepted" in page.locator("[data-testid=contact-history]").inner_text()
+    finally:
+        page.close()
