@@ -4,8 +4,10 @@ Per poll (``getmany``, up to ``batch_size`` records, waiting at most ``fetch_wai
 broker): decode; send the invalid records to the dead-letter topic and wait for the broker's
 ack; apply the valid ones to Redis in one batch (``RedisStateStore.apply_batch``: exactly-once
 effect by source offset and event id); only then may the offsets past the batch be committed
-(every ``commit_interval_ms``, beside the next batch). A crash anywhere before the commit
-redelivers the records, and the store drops what it already applied.
+(every ``commit_interval_ms``, beside the next batch), and only once those Redis writes are
+``commit_lag_ms`` old: Redis with AOF ``everysec`` can lose the last second of writes on a crash,
+and an offset committed past a lost write would lose its records for good. A crash anywhere
+before the commit redelivers the records, and the store drops what it already applied.
 A Redis that stays down past the bounded retries stops the process with exit code 3 without
 committing.
 
@@ -20,6 +22,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections import deque
 
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
 from services.settings import Settings
@@ -63,7 +66,9 @@ async def run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
 
-    applied: dict = {}  # TopicPartition -> next offset, for records already applied to Redis
+    applied: dict = {}  # TopicPartition -> next offset, for records applied to Redis and durable there
+    settling: deque[tuple[float, dict]] = deque()  # (applied at, offsets) until the writes are on disk
+    lag_s = stream.commit_lag_ms / 1000
     committing: asyncio.Task | None = None
     last_commit_at = 0.0
 
@@ -78,6 +83,8 @@ async def run(settings: Settings) -> int:
     log.info("direct engine consuming %s as group %s", ", ".join(INPUT_TOPICS), stream.group_id)
     try:
         while not stopping.is_set():
+            while settling and loop.time() - settling[0][0] >= lag_s:
+                applied.update(settling.popleft()[1])
             if applied and (committing is None or committing.done()) and \
                     loop.time() - last_commit_at >= stream.commit_interval_ms / 1000:
                 # Commits run beside the next batch, and only ever cover records already applied.
@@ -96,9 +103,11 @@ async def run(settings: Settings) -> int:
                     log.warning("dead-lettered %s[%d]@%d: %s", d.topic, d.partition, d.offset, d.reason)
             if good:
                 await asyncio.to_thread(apply_with_retries, store, good, params, stream.redis_retries)
-            applied.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            settling.append((loop.time(), {tp: records[-1].offset + 1 for tp, records in batches.items()}))
         if committing is not None:
             await committing
+        while settling and loop.time() - settling[0][0] >= lag_s:  # the rest is re-read and skipped
+            applied.update(settling.popleft()[1])
         if applied:
             await commit(dict(applied))
     except Exception:
