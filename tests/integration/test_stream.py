@@ -169,3 +169,39 @@ def test_replay_refuses_a_namespace_that_holds_state(servers, key_prefix, unique
     with pytest.raises(ValueError, match="already holds"):
         replay(servers.kafka_bootstrap, servers.redis_url, key_prefix, P, idle_s=0.5)
     store.close()
+
+
+def test_offsets_are_committed_only_once_the_redis_writes_have_settled(servers, tmp_path: Path, key_prefix,
+                                                                       unique_customer_id):
+    """A Redis killed right after a write may not have it on disk yet; the worker must not have
+    committed the offset past it by then, or a restart would never re-read it."""
+    from kafka import KafkaAdminClient, TopicPartition
+
+    group = f"g-{key_prefix}"
+    env = child_env(servers, NBO_REDIS__KEY_PREFIX=key_prefix, NBO_STREAM__GROUP_ID=group,
+                    NBO_STREAM__COMMIT_LAG_MS="4000", NBO_DATA_DIR=str(tmp_path))
+    worker = ManagedProcess("worker", nbo_command("worker"), tmp_path / "worker.log", env=env)
+    live = RedisStateStore(servers.redis_url, key_prefix)
+    admin = KafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
+    producer = KafkaProducer(bootstrap_servers=servers.kafka_bootstrap, acks="all")
+    worker.start()
+    try:
+        sent = [producer.send(DEPOSITS, key=unique_customer_id.encode(), value=encode(_deposit(unique_customer_id, i)))
+                .get(timeout=10) for i in range(3)]
+        tp, last = TopicPartition(DEPOSITS, sent[-1].partition), sent[-1].offset
+
+        def committed() -> int:
+            found = admin.list_group_offsets(group).get(group, {}).get(tp)
+            return found.offset if found is not None else -1
+
+        _wait(lambda: (live.get(unique_customer_id) or CustomerState(unique_customer_id)).events_applied >= 3,
+              60, "the worker to apply the deposits", worker)
+        applied_at = time.monotonic()
+        assert committed() <= last, "committed past records whose Redis writes had not settled"
+        _wait(lambda: committed() == last + 1, 30, "the offset to be committed after the lag", worker)
+        assert time.monotonic() - applied_at >= 3.0
+    finally:
+        worker.stop()
+        producer.close()
+        admin.close()
+        live.close()
