@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from recommender.catalog import Catalog, Product
+from recommender.features import tokens_at
 from recommender.decisioning.policy import Policy
 from recommender.model import RankingModel
 from recommender.state import CustomerState
@@ -51,6 +52,14 @@ class Context:
     limit: int = 3
     candidates: dict[str, Offer] = field(default_factory=dict)
     decision: Decision = field(default_factory=lambda: Decision([], []))
+    _tokens: dict[str, float] | None = field(default=None, repr=False)
+
+    @property
+    def tokens(self) -> dict[str, float]:
+        """The customer's behaviour tokens at ``now_s`` (scoring and reasons both read them; made once)."""
+        if self._tokens is None:
+            self._tokens = tokens_at(self.state, self.now_s)
+        return self._tokens
 
     def exclude(self, product_id: str, rule: str) -> None:
         self.candidates.pop(product_id, None)

@@ -13,7 +13,6 @@ from typing import Mapping
 
 from recommender.catalog import Catalog, Product
 from recommender.decisioning.context import Context, Offer
-from recommender.features import tokens_at
 
 #: What to do instead of selling; code -> (en, zh).
 SERVICE_ACTIONS: dict[str, tuple[str, str]] = {
@@ -25,9 +24,8 @@ SERVICE_ACTIONS: dict[str, tuple[str, str]] = {
 
 
 def reasons(ctx: Context) -> None:
-    tokens = tokens_at(ctx.state, ctx.now_s)
     for offer in ctx.candidates.values():
-        offer.reason_codes, offer.reason_en, offer.reason_zh = explain(offer, tokens, ctx.catalog)
+        offer.reason_codes, offer.reason_en, offer.reason_zh = explain(offer, ctx.tokens, ctx.catalog)
 
 
 def talking_points(product: Product) -> list[tuple[str, str]]:

@@ -3,17 +3,19 @@ in on this request), then the fading "similar after purchase" boost."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from recommender.decisioning.context import Context
-from recommender.features import holdings_weights, tokens_at
+from recommender.features import holdings_weights
 
 
 def scoring(ctx: Context) -> None:
     state = ctx.state
     scores = ctx.model.score(
-        holdings_weights(state), tokens_at(state, ctx.now_s),
+        holdings_weights(state), ctx.tokens,
         [(p, float(t)) for p, t in state.recent_purchases], ctx.now_s, state.value_tier,
     )
-    index = {pid: i for i, pid in enumerate(scores.product_ids)}
+    index = _positions(scores.product_ids)
     propensity, boost = scores.propensity.tolist(), scores.similar_boost.tolist()  # Python floats, once
     for pid, offer in ctx.candidates.items():
         i = index.get(pid)
@@ -23,6 +25,12 @@ def scoring(ctx: Context) -> None:
         offer.similar_boost = boost[i]
         offer.because_of = scores.because_of[i]
         offer.score = offer.propensity
+
+
+@lru_cache(maxsize=8)
+def _positions(product_ids: tuple[str, ...]) -> dict[str, int]:
+    """Product id -> position in a model's score arrays (a model has one order; made once)."""
+    return {pid: i for i, pid in enumerate(product_ids)}
 
 
 def similar_boost(ctx: Context) -> None:
