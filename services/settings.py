@@ -96,6 +96,9 @@ class ApiSettings(BaseModel):
     call_centre_offers: int = Field(default=3, ge=1, le=10)
     max_mobile_slots: int = Field(default=10, ge=1, le=20)
     decision_buffer: int = Field(default=10_000, ge=10, description="decision-log records waiting to be sent")
+    decision_flush_ms: int = Field(default=100, ge=1, le=10_000,
+                                   description="how often buffered decision-log records go to the broker, in one "
+                                   "produce request per partition (fewer, larger requests cost less CPU per record)")
     model_poll_s: float = Field(default=5.0, gt=0)
     levers_file: Path | None = Field(
         default=None, description="marketing policy JSON (levers, channel fit, caps, cool-downs); "

@@ -78,6 +78,7 @@ class Services:
                                           timeout_s=settings.redis.timeout_ms / 1000)
         self.models = ModelHolder(settings.registry_dir, self.catalog)
         self.publisher = Publisher(settings.kafka.bootstrap, settings.api.decision_buffer,
+                                   flush_interval_s=settings.api.decision_flush_ms / 1000,
                                    client_id=f"{settings.kafka.client_id}-api")
         self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
         self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
@@ -208,34 +209,7 @@ KEY_REQUIRED: dict[str, Any] = {"security": [{"APIKeyHeader": []}]}
 def _install_routes(app: FastAPI, settings: Settings) -> None:
     max_slots = settings.api.max_mobile_slots
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Redis unreachable"}})
-    async def readyz(request: Request) -> JSONResponse:
-        services = services_of(request)
-        try:
-            redis_ok = await asyncio.wait_for(services.store.ping(), timeout=0.5)
-        except Exception:
-            redis_ok = False
-        body = {"redis": redis_ok, "broker": services.publisher.connected, "model": services.models.version}
-        return JSONResponse(body, status_code=200 if redis_ok else 503)
-
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def metrics(request: Request) -> Response:
-        services = services_of(request)
-        services.metrics.decision_log_dropped.set(services.publisher.dropped)
-        services.metrics.decision_log_sent.set(services.publisher.sent)
-        try:  # the stream workers' counters (dead letters, duplicates), best effort within the budget
-            async with asyncio.timeout(max(services.redis_budget_s, 0.2)):
-                stats = await services.store.client.hgetall(stats_key(services.settings.redis.key_prefix))
-            for name, value in stats.items():
-                services.metrics.stream.labels(name.decode()).set(float(value))
-        except Exception:
-            services.metrics.redis_errors.inc()
-        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    # The channel routes first: the router tries routes in order, and these are the busy ones.
     @app.get("/v1/customers/{customer_id}/offers", response_model=OfferResponse, tags=["offers"],
               responses=ERROR_RESPONSES)
     async def offers(request: Request, customer_id: CustomerIdPath, channel: OfferChannel,
@@ -302,6 +276,34 @@ def _install_routes(app: FastAPI, settings: Settings) -> None:
         services.metrics.outcomes.labels(body.channel.value, body.outcome.value).inc()
         return OutcomeAck(status="recorded", event_id=event_id)
 
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Redis unreachable"}})
+    async def readyz(request: Request) -> JSONResponse:
+        services = services_of(request)
+        try:
+            redis_ok = await asyncio.wait_for(services.store.ping(), timeout=0.5)
+        except Exception:
+            redis_ok = False
+        body = {"redis": redis_ok, "broker": services.publisher.connected, "model": services.models.version}
+        return JSONResponse(body, status_code=200 if redis_ok else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        services = services_of(request)
+        services.metrics.decision_log_dropped.set(services.publisher.dropped)
+        services.metrics.decision_log_sent.set(services.publisher.sent)
+        try:  # the stream workers' counters (dead letters, duplicates), best effort within the budget
+            async with asyncio.timeout(max(services.redis_budget_s, 0.2)):
+                stats = await services.store.client.hgetall(stats_key(services.settings.redis.key_prefix))
+            for name, value in stats.items():
+                services.metrics.stream.labels(name.decode()).set(float(value))
+        except Exception:
+            services.metrics.redis_errors.inc()
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
 
 def _default_limit(services: Services, channel: OfferChannel) -> int:
     api = services.settings.api
@@ -336,8 +338,7 @@ async def _offer_response(services: Services, customer_id: str, channel: OfferCh
     decision_id = "d-" + uuid.uuid4().hex
     response = _to_response(services, decision, decision_id, customer_id, channel, model.version)
     latency_ms = (time.perf_counter() - started) * 1000
-    services.metrics.latency.labels(channel.value).observe(latency_ms / 1000)
-    services.metrics.decisions.labels(channel.value, str(decision.degraded).lower()).inc()
+    services.metrics.observe_decision(channel.value, decision.degraded, latency_ms / 1000)
     services.publisher.log_decision(decision_id, customer_id, channel.value, decision, model.version, latency_ms, now)
     return response
 

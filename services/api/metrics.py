@@ -19,5 +19,15 @@ class Metrics:
                                           registry=self.registry)
         self.decision_log_sent = Gauge("nbo_decision_log_sent", "decision records the broker acknowledged",
                                        registry=self.registry)
+        self._labelled: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
         self.stream = Gauge("nbo_stream_events", "stream worker counters (applied, duplicates, dead_letters)",
                             ["counter"], registry=self.registry)
+
+    def observe_decision(self, channel: str, degraded: bool, latency_s: float) -> None:
+        """Latency and count of one decision (the labelled series are looked up once per channel)."""
+        key = (channel, "true" if degraded else "false")
+        series = self._labelled.get(key)
+        if series is None:
+            series = self._labelled[key] = (self.latency.labels(channel), self.decisions.labels(*key))
+        series[0].observe(latency_s)
+        series[1].inc()

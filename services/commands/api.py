@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from services.settings import load_settings
 
@@ -14,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    # Each worker process scores on one core; OpenBLAS threads would only spin against the others.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     settings = load_settings()
     uvicorn.run("services.api.app:create_app", factory=True, host=settings.api.host, port=settings.api.port,
                 workers=settings.api.workers, log_level=args.log_level, access_log=False,
