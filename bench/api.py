@@ -1,12 +1,16 @@
 """Offer API latency at a fixed rate, against a bare FastAPI endpoint doing one Redis read.
 
-Starts an embedded broker and Redis (or uses NBO_KAFKA__BOOTSTRAP / NBO_REDIS__URL), seeds
-simulated customers' state into Redis, starts ``nbo api`` (one uvicorn worker, uvloop +
+Starts an embedded broker and Redis (or uses NBO_KAFKA__BOOTSTRAP / NBO_REDIS__URL), trains a
+model on simulated customers (so the API folds in and scores as in production), seeds simulated
+customers' state into Redis, starts ``nbo api`` (``--server-workers`` uvicorn workers, uvloop +
 httptools when installed, the decision log to the real broker) and, in the same run, a bare
 FastAPI app with the same server settings whose one endpoint does one Redis HGET. Then drives
-each endpoint in turn with ``hey`` (Debian package) at a fixed rate (``--rps``, default
-1,000 requests/s: ``--workers`` connections each rate-limited to rps/workers) for
-``--seconds``, after a short warm-up, and reads every request's latency from hey's CSV.
+each endpoint at a fixed rate (``--rps``, default 1,000 requests/s) with ``hey`` (Debian
+package): ``--workers`` hey processes of one connection each at rps/workers, started at
+different moments so that their requests interleave as independent terminals' would (one hey
+with N connections fires them together, in bursts of N). After a warm-up, the endpoints take
+turns in ``--rounds`` slices of ``--seconds / --rounds`` each, so a slow spell of this shared
+machine falls on all of them alike, and every request's latency is read from hey's CSV.
 
     .venv/bin/python bench/api.py [--rps 1000] [--seconds 10] [--json] [--write-docs]
 
@@ -43,6 +47,7 @@ from recommender.catalog import load_catalog  # noqa: E402
 from recommender.features import apply  # noqa: E402
 from recommender.simulator import simulate_events  # noqa: E402
 from recommender.state import CustomerState  # noqa: E402
+from services.commands.train import train_on_simulation  # noqa: E402
 from services.runtime import ManagedProcess, free_port, running_servers  # noqa: E402
 from services.settings import load_settings  # noqa: E402
 from streams import keys  # noqa: E402
@@ -115,16 +120,25 @@ def wait_ok(url: str, proc: ManagedProcess, deadline_s: float = 60.0) -> None:
 
 def hey(url: str, rps: int, seconds: float, workers: int, key: str | None = None,
         body: str | None = None) -> list[tuple[float, int]]:
-    """(latency_s, status) of every request hey sent at ``rps`` for ``seconds``."""
-    cmd = ["hey", "-z", f"{seconds}s", "-c", str(workers), "-q", f"{rps / workers:g}", "-o", "csv", "-t", "5"]
+    """(latency_s, status) of every request sent at ``rps`` for ``seconds``: ``workers`` hey
+    processes of one connection each, at rps/workers, started 1/rps apart so that their
+    requests interleave evenly (one hey with N connections ticks them all at once)."""
+    cmd = ["hey", "-z", f"{seconds}s", "-c", "1", "-q", f"{rps / workers:g}", "-o", "csv", "-t", "5"]
     if key:
         cmd += ["-H", f"X-API-Key: {key}"]
     if body is not None:
         cmd += ["-m", "POST", "-T", "application/json", "-d", body]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    procs = []
+    for _ in range(workers):
+        procs.append(subprocess.Popen(cmd + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        time.sleep(1 / rps)  # spreading the connections' ticks over one period
     rows = []
-    for row in csv.DictReader(io.StringIO(out)):
-        rows.append((float(row["response-time"]), int(row["status-code"])))
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"hey failed: {err}")
+        for row in csv.DictReader(io.StringIO(out)):
+            rows.append((float(row["response-time"]), int(row["status-code"])))
     return rows
 
 
@@ -160,6 +174,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise SystemExit("bench/api.py needs hey: apt-get install -y hey")
     work = Path(tempfile.mkdtemp(prefix="nbo-bench-api-"))
     settings = load_settings(data_dir=work)
+    # The API ranks with a trained model (fold-in and similar-after-purchase), as in production.
+    version = train_on_simulation(settings, customers=args.train_customers, seed=3)
+    print(f"model {version} trained on {args.train_customers:,} simulated customers", file=sys.stderr)
     with running_servers(settings) as servers:
         customer_ids = seed(servers.redis_url, args.customers)
         customer = customer_ids[0]
@@ -186,15 +203,21 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 ("mobile", f"{base}/v1/mobile/customers/{customer}/slots?n=3", KEYS["mobile"], None),
                 ("bare", f"{bare_base}/bare/{customer}", None, None),
             ]
-            results = []
-            for endpoint, url, key, body in targets:
-                server = bare if endpoint == "bare" else api
+            for endpoint, url, key, body in targets:  # warm-up: connections, caches, the model
                 hey(url, args.rps, args.warmup_s, args.workers, key, body)
-                cpu_before = cpu_s(server.pid)
-                rows = hey(url, args.rps, args.seconds, args.workers, key, body)
-                results.append(summarise(endpoint, rows, args.rps, args.seconds))
-                results[-1]["server_cpu_ms_per_request"] = round(
-                    (cpu_s(server.pid) - cpu_before) * 1000 / max(1, len(rows)), 3)
+            # Round-robin slices: a shared machine's slow spells fall on every endpoint alike.
+            rows: dict[str, list[tuple[float, int]]] = {t[0]: [] for t in targets}
+            cpu: dict[str, float] = {t[0]: 0.0 for t in targets}
+            for round_ in range(args.rounds):
+                for endpoint, url, key, body in targets:
+                    server = bare if endpoint == "bare" else api
+                    cpu_before = cpu_s(server.pid)
+                    rows[endpoint] += hey(url, args.rps, args.seconds / args.rounds, args.workers, key, body)
+                    cpu[endpoint] += cpu_s(server.pid) - cpu_before
+            results = []
+            for endpoint, _, _, _ in targets:
+                results.append(summarise(endpoint, rows[endpoint], args.rps, args.seconds))
+                results[-1]["server_cpu_ms_per_request"] = round(cpu[endpoint] * 1000 / max(1, len(rows[endpoint])), 3)
                 print(f"{endpoint:12s} {results[-1]}", file=sys.stderr)
             metrics = httpx.get(f"{base}/metrics").text
             dropped = [ln for ln in metrics.splitlines() if ln.startswith("nbo_decision_log_dropped ")]
@@ -215,9 +238,11 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
         f"Command: `.venv/bin/python bench/api.py --rps {args.rps} --seconds {args.seconds:g} --write-docs` "
-        f"(hey, {args.workers} connections at {args.rps // args.workers} req/s each; {args.server_workers} uvicorn "
-        "worker processes with uvloop + httptools for both the offer API and the bare app; embedded Valkey and "
-        "Tansu and the load generator on the same 2 cores; decision log on).", "",
+        f"({args.workers} hey processes of one connection at {args.rps / args.workers:g} req/s each, started apart; "
+        f"the endpoints take turns in {args.rounds} slices; {args.server_workers} uvicorn worker processes with "
+        "uvloop + httptools for both the offer API and the bare app; the API ranks with a model trained on "
+        f"{args.train_customers:,} simulated customers; embedded Valkey and Tansu and the load generator on the "
+        "same 2 cores; decision log on).", "",
         "| endpoint | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors | p99 / bare p99 "
         "| server CPU ms / request |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -232,13 +257,12 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     lines += ["", "Targets: p99 < 10 ms per channel endpoint at the target rate, and < 1.5x the bare endpoint's "
               "p99 (a FastAPI route doing one Redis HGET, same server settings, same run). "
               f"**{'Met' if met else 'Not met'} in this run.**", "",
-              "hey paces each connection on its own and is closed-loop per connection: when the server falls "
-              "behind, the achieved rate drops below the target instead of queueing (so p99 flatters a server "
-              "that cannot keep up; read it with the achieved rate). The server CPU per request (all uvicorn "
-              "processes, from /proc) is what limits the rate here: the offer endpoints spend two to three times "
-              "the bare endpoint's CPU per request (the decisioning chain with fold-in scoring is ~0.25-0.35 ms "
-              "of it, the rest is routing, key check, response and the decision log), and two cores are shared "
-              "with the load generator, Valkey and the broker.", ""]
+              "hey is closed-loop per connection: when the server falls behind, the achieved rate drops below "
+              "the target instead of queueing (so p99 flatters a server that cannot keep up; read it with the "
+              "achieved rate). Server CPU per request (all uvicorn processes, from /proc, kernel time included) "
+              "is what sets the latency here: two cores are shared by the server, the load generator, Valkey "
+              "and the broker, so a request that costs twice the CPU waits about twice as long behind the "
+              "others. Where the offer endpoints' CPU goes is in docs/API.md (Performance).", ""]
     section = "\n".join(lines) + "\n"
     start = text.find("## bench/api.py")
     if start == -1:
@@ -254,12 +278,14 @@ def main() -> int:
     parser.add_argument("--rps", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup-s", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin slices of --seconds per endpoint")
     # hey paces each connection on its own ticker and starts them together, so N connections arrive
     # as bursts of N requests; a few connections keep the arrivals close to an even rate.
     parser.add_argument("--workers", type=int, default=4, help="hey connections; each sends rps/workers")
     parser.add_argument("--server-workers", type=int, default=2,
                         help="uvicorn worker processes, the same for the offer API and the bare app")
     parser.add_argument("--customers", type=int, default=200, help="simulated customers seeded into Redis")
+    parser.add_argument("--train-customers", type=int, default=3000, help="simulated customers the model is trained on")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object with the results")
     parser.add_argument("--write-docs", action="store_true", help="update the section in docs/BENCHMARKS.md")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
