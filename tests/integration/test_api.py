@@ -97,6 +97,14 @@ def test_keys_are_bound_to_channels(client, unique_customer_id):
     assert other_channel.status_code == 403 and "mobile" in other_channel.json()["detail"]
 
 
+def test_the_key_is_checked_before_anything_else_about_the_request(client):
+    """Someone without a valid key learns nothing about what the API would accept."""
+    no_key = client.post("/v1/teller/offers", json={"customer_id": "not an id"})
+    agent_key = client.get("/v1/mobile/customers/bad%20id/slots?n=999", headers=AGENT)
+    assert no_key.status_code == 401 and "X-API-Key" in no_key.json()["detail"]
+    assert agent_key.status_code == 403 and "call_centre" in agent_key.json()["detail"]
+
+
 def test_bad_input_is_a_4xx_that_says_what_to_fix(client):
     bad_id = client.get("/v1/call-centre/customers/13800138000/offers", headers=AGENT)
     assert bad_id.status_code == 422 and "customer_id" in bad_id.json()["detail"]
