@@ -120,13 +120,23 @@ class RankingModel(Protocol):
 def _posv(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """LAPACK's symmetric positive-definite solve (a third of ``np.linalg.solve``'s overhead on a
     16 x 16 system); ``info != 0`` when ``a`` is not positive definite."""
-    from scipy.linalg.lapack import dposv
-
-    return dposv(a, b)  # type: ignore[no-any-return]
+    return _lapack().dposv(a, b)  # type: ignore[no-any-return]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
+    return _special().expit(np.clip(z, -30.0, 30.0))  # type: ignore[no-any-return]
+
+
+def _lapack() -> Any:
+    from scipy.linalg import lapack  # imported on first use: scipy.linalg takes a while to import
+
+    return lapack
+
+
+def _special() -> Any:
+    from scipy import special
+
+    return special
 
 
 @dataclass
