@@ -68,14 +68,15 @@ _TOKEN_REASONS: tuple[tuple[str, tuple[str, ...], str, str, str], ...] = (
 
 
 def explain(offer: Offer, tokens: Mapping[str, float], catalog: Catalog) -> tuple[list[str], str, str]:
-    """Reason codes and one sentence (en, zh) a teller or agent can say."""
+    """Reason codes and one sentence (en, zh) a teller or agent can say. The pitch is not repeated
+    here: the offer carries it separately."""
     p = offer.product
     if offer.because_of and offer.similar_boost > 0:
         bought = catalog.get(offer.because_of) if offer.because_of in catalog else None
-        name_en = bought.name if bought else offer.because_of
+        name_en = in_sentence(bought.name) if bought else offer.because_of
         name_zh = bought.name_zh if bought else offer.because_of
         return (["similar_after_purchase"],
-                f"You recently opened the {name_en}; customers who did often add the {p.name}.",
+                f"You recently opened our {name_en}; customers who did often add our {in_sentence(p.name)}.",
                 f"您最近开通了{name_zh}，同样的客户常会再选择{p.name_zh}。")
     best = None
     for token, families, code, en, zh in _TOKEN_REASONS:
@@ -85,5 +86,11 @@ def explain(offer: Offer, tokens: Mapping[str, float], catalog: Catalog) -> tupl
     if best:
         return [best[1]], best[2], best[3]
     return (["popular_for_customers_like_you"],
-            f"Customers like you often choose the {p.name}. {p.pitch_en}",
-            f"与您情况相似的客户常选择{p.name_zh}。{p.pitch_zh}")
+            f"Customers like you often choose our {in_sentence(p.name)}.",
+            f"与您情况相似的客户常选择{p.name_zh}。")
+
+
+def in_sentence(name: str) -> str:
+    """A product name as it reads inside a sentence: "Mobile banking" -> "mobile banking";
+    names that start with an acronym or a figure ("QDII global fund", "1-year ...") stay."""
+    return name[0].lower() + name[1:] if len(name) > 1 and name[1].islower() else name

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recommender.catalog import load_catalog
-from recommender.decisioning import Policy, cooldown_days, decide, fallback
+from recommender.decisioning import Offer, Policy, cooldown_days, decide, explain, fallback
 from recommender.model import PriorModel, ScoredProducts
 from recommender.state import ContactRecord, CustomerState, Holding
 
@@ -134,13 +134,24 @@ def test_similar_after_purchase_is_explained_by_the_purchase():
                       "mobile", NOW_S, 3)
     sip = next(o for o in decision.offers if o.product.product_id == "fund_sip")
     assert sip.reason_codes == ["similar_after_purchase"]
-    assert "Bond fund" in sip.reason_en and "债券基金" in sip.reason_zh
+    assert "opened our bond fund" in sip.reason_en and "债券基金" in sip.reason_zh
 
 
 def test_every_offer_has_a_reason_in_both_languages():
     decision = decide(customer(), PriorModel(CATALOG), CATALOG, Policy(), "call_centre", NOW_S, 5)
     assert decision.offers
     assert all(o.reason_en and o.reason_zh and o.reason_codes for o in decision.offers)
+
+
+def test_a_reason_reads_as_a_sentence_and_does_not_repeat_the_pitch():
+    state = customer()
+    state.holdings = {}
+    offers = decide(state, FixedModel("mobile_banking"), CATALOG, Policy(), "teller", NOW_S, 5).offers
+    banking = next(o for o in offers if o.product.product_id == "mobile_banking")
+    assert banking.reason_en == "Customers like you often choose our mobile banking."
+    assert all(o.product.pitch_en not in o.reason_en and o.product.pitch_zh not in o.reason_zh for o in offers)
+    qdii = Offer(CATALOG.get("qdii_fund"), 0.1, 0.0, 0.1, None, [])
+    assert "our QDII global fund" in explain(qdii, {}, CATALOG)[1]
 
 
 def test_fallback_is_degraded_and_low_risk():
