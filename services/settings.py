@@ -100,6 +100,7 @@ class ApiSettings(BaseModel):
                                    description="how often buffered decision-log records go to the broker, in one "
                                    "produce request per partition (fewer, larger requests cost less CPU per record)")
     model_poll_s: float = Field(default=5.0, gt=0)
+    policy_poll_s: float = Field(default=5.0, gt=0, description="how often the levers file is checked for changes")
     levers_file: Path | None = Field(
         default=None, description="marketing policy JSON (levers, channel fit, caps, cool-downs); "
         "default recommender/data/levers.json, see docs/API.md")

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recommender.catalog import load_catalog
 from recommender.decisioning import SERVICE_ACTIONS as ACTION_TEXTS
-from recommender.decisioning import Decision, PolicyError, fallback, load_policy, rank, talking_points
+from recommender.decisioning import Decision, PolicyError, fallback, rank, talking_points
 from recommender.features import VS_STRATEGIES, FeatureParams, age_at, apply, decayed
 from recommender.state import CustomerState
 from schemas.events import CUSTOMER_ID_PATTERN, DepositPosted, OfferChannel
@@ -57,6 +57,7 @@ from services.api.models import (
 )
 from services.api.publisher import Publisher, PublishError
 from services.api.models_holder import ModelHolder
+from services.api.policy_holder import PolicyHolder
 from services.settings import Settings, SettingsError, load_settings
 from streams.keys import stats_key
 from streams.store import AsyncRedisStateStore
@@ -89,7 +90,7 @@ class Services:
             settings.stream.hotline_half_life_days, settings.stream.token_half_life_days,
         )
         try:
-            self.policy = load_policy(settings.api.levers_file)
+            self.policies = PolicyHolder(settings.api.levers_file)
         except PolicyError as exc:
             raise SystemExit(f"NBO_API__LEVERS_FILE: {exc}") from None
 
@@ -125,13 +126,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = Services(settings)
         app.state.services = services
         await services.publisher.start()
-        watcher = asyncio.create_task(services.models.watch(settings.api.model_poll_s))
+        watchers = [asyncio.create_task(services.models.watch(settings.api.model_poll_s)),
+                    asyncio.create_task(services.policies.watch(settings.api.policy_poll_s))]
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for watcher in watchers:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             await services.close()
 
     app = FastAPI(
@@ -354,7 +357,7 @@ async def _offer_response(services: Services, customer_id: str, channel: OfferCh
     else:
         if transaction is not None:
             state = _fold_transaction(services, state, transaction, now)
-        decision = rank(state, model, services.catalog, services.policy, channel.value, now.timestamp(), limit)
+        decision = rank(state, model, services.catalog, services.policies.current, channel.value, now.timestamp(), limit)
     decision_id = "d-" + uuid.uuid4().hex
     response = _to_response(services, decision, decision_id, customer_id, channel, model.version)
     latency_ms = (time.perf_counter() - started) * 1000

@@ -87,6 +87,37 @@ def test_teller_transaction_in_hand_changes_what_is_offered(settings, unique_cus
     assert large["offers"][0]["product_id"] != "credit_card_standard"
 
 
+def test_marketing_changes_the_levers_file_and_the_running_api_follows(settings, unique_customer_id, tmp_path):
+    levers = tmp_path / "levers.json"
+    levers.write_text('{"credit_card_standard": 1000}')
+    api = settings.api.model_copy(update={"levers_file": levers, "policy_poll_s": 0.05})
+    settings = settings.model_copy(update={"api": api})
+    seed_customer(settings, unique_customer_id, balance_minor=1_000_000)
+    url = f"/v1/call-centre/customers/{unique_customer_id}/offers"
+
+    def first_offer_after(text: str) -> str:
+        levers.write_text(text)
+        deadline = time.monotonic() + 10
+        first = ""
+        while time.monotonic() < deadline:  # polling the running API until it shows the change
+            response = client.get(url, headers=AGENT)
+            assert response.status_code == 200
+            first = response.json()["offers"][0]["product_id"]
+            if (first == "credit_card_standard") == ("1000" in text):
+                break
+            time.sleep(0.05)
+        return first
+
+    with TestClient(create_app(settings)) as client:
+        assert client.get(url, headers=AGENT).json()["offers"][0]["product_id"] == "credit_card_standard"
+        stopped = first_offer_after('{"credit_card_standard": 0, "credit_card": 1}')
+        assert stopped != "credit_card_standard"
+        levers.write_text('{"credit_card_standard": "lots"}')  # refused: the policy in force stays
+        time.sleep(0.3)
+        assert client.get(url, headers=AGENT).json()["offers"][0]["product_id"] == stopped
+        assert first_offer_after('{"credit_card_standard": 1000}') == "credit_card_standard"
+
+
 def test_keys_are_bound_to_channels(client, unique_customer_id):
     url = f"/v1/call-centre/customers/{unique_customer_id}/offers"
     missing = client.get(url)
