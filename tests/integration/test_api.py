@@ -178,6 +178,73 @@ def test_redis_down_gives_degraded_offers_with_status_200(servers, key_prefix, t
     assert ready.status_code == 503
 
 
+def test_a_redis_that_stops_answering_gives_degraded_offers_within_the_budget_then_recovers(
+        servers, key_prefix, tmp_path, unique_customer_id):
+    import os
+    import signal
+
+    from services.runtime import start_valkey
+
+    valkey, url = start_valkey(tmp_path / "valkey")
+    try:
+        settings = load_settings(data_dir=tmp_path, kafka={"bootstrap": servers.kafka_bootstrap},
+                                 redis={"url": url, "key_prefix": key_prefix, "timeout_ms": 50},
+                                 api={"allow_dev_keys": True})
+        seed_customer(settings, unique_customer_id)
+        slots = f"/v1/mobile/customers/{unique_customer_id}/slots"
+        with TestClient(create_app(settings)) as client:
+            assert client.get(slots, headers=MOBILE).json()["degraded"] is False
+            os.kill(valkey.pid, signal.SIGSTOP)  # the server is there but does not answer
+            try:
+                started = time.monotonic()
+                stalled = client.get(slots, headers=MOBILE)
+                waited_s = time.monotonic() - started
+            finally:
+                os.kill(valkey.pid, signal.SIGCONT)
+            assert stalled.status_code == 200 and stalled.json()["degraded"] is True and stalled.json()["slots"]
+            assert waited_s < 0.5  # the 50 ms budget, not the stalled server, bounds the wait
+            deadline = time.monotonic() + 5
+            while client.get(slots, headers=MOBILE).json()["degraded"] and time.monotonic() < deadline:
+                time.sleep(0.05)  # the next reads reconnect
+            assert client.get(slots, headers=MOBILE).json()["degraded"] is False
+    finally:
+        valkey.stop()
+
+
+def test_a_reply_that_arrives_after_the_budget_is_never_taken_for_the_next_customers(
+        servers, key_prefix, tmp_path, unique_customer_id):
+    """A read abandoned at the budget must not leave its late reply on the connection, where the
+    next request would read it as its own customer's state."""
+    import os
+    import signal
+
+    from services.runtime import start_valkey
+
+    valkey, url = start_valkey(tmp_path / "valkey")
+    try:
+        settings = load_settings(data_dir=tmp_path, kafka={"bootstrap": servers.kafka_bootstrap},
+                                 redis={"url": url, "key_prefix": key_prefix, "timeout_ms": 50},
+                                 api={"allow_dev_keys": True})
+        other = unique_customer_id[:-1] + ("X" if unique_customer_id[-1] != "X" else "Y")
+        seed_customer(settings, unique_customer_id, balance_minor=1_000_000)
+        seed_customer(settings, other, balance_minor=7_000_000)
+        profile = "/v1/call-centre/customers/{}/profile"
+        with TestClient(create_app(settings)) as client:
+            for _ in range(3):
+                os.kill(valkey.pid, signal.SIGSTOP)
+                try:
+                    abandoned = client.get(profile.format(unique_customer_id), headers=AGENT)
+                finally:
+                    os.kill(valkey.pid, signal.SIGCONT)
+                time.sleep(0.1)  # the late reply is on its way
+                answers = [client.get(profile.format(other), headers=AGENT) for _ in range(3)]
+                assert abandoned.status_code == 503
+                balances = {r.json()["behaviour"]["balance_minor"] for r in answers if r.status_code == 200}
+                assert balances == {7_000_000}, "a request was answered with another customer's state, or not at all"
+    finally:
+        valkey.stop()
+
+
 def test_an_outcome_is_on_the_topic_when_acknowledged_and_idempotent(client, servers, unique_customer_id):
     body = {"decision_id": "d-" + uuid.uuid4().hex, "customer_id": unique_customer_id,
             "product_id": "credit_card_standard", "channel": "call_centre", "outcome": "declined",
