@@ -169,7 +169,7 @@ class Publisher:
             if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
                 await self._submit(producer, batch, partition, count)
                 batch, count = producer.create_batch(), 0
-                batch.append(key=key, value=value, timestamp=None)
+                batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any one record
             batches[partition] = (batch, count + 1)
         for partition, (batch, count) in batches.items():
             await self._submit(producer, batch, partition, count)
