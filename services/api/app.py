@@ -318,6 +318,7 @@ def _install_routes(app: FastAPI, settings: Settings) -> None:
         services = services_of(request)
         services.metrics.decision_log_dropped.set(services.publisher.dropped)
         services.metrics.decision_log_sent.set(services.publisher.sent)
+        services.metrics.policy_file_refused.set(1 if services.policies.failed_stamp is not None else 0)
         try:  # the stream workers' counters (dead letters, duplicates), best effort within the budget
             async with asyncio.timeout(max(services.redis_budget_s, 0.2)):
                 stats = await services.store.client.hgetall(stats_key(services.settings.redis.key_prefix))

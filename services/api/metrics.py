@@ -19,6 +19,9 @@ class Metrics:
                                           registry=self.registry)
         self.decision_log_sent = Gauge("nbo_decision_log_sent", "decision records the broker acknowledged",
                                        registry=self.registry)
+        self.policy_file_refused = Gauge("nbo_policy_file_refused", "1 while the levers file on disk failed "
+                                         "validation and the policy loaded before it keeps serving",
+                                         registry=self.registry)
         self._labelled: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
         self.stream = Gauge("nbo_stream_events", "stream worker counters (applied, duplicates, dead_letters)",
                             ["counter"], registry=self.registry)

@@ -113,9 +113,13 @@ def test_marketing_changes_the_levers_file_and_the_running_api_follows(settings,
         stopped = first_offer_after('{"credit_card_standard": 0, "credit_card": 1}')
         assert stopped != "credit_card_standard"
         levers.write_text('{"credit_card_standard": "lots"}')  # refused: the policy in force stays
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while "nbo_policy_file_refused 1.0" not in client.get("/metrics").text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "nbo_policy_file_refused 1.0" in client.get("/metrics").text
         assert client.get(url, headers=AGENT).json()["offers"][0]["product_id"] == stopped
         assert first_offer_after('{"credit_card_standard": 1000}') == "credit_card_standard"
+        assert "nbo_policy_file_refused 0.0" in client.get("/metrics").text
 
 
 def test_keys_are_bound_to_channels(client, unique_customer_id):
