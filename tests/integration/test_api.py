@@ -132,6 +132,16 @@ def test_keys_are_bound_to_channels(client, unique_customer_id):
     assert other_channel.status_code == 403 and "mobile" in other_channel.json()["detail"]
 
 
+def test_every_route_that_requires_a_key_is_guarded_by_the_key_middleware(client):
+    from fastapi.routing import APIRoute
+
+    from services.api.app import KEY_REQUIRED, ChannelKeys
+
+    guarded = [r.path for r in client.app.routes if isinstance(r, APIRoute) and r.openapi_extra == KEY_REQUIRED]
+    assert len(guarded) >= 4
+    assert all(any(path.startswith(prefix) for prefix, _ in ChannelKeys.PREFIXES) for path in guarded), guarded
+
+
 def test_the_key_is_checked_before_anything_else_about_the_request(client):
     """Someone without a valid key learns nothing about what the API would accept."""
     no_key = client.post("/v1/teller/offers", json={"customer_id": "not an id"})
