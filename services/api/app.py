@@ -56,7 +56,7 @@ from services.api.models import (
     TransactionOut,
 )
 from services.api.publisher import Publisher, PublishError
-from services.api.models_holder import ModelHolder
+from services.api.models_holder import ModelHolder, poll
 from services.api.policy_holder import PolicyHolder
 from services.settings import Settings, SettingsError, load_settings
 from streams.keys import stats_key
@@ -126,8 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = Services(settings)
         app.state.services = services
         await services.publisher.start()
-        watchers = [asyncio.create_task(services.models.watch(settings.api.model_poll_s)),
-                    asyncio.create_task(services.policies.watch(settings.api.policy_poll_s))]
+        watchers = [asyncio.create_task(poll(services.models.refresh, settings.api.model_poll_s, "model")),
+                    asyncio.create_task(poll(services.policies.refresh, settings.api.policy_poll_s, "policy"))]
         try:
             yield
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Callable
 
 from recommender.catalog import Catalog
 from recommender.model import PriorModel, RankingModel
@@ -48,10 +49,13 @@ class ModelHolder:
         log.warning("now serving model %s", wanted)
         return True
 
-    async def watch(self, every_s: float) -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                await asyncio.to_thread(self.refresh)
-            except Exception:  # never let the watcher die
-                log.exception("model refresh failed")
+
+async def poll(refresh: Callable[[], object], every_s: float, what: str) -> None:
+    """Call ``refresh`` (off the event loop) every ``every_s`` seconds, for ever; a failure is
+    logged and the next round tries again (the model and the policy watchers)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(refresh)
+        except Exception:  # never let the watcher die
+            log.exception("%s refresh failed", what)

@@ -7,7 +7,6 @@ reason in the log, and the policy in force keeps serving until the file is fixed
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
@@ -46,11 +45,3 @@ class PolicyHolder:
         self.current, self._stamp, self.failed_stamp = policy, stamp, None
         log.warning("marketing policy reloaded from %s", self.path)
         return True
-
-    async def watch(self, every_s: float) -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                self.refresh()
-            except Exception:  # never let the watcher die
-                log.exception("policy refresh failed")
