@@ -2,13 +2,19 @@
 
 Starts an embedded broker and Redis (or uses NBO_KAFKA__BOOTSTRAP / NBO_REDIS__URL), trains a
 model on simulated customers (so the API folds in and scores as in production), seeds simulated
-customers' state into Redis, starts ``nbo api`` (``--server-workers`` uvicorn workers, uvloop +
-httptools when installed, the decision log to the real broker) and, in the same run, a bare
-FastAPI app with the same server settings whose one endpoint does one Redis HGET. Then drives
-each endpoint at a fixed rate (``--rps``, default 1,000 requests/s) with ``hey`` (Debian
-package): ``--workers`` hey processes of one connection each at rps/workers, started at
-different moments so that their requests interleave as independent terminals' would (one hey
-with N connections fires them together, in bursts of N). After a warm-up, the endpoints take
+customers' state into Redis, starts ``--replicas`` processes of ``nbo api`` (one uvicorn worker
+each, uvloop + httptools when installed, the decision log to the real broker: the compose file's
+topology) and, in the same run, as many processes of a bare FastAPI app with the same server
+settings whose one endpoint does one Redis HGET. Then drives each endpoint at a fixed rate
+(``--rps``, default 1,000 requests/s) with ``hey`` (Debian package): ``--workers`` hey processes
+of one connection each at rps/workers, spread evenly over the replicas as a load balancer would,
+and started at different moments so that their requests interleave as independent terminals'
+would (one hey with N connections fires them together, in bursts of N).
+
+Why replicas and not one uvicorn with ``--workers``: its workers share one listening socket and
+the kernel gives each new connection to whichever worker wakes first, so with a few long-lived
+connections one worker often got three or all four of them (per-worker CPU in one slice: 200 to
+0) and p99 measured that draw more than the server. After a warm-up, the endpoints take
 turns in ``--rounds`` slices of ``--seconds / --rounds`` each, so a slow spell of this shared
 machine falls on all of them alike, and every request's latency is read from hey's CSV.
 
@@ -118,19 +124,21 @@ def wait_ok(url: str, proc: ManagedProcess, deadline_s: float = 60.0) -> None:
     raise SystemExit(f"{url} not ready in {deadline_s:.0f} s:\n{proc.tail()}")
 
 
-def hey(url: str, rps: int, seconds: float, workers: int, key: str | None = None,
+def hey(urls: list[str], rps: int, seconds: float, workers: int, key: str | None = None,
         body: str | None = None) -> list[tuple[float, int]]:
     """(latency_s, status) of every request sent at ``rps`` for ``seconds``: ``workers`` hey
-    processes of one connection each, at rps/workers, started 1/rps apart so that their
-    requests interleave evenly (one hey with N connections ticks them all at once)."""
+    processes of one connection each, at rps/workers, spread over ``urls`` (one per replica) and
+    started 1/rps apart so that their requests interleave evenly (one hey with N connections
+    ticks them all at once)."""
     cmd = ["hey", "-z", f"{seconds}s", "-c", "1", "-q", f"{rps / workers:g}", "-o", "csv", "-t", "5"]
     if key:
         cmd += ["-H", f"X-API-Key: {key}"]
     if body is not None:
         cmd += ["-m", "POST", "-T", "application/json", "-d", body]
     procs = []
-    for _ in range(workers):
-        procs.append(subprocess.Popen(cmd + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for i in range(workers):  # connection i goes to replica i mod len(urls): an even split
+        procs.append(subprocess.Popen(cmd + [urls[i % len(urls)]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
         time.sleep(1 / rps)  # spreading the connections' ticks over one period
     rows = []
     for proc in procs:
@@ -180,51 +188,52 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     with running_servers(settings) as servers:
         customer_ids = seed(servers.redis_url, args.customers)
         customer = customer_ids[0]
-        api_port, bare_port = free_port(), free_port()
         env = {**os.environ, **servers.env(), "NBO_DATA_DIR": str(work), "NBO_REDIS__KEY_PREFIX": PREFIX,
-               "NBO_API__ALLOW_DEV_KEYS": "true", "NBO_API__PORT": str(api_port), "NBO_API__RATE_PER_S": "1000000",
-               "NBO_API__RATE_BURST": "1000000", "NBO_API__WORKERS": str(args.server_workers),
-               "PYTHONUNBUFFERED": "1"}
-        api = ManagedProcess("api", [sys.executable, "-m", "services.cli", "api"], work / "api.log", env=env)
-        bare = ManagedProcess("bare", [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port),
-                               "--server-workers", str(args.server_workers)],
-                              work / "bare.log", env=env)
-        api.start()
-        bare.start()
+               "NBO_API__ALLOW_DEV_KEYS": "true", "NBO_API__RATE_PER_S": "1000000", "NBO_API__RATE_BURST": "1000000",
+               "NBO_API__WORKERS": "1", "PYTHONUNBUFFERED": "1"}
+        api_ports = [free_port() for _ in range(args.replicas)]
+        bare_ports = [free_port() for _ in range(args.replicas)]
+        apis = [ManagedProcess(f"api-{i}", [sys.executable, "-m", "services.cli", "api"], work / f"api-{i}.log",
+                               env={**env, "NBO_API__PORT": str(port)}) for i, port in enumerate(api_ports)]
+        bares = [ManagedProcess(f"bare-{i}", [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port)],
+                                work / f"bare-{i}.log", env=env) for i, port in enumerate(bare_ports)]
+        for proc in apis + bares:
+            proc.start()
         try:
-            base, bare_base = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{bare_port}"
-            wait_ok(f"{base}/readyz", api)
-            wait_ok(f"{bare_base}/bare/{customer}", bare)
+            for port, proc in zip(api_ports, apis):
+                wait_ok(f"http://127.0.0.1:{port}/readyz", proc)
+            for port, proc in zip(bare_ports, bares):
+                wait_ok(f"http://127.0.0.1:{port}/bare/{customer}", proc)
             teller_body = json.dumps({"customer_id": customer,
                                       "transaction": {"kind": "deposit", "amount_minor": 250_000, "purpose": "cash"}})
-            targets = [
-                ("teller", f"{base}/v1/teller/offers", KEYS["teller"], teller_body),
-                ("call_centre", f"{base}/v1/call-centre/customers/{customer}/offers", KEYS["call_centre"], None),
-                ("mobile", f"{base}/v1/mobile/customers/{customer}/slots?n=3", KEYS["mobile"], None),
-                ("bare", f"{bare_base}/bare/{customer}", None, None),
-            ]
-            for endpoint, url, key, body in targets:  # warm-up: connections, caches, the model
-                hey(url, args.rps, args.warmup_s, args.workers, key, body)
+            paths = {"teller": "/v1/teller/offers", "call_centre": f"/v1/call-centre/customers/{customer}/offers",
+                     "mobile": f"/v1/mobile/customers/{customer}/slots?n=3"}
+            targets = [(endpoint, [f"http://127.0.0.1:{port}{path}" for port in api_ports], KEYS[endpoint],
+                        teller_body if endpoint == "teller" else None) for endpoint, path in paths.items()]
+            targets.append(("bare", [f"http://127.0.0.1:{port}/bare/{customer}" for port in bare_ports], None, None))
+            for endpoint, urls, key, body in targets:  # warm-up: connections, caches, the model
+                hey(urls, args.rps, args.warmup_s, args.workers, key, body)
             # Round-robin slices: a shared machine's slow spells fall on every endpoint alike.
             rows: dict[str, list[tuple[float, int]]] = {t[0]: [] for t in targets}
             cpu: dict[str, float] = {t[0]: 0.0 for t in targets}
             for round_ in range(args.rounds):
-                for endpoint, url, key, body in targets:
-                    server = bare if endpoint == "bare" else api
-                    cpu_before = cpu_s(server.pid)
-                    rows[endpoint] += hey(url, args.rps, args.seconds / args.rounds, args.workers, key, body)
-                    cpu[endpoint] += cpu_s(server.pid) - cpu_before
+                for endpoint, urls, key, body in targets:
+                    pids = [proc.pid for proc in (bares if endpoint == "bare" else apis)]
+                    cpu_before = sum(cpu_s(pid) for pid in pids)
+                    rows[endpoint] += hey(urls, args.rps, args.seconds / args.rounds, args.workers, key, body)
+                    cpu[endpoint] += sum(cpu_s(pid) for pid in pids) - cpu_before
             results = []
             for endpoint, _, _, _ in targets:
                 results.append(summarise(endpoint, rows[endpoint], args.rps, args.seconds))
                 results[-1]["server_cpu_ms_per_request"] = round(cpu[endpoint] * 1000 / max(1, len(rows[endpoint])), 3)
                 print(f"{endpoint:12s} {results[-1]}", file=sys.stderr)
-            metrics = httpx.get(f"{base}/metrics").text
-            dropped = [ln for ln in metrics.splitlines() if ln.startswith("nbo_decision_log_dropped ")]
-            print(f"decision log: {dropped[0] if dropped else 'n/a'}", file=sys.stderr)
+            for port in api_ports:
+                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+                dropped = [ln for ln in metrics.splitlines() if ln.startswith("nbo_decision_log_dropped ")]
+                print(f"decision log, replica on {port}: {dropped[0] if dropped else 'n/a'}", file=sys.stderr)
         finally:
-            api.stop()
-            bare.stop()
+            for proc in apis + bares:
+                proc.stop()
     shutil.rmtree(work, ignore_errors=True)
     return results
 
@@ -239,9 +248,9 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
         f"Command: `.venv/bin/python bench/api.py --rps {args.rps} --seconds {args.seconds:g} --write-docs` "
         f"({args.workers} hey processes of one connection at {args.rps / args.workers:g} req/s each, started apart; "
-        f"the endpoints take turns in {args.rounds} slices; {args.server_workers} uvicorn worker processes with "
-        "uvloop + httptools for both the offer API and the bare app; the API ranks with a model trained on "
-        f"{args.train_customers:,} simulated customers; embedded Valkey and Tansu and the load generator on the "
+        f"spread evenly over {args.replicas} replicas of one uvicorn worker each (uvloop + httptools) for both "
+        f"the offer API and the bare app; the endpoints take turns in {args.rounds} slices; the API ranks with a "
+        f"model trained on {args.train_customers:,} simulated customers; embedded Valkey and Tansu and the load generator on the "
         "same 2 cores; decision log on).", "",
         "| endpoint | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors | p99 / bare p99 "
         "| server CPU ms / request |",
@@ -282,8 +291,8 @@ def main() -> int:
     # hey paces each connection on its own ticker and starts them together, so N connections arrive
     # as bursts of N requests; a few connections keep the arrivals close to an even rate.
     parser.add_argument("--workers", type=int, default=4, help="hey connections; each sends rps/workers")
-    parser.add_argument("--server-workers", type=int, default=2,
-                        help="uvicorn worker processes, the same for the offer API and the bare app")
+    parser.add_argument("--replicas", type=int, default=2,
+                        help="server processes (one uvicorn worker each) of the offer API and of the bare app")
     parser.add_argument("--customers", type=int, default=200, help="simulated customers seeded into Redis")
     parser.add_argument("--train-customers", type=int, default=3000, help="simulated customers the model is trained on")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object with the results")
@@ -293,7 +302,7 @@ def main() -> int:
     if args.serve_bare:
         import uvicorn
 
-        uvicorn.run(f"{Path(__file__).stem}:bare_app", factory=True, workers=args.server_workers,
+        uvicorn.run(f"{Path(__file__).stem}:bare_app", factory=True, workers=1,
                     host="127.0.0.1", port=args.serve_bare, log_level="warning", access_log=False,
                     loop="uvloop" if _has("uvloop") else "asyncio", http="httptools" if _has("httptools") else "h11")
         return 0

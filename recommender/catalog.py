@@ -131,11 +131,15 @@ class Catalog:
     products: tuple[Product, ...]
     ids: tuple[str, ...] = field(init=False)
     index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    #: The distinct ``min_assets_minor`` values, ascending (customers who clear the same ones are
+    #: alike for the minimum-assets rule).
+    asset_thresholds: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
     canonical_text: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ids", tuple(p.product_id for p in self.products))
         object.__setattr__(self, "index", {pid: i for i, pid in enumerate(self.ids)})
+        object.__setattr__(self, "asset_thresholds", tuple(sorted({p.min_assets_minor for p in self.products})))
         if len(self.index) != len(self.ids):
             raise ValueError("duplicate product_id in catalog")
 

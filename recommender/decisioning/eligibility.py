@@ -4,11 +4,20 @@ A product is excluded (with the rule's name) when it is already held and cannot 
 not sold on the channel, outside its age band, above the customer's assets, above the customer's
 risk tolerance (R1..R5 vs 1..5; unknown tolerance counts as 2, cautious), or not for the
 customer's value tier (no premium product to a mass-market customer, no basic one to a wealthy one).
+
+Only "already held" depends on the individual customer's products; the other rules depend on a
+few coarse facts (channel, age, which minimum-asset thresholds the customer clears, tolerance,
+tier). Their answer over the whole catalog is computed once per such combination and reused
+(``static_rules``), so a request only applies its holdings on top.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
+from recommender.catalog import Catalog, Product
 from recommender.decisioning.context import Context, Offer
+from recommender.decisioning.memo import Memo
 from recommender.features import age_at, assets_minor
 
 #: Risk tolerance assumed when the customer has none on record (cautious).
@@ -17,24 +26,61 @@ UNKNOWN_RISK_TOLERANCE = 2
 
 def eligibility(ctx: Context) -> None:
     state = ctx.state
-    age = age_at(state, ctx.now_s)
-    assets = assets_minor(state)
     tolerance = state.risk_tolerance if state.risk_tolerance is not None else UNKNOWN_RISK_TOLERANCE
-    tier = state.value_tier
-    excluded = ctx.decision.excluded
-    for product in ctx.catalog.products:
+    excluded, eligible = static_rules(ctx.catalog, ctx.channel, age_at(state, ctx.now_s),
+                                      assets_minor(state), tolerance, state.value_tier)
+    held = state.holdings
+    decision_excluded = ctx.decision.excluded
+    decision_excluded.update(excluded)
+    candidates = ctx.candidates
+    for product in eligible:
         pid = product.product_id
-        if pid in state.holdings and not product.multi_hold:
-            excluded[pid] = "already_held"
-        elif ctx.channel not in product.channels:
-            excluded[pid] = "channel_not_allowed"
-        elif age is not None and not product.fits_age(age):
-            excluded[pid] = "age"
-        elif assets < product.min_assets_minor:
-            excluded[pid] = "min_assets"
-        elif product.risk_level > tolerance:
-            excluded[pid] = "risk_above_tolerance"
-        elif tier not in product.value_tiers:
-            excluded[pid] = "tier_fit"
+        if pid in held and not product.multi_hold:
+            decision_excluded[pid] = "already_held"
         else:
-            ctx.candidates[pid] = Offer(product, 0.0, 0.0, 0.0, None, [])
+            candidates[pid] = Offer(product, 0.0, 0.0, 0.0, None, [])
+    for pid in held:  # held products excluded by another rule too: "already held" names it best
+        if pid in excluded and not ctx.catalog.products[ctx.catalog.index[pid]].multi_hold:
+            decision_excluded[pid] = "already_held"
+
+
+def static_rule(product: Product, channel: str, age: int | None, assets: int, tolerance: int,
+                tier: str) -> str | None:
+    """The first rule other than "already held" that excludes ``product``, or None."""
+    if channel not in product.channels:
+        return "channel_not_allowed"
+    if age is not None and not product.fits_age(age):
+        return "age"
+    if assets < product.min_assets_minor:
+        return "min_assets"
+    if product.risk_level > tolerance:
+        return "risk_above_tolerance"
+    if tier not in product.value_tiers:
+        return "tier_fit"
+    return None
+
+
+def static_rules(catalog: Catalog, channel: str, age: int | None, assets: int, tolerance: int,
+                 tier: str) -> tuple[dict[str, str], tuple[Product, ...]]:
+    """(product id -> the ``static_rule`` that excludes it, products that pass), in catalog order.
+    Remembered per (catalog, channel, age, asset thresholds cleared, tolerance, tier): a few
+    thousand combinations cover a bank's customers."""
+    cleared = bisect_right(catalog.asset_thresholds, assets)  # clearing the same thresholds: the same answer
+    return _STATIC.get((catalog,), (channel, age, cleared, tolerance, tier),
+                       lambda: _static_rules(catalog, channel, age, assets, tolerance, tier))
+
+
+def _static_rules(catalog: Catalog, channel: str, age: int | None, assets: int, tolerance: int,
+                  tier: str) -> tuple[dict[str, str], tuple[Product, ...]]:
+    excluded: dict[str, str] = {}
+    eligible: list[Product] = []
+    for product in catalog.products:
+        rule = static_rule(product, channel, age, assets, tolerance, tier)
+        if rule is None:
+            eligible.append(product)
+        else:
+            excluded[product.product_id] = rule
+    return excluded, tuple(eligible)
+
+
+_STATIC: Memo[tuple[dict[str, str], tuple[Product, ...]]] = Memo()

@@ -3,13 +3,15 @@ answer is obvious."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
 import pytest
 
-from recommender.catalog import load_catalog
+from recommender.catalog import Catalog, load_catalog
 from recommender.decisioning import Offer, Policy, cooldown_days, decide, explain, fallback
+from recommender.decisioning.memo import Memo
 from recommender.model import PriorModel, ScoredProducts
 from recommender.state import ContactRecord, CustomerState, Holding
 
@@ -158,3 +160,54 @@ def test_fallback_is_degraded_and_low_risk():
     decision = fallback(CATALOG, "mobile", 3)
     assert decision.degraded and decision.offers
     assert all(o.product.risk_level <= 2 for o in decision.offers)
+
+
+def _product_with_a_minimum():
+    """A product with a minimum-assets rule, and a customer who passes every other rule for it."""
+    product = next(p for p in CATALOG.products if p.min_assets_minor > 0 and "call_centre" in p.channels)
+    tier = sorted(product.value_tiers)[0]
+    return product, dict(risk_tolerance=5, value_tier=tier, birth_year=2026 - max(product.min_age, 30),
+                         invested_minor=0)
+
+
+def test_minimum_assets_hold_at_the_threshold_whatever_was_asked_before():
+    # Answers for the other rules are remembered per group of alike customers; the minimum must
+    # still be exact for each customer, in any order of requests.
+    product, fits = _product_with_a_minimum()
+    for balance, offered in [(product.min_assets_minor - 1, False), (product.min_assets_minor, True),
+                             (product.min_assets_minor * 3, True), (product.min_assets_minor - 1, False)]:
+        decision = decide(customer(balance_minor=balance, **fits), FixedModel(product.product_id), CATALOG,
+                          Policy(), "call_centre", NOW_S, 40)
+        assert (product.product_id in ids(decision)) is offered, balance
+        if not offered:
+            assert decision.excluded[product.product_id] == "min_assets"
+
+
+def test_a_new_catalog_is_ruled_on_its_own_values():
+    product, fits = _product_with_a_minimum()
+    state = customer(balance_minor=product.min_assets_minor, **fits)
+    raised = Catalog(tuple(replace(p, min_assets_minor=p.min_assets_minor * 2) if p is product else p
+                           for p in CATALOG.products))
+    assert product.product_id in ids(decide(state, FixedModel(product.product_id), CATALOG, Policy(),
+                                            "call_centre", NOW_S, 40))
+    decision = decide(state, FixedModel(product.product_id), raised, Policy(), "call_centre", NOW_S, 40)
+    assert decision.excluded[product.product_id] == "min_assets"
+
+
+def test_a_held_product_that_another_rule_excludes_too_is_reported_as_held():
+    state = customer()  # mass market: the platinum card does not fit the tier either
+    state.holdings["credit_card_platinum"] = Holding(1, NOW_S, NOW_S, 0.0)
+    decision = decide(state, FixedModel("credit_card_platinum"), CATALOG, Policy(), "call_centre", NOW_S, 40)
+    assert decision.excluded["credit_card_platinum"] == "already_held"
+    other = decide(customer(), FixedModel("credit_card_platinum"), CATALOG, Policy(), "call_centre", NOW_S, 40)
+    assert other.excluded["credit_card_platinum"] == "tier_fit"
+
+
+def test_memo_keeps_objects_apart_and_stays_bounded():
+    memo: Memo[str] = Memo(max_entries=2)
+    first, second = object(), object()
+    assert memo.get((first,), ("x",), lambda: "first") == "first"
+    assert memo.get((second,), ("x",), lambda: "second") == "second"
+    assert memo.get((first,), ("x",), lambda: "recomputed") == "first"
+    memo.get((first,), ("y",), lambda: "third")
+    assert len(memo) <= 2
