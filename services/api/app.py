@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
+import os
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -29,9 +31,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recommender.catalog import load_catalog
+from recommender.catalog import Product, load_catalog
 from recommender.decisioning import SERVICE_ACTIONS as ACTION_TEXTS
 from recommender.decisioning import Decision, PolicyError, fallback, rank, talking_points
+from recommender.decisioning.memo import Memo
 from recommender.features import VS_STRATEGIES, FeatureParams, age_at, apply, decayed
 from recommender.state import CustomerState
 from schemas.events import CUSTOMER_ID_PATTERN, DepositPosted, OfferChannel
@@ -84,6 +87,7 @@ class Services:
         self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
         self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
         self.metrics = Metrics()
+        self.decision_ids = DecisionIds()
         self.redis_budget_s = settings.redis.timeout_ms / 1000
         self.params = FeatureParams(
             settings.stream.inflow_half_life_days, settings.stream.spend_half_life_days,
@@ -359,7 +363,7 @@ async def _offer_response(services: Services, customer_id: str, channel: OfferCh
         if transaction is not None:
             state = _fold_transaction(services, state, transaction, now)
         decision = rank(state, model, services.catalog, services.policies.current, channel.value, now.timestamp(), limit)
-    decision_id = "d-" + uuid.uuid4().hex
+    decision_id = services.decision_ids.next()
     response = _to_response(services, decision, decision_id, customer_id, channel, model.version)
     latency_ms = (time.perf_counter() - started) * 1000
     services.metrics.observe_decision(channel.value, decision.degraded, latency_ms / 1000)
@@ -384,20 +388,45 @@ def _to_response(services: Services, decision: Decision, decision_id: str, custo
     """The OfferResponse body as plain data (serialised once, by orjson; see docs/API.md)."""
     offers = []
     for position, offer in enumerate(decision.offers, start=1):
-        p = offer.product
+        head, tail = _product_parts(offer.product, channel)
         offers.append({
-            "product_id": p.product_id, "name": p.name, "name_zh": p.name_zh, "family": p.family, "rank": position,
-            "score": round(offer.score, 6), "propensity": round(offer.propensity, 6),
-            "reason_codes": offer.reason_codes, "reason": {"en": offer.reason_en, "zh": offer.reason_zh},
-            "pitch": {"en": p.pitch_en, "zh": p.pitch_zh},
-            "talking_points": [{"en": en, "zh": zh} for en, zh in talking_points(p)]
-            if channel is OfferChannel.CALL_CENTRE else [],
-            "creative_id": f"mob-{p.product_id}-1" if channel is OfferChannel.MOBILE else None,
+            **head, "rank": position, "score": round(offer.score, 6), "propensity": round(offer.propensity, 6),
+            "reason_codes": offer.reason_codes, "reason": {"en": offer.reason_en, "zh": offer.reason_zh}, **tail,
         })
     action = ACTION_TEXTS.get(decision.service_action or "")
     return {"decision_id": decision_id, "customer_id": customer_id, "channel": channel.value,
             "model_version": model_version, "degraded": decision.degraded, "offers": offers,
             "service_action": {"code": decision.service_action, "en": action[0], "zh": action[1]} if action else None}
+
+
+def _product_parts(product: Product, channel: OfferChannel) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parts of an offer that depend only on the product and channel (names, pitch, talking
+    points, creative), made once per product and channel and shared by responses (read-only)."""
+    def make() -> tuple[dict[str, Any], dict[str, Any]]:
+        p = product
+        head = {"product_id": p.product_id, "name": p.name, "name_zh": p.name_zh, "family": p.family}
+        tail = {"pitch": {"en": p.pitch_en, "zh": p.pitch_zh},
+                "talking_points": [{"en": en, "zh": zh} for en, zh in talking_points(p)]
+                if channel is OfferChannel.CALL_CENTRE else [],
+                "creative_id": f"mob-{p.product_id}-1" if channel is OfferChannel.MOBILE else None}
+        return head, tail
+    return _PRODUCT_PARTS.get((product,), (channel,), make)
+
+
+_PRODUCT_PARTS: Memo[tuple[dict[str, Any], dict[str, Any]]] = Memo(max_entries=4096)
+
+
+class DecisionIds:
+    """Decision ids, "d-" + 32 hex digits: 16 random ones drawn when the process starts, then a
+    counter. Unique across replicas and restarts (a 64-bit random prefix each) without a system
+    call per request, as ``uuid4`` makes."""
+
+    def __init__(self) -> None:
+        self._prefix = "d-" + os.urandom(8).hex()
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
 
 
 def _json(body: dict[str, Any]) -> Response:
