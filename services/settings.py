@@ -63,8 +63,8 @@ class StreamSettings(BaseModel):
     commit_interval_ms: int = Field(default=200, ge=0, le=60_000,
                                     description="direct engine: commit applied offsets at most this often")
     commit_lag_ms: int = Field(default=3000, ge=0, le=600_000,
-                               description="direct engine: commit an offset only once the Redis writes of its "
-                               "records are this old (AOF everysec has them on disk by then)")
+                               description="commit an offset only once the Redis writes of its records are this "
+                               "old (AOF everysec has them on disk by then); both engines")
     session_timeout_s: float = Field(default=6.0, ge=1.0, le=300.0)
     inflow_half_life_days: float = Field(default=30.0, gt=0)
     spend_half_life_days: float = Field(default=60.0, gt=0)

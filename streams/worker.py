@@ -7,6 +7,10 @@ valid ones to Redis through ``RedisStateStore.apply_batch`` (exactly-once effect
 event id). A Redis that stays down past the bounded retries stops the process with exit code 3
 before the batch is acked, so a restart re-reads it.
 
+Applied records are held back from faust's ack (``Settling``) until their Redis writes are
+``commit_lag_ms`` old, as in the direct engine: Redis with AOF ``everysec`` can lose the last
+second of writes on a crash, and an offset committed past a lost write loses its records for good.
+
 faust runs ``at_least_once`` with agent concurrency 1 (higher concurrency can commit past an
 in-flight record).
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import deque
 from typing import Any, Sequence
 
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
@@ -39,6 +44,40 @@ def _lower_fetch_wait(fetch_wait_ms: int) -> None:
             return consumer
 
     driver.Consumer.ConsumerThread = ConsumerThread
+
+
+class Settling:
+    """Applied events whose acks wait until their Redis writes are ``lag_s`` old.
+
+    ``hold`` takes a reference on each event's message, so faust's own ack after the batch does
+    not mark it done; ``release`` drops that reference once the lag has passed, and faust then
+    commits the offset. Events of partitions taken away by a rebalance are forgotten unacked:
+    their new owner re-reads them and the store skips what was already applied."""
+
+    def __init__(self, lag_s: float) -> None:
+        self.lag_s = lag_s
+        self._held: deque[tuple[float, list[Any]]] = deque()
+
+    def hold(self, events: Sequence[Any], now: float) -> None:
+        for event in events:
+            event.message.incref()
+        self._held.append((now, list(events)))
+
+    def release(self, now: float) -> int:
+        released = 0
+        while self._held and now - self._held[0][0] >= self.lag_s:
+            for event in self._held.popleft()[1]:
+                event.ack()
+                released += 1
+        return released
+
+    def forget(self, partitions: Any) -> None:
+        revoked = set(partitions)
+        self._held = deque((at, kept) for at, events in self._held
+                           if (kept := [e for e in events if e.message.tp not in revoked]))
+
+    def __len__(self) -> int:
+        return sum(len(events) for _, events in self._held)
 
 
 def create_app(settings: Settings) -> Any:
@@ -74,6 +113,15 @@ def create_app(settings: Settings) -> Any:
                             cache_size=stream.state_cache_size)
     params = feature_params(settings)
     dead_letter_topic = app.topic(DEAD_LETTER, key_serializer="raw", value_serializer="raw")
+    settling = Settling(stream.commit_lag_ms / 1000)
+
+    @app.timer(interval=max(0.1, min(1.0, settling.lag_s / 4)))
+    async def release_settled() -> None:  # also when no new batch arrives
+        settling.release(asyncio.get_running_loop().time())
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        settling.forget(revoked)
 
     async def handle(events: Sequence[Any]) -> None:
         raw = [(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
@@ -95,6 +143,9 @@ def create_app(settings: Settings) -> Any:
             async for events in records.take_events(stream.batch_size, within=stream.batch_timeout_ms / 1000):
                 try:
                     await handle(events)
+                    now = asyncio.get_running_loop().time()
+                    settling.hold(events, now)  # before take_events acks them
+                    settling.release(now)
                 except Exception:  # a raising agent would drop the batch silently
                     log.exception("batch from %s failed; stopping without committing", topic_name)
                     logging.shutdown()

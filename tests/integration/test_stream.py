@@ -171,15 +171,16 @@ def test_replay_refuses_a_namespace_that_holds_state(servers, key_prefix, unique
     store.close()
 
 
+@pytest.mark.parametrize("engine", ["direct", "faust"])
 def test_offsets_are_committed_only_once_the_redis_writes_have_settled(servers, tmp_path: Path, key_prefix,
-                                                                       unique_customer_id):
+                                                                       unique_customer_id, engine):
     """A Redis killed right after a write may not have it on disk yet; the worker must not have
     committed the offset past it by then, or a restart would never re-read it."""
     from kafka import KafkaAdminClient, TopicPartition
 
     group = f"g-{key_prefix}"
     env = child_env(servers, NBO_REDIS__KEY_PREFIX=key_prefix, NBO_STREAM__GROUP_ID=group,
-                    NBO_STREAM__COMMIT_LAG_MS="4000", NBO_DATA_DIR=str(tmp_path))
+                    NBO_STREAM__COMMIT_LAG_MS="4000", NBO_STREAM__ENGINE=engine, NBO_DATA_DIR=str(tmp_path))
     worker = ManagedProcess("worker", nbo_command("worker"), tmp_path / "worker.log", env=env)
     live = RedisStateStore(servers.redis_url, key_prefix)
     admin = KafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)

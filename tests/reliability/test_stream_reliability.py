@@ -158,7 +158,8 @@ def test_poison_records_go_to_the_dead_letter_topic_and_everything_around_them_i
         store.close()
 
 
-def test_worker_rides_out_a_redis_kill_and_restart_and_converges(own_servers, tmp_path, key_prefix):
+@pytest.mark.parametrize("engine", ["direct", "faust"])
+def test_worker_rides_out_a_redis_kill_and_restart_and_converges(own_servers, tmp_path, key_prefix, engine):
     records = simulated_records(customers=300, days=30, seed=3)
     expected = oracle(records)
     redis_proc = own_servers.process("redis")
@@ -166,7 +167,7 @@ def test_worker_rides_out_a_redis_kill_and_restart_and_converges(own_servers, tm
     redis_dir = tmp_path / "redis"
     store = RedisStateStore(own_servers.redis_url, key_prefix)
     producer = Producer(own_servers.kafka_bootstrap)
-    worker = start_worker(own_servers, key_prefix, tmp_path, NBO_STREAM__REDIS_RETRIES="12")
+    worker = start_worker(own_servers, key_prefix, tmp_path, NBO_STREAM__REDIS_RETRIES="12", NBO_STREAM__ENGINE=engine)
     restarted = None
     try:
         sender = producer.send_at_rate(records, per_s=1_500)
