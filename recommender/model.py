@@ -176,6 +176,7 @@ class NboModel:
         self.feature_ids = self.product_ids + self.token_ids
         self.feature_index = {f: i for i, f in enumerate(self.feature_ids)}
         self.product_index = {p: i for i, p in enumerate(self.product_ids)}
+        self._single_hold_index = {p: i for i, p in enumerate(self.product_ids) if self.single_hold[i]}
         y = self.item_factors.astype(np.float64)
         self._y = y
         factors = y.shape[1]
@@ -232,9 +233,10 @@ class NboModel:
         else:
             propensity = _sigmoid(self.logits(idx, weights))
         boost, because = self.similar_boost(recent_purchases, now_s)
+        single_hold = self._single_hold_index
         for pid in held:
-            i = self.product_index.get(pid)
-            if i is not None and self.single_hold[i]:
+            i = single_hold.get(pid)
+            if i is not None:
                 propensity[i] = 0.0
         score = propensity * (1.0 + self.params.similar_weight * boost)
         return ScoredProducts(self.product_ids, propensity, boost, because, score)

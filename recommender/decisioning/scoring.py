@@ -17,14 +17,14 @@ def scoring(ctx: Context) -> None:
     )
     index = _positions(scores.product_ids)
     propensity, boost = scores.propensity.tolist(), scores.similar_boost.tolist()  # Python floats, once
+    because_of = scores.because_of
     for pid, offer in ctx.candidates.items():
         i = index.get(pid)
         if i is None:  # a product the model was not trained on: no evidence, lowest priority
             continue
-        offer.propensity = propensity[i]
+        offer.propensity = offer.score = propensity[i]
         offer.similar_boost = boost[i]
-        offer.because_of = scores.because_of[i]
-        offer.score = offer.propensity
+        offer.because_of = because_of[i]
 
 
 @lru_cache(maxsize=8)
