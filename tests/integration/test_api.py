@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from recommender.features import apply
 from recommender.state import CustomerState
-from schemas.events import CustomerProfileUpdated, DepositPosted
+from schemas.events import MAX_AMOUNT_MINOR, CustomerProfileUpdated, DepositPosted
 from schemas.topics import OFFER_DECISIONS, OFFER_OUTCOMES
 from services.api.app import create_app
 from services.settings import load_settings
@@ -85,6 +85,20 @@ def test_teller_transaction_in_hand_changes_what_is_offered(settings, unique_cus
             "transaction": {"kind": "deposit", "amount_minor": 60_000_000, "purpose": "transfer"}}).json()
     assert small["offers"][0]["product_id"] == "credit_card_standard"
     assert large["offers"][0]["product_id"] != "credit_card_standard"
+
+
+def test_a_teller_deposit_past_the_event_contracts_balance_bound_still_gets_an_offer(client, settings,
+                                                                                    unique_customer_id):
+    # A wealthy customer's balance plus the largest deposit a terminal may send is past what one
+    # DepositPosted event may carry as balance_after_minor; the fold in the API must still answer.
+    state = seed_customer(settings, unique_customer_id)
+    state.balance_minor = 10 * MAX_AMOUNT_MINOR
+    redis.Redis.from_url(settings.redis.url).hset(keys.state_key(settings.redis.key_prefix, unique_customer_id),
+                                                   mapping={"state": encode_state(state), "v": 2})
+    response = client.post("/v1/teller/offers", headers=TELLER, json={
+        "customer_id": unique_customer_id, "transaction": {"kind": "deposit", "amount_minor": MAX_AMOUNT_MINOR}})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["offers"]) == 1 and not response.json()["degraded"]
 
 
 def test_marketing_changes_the_levers_file_and_the_running_api_follows(settings, unique_customer_id, tmp_path):
