@@ -134,12 +134,17 @@ class Catalog:
     #: The distinct ``min_assets_minor`` values, ascending (customers who clear the same ones are
     #: alike for the minimum-assets rule).
     asset_thresholds: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
+    #: The ages where some product's age band starts or ends (``min_age``, ``max_age + 1``),
+    #: ascending: customers between the same two are alike for the age rule.
+    age_boundaries: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
     canonical_text: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ids", tuple(p.product_id for p in self.products))
         object.__setattr__(self, "index", {pid: i for i, pid in enumerate(self.ids)})
         object.__setattr__(self, "asset_thresholds", tuple(sorted({p.min_assets_minor for p in self.products})))
+        object.__setattr__(self, "age_boundaries",
+                           tuple(sorted({p.min_age for p in self.products} | {p.max_age + 1 for p in self.products})))
         if len(self.index) != len(self.ids):
             raise ValueError("duplicate product_id in catalog")
 

@@ -211,3 +211,17 @@ def test_memo_keeps_objects_apart_and_stays_bounded():
     assert memo.get((first,), ("x",), lambda: "recomputed") == "first"
     memo.get((first,), ("y",), lambda: "third")
     assert len(memo) <= 2
+
+
+def test_age_bands_hold_at_both_ends_whatever_was_asked_before():
+    product = next(p for p in CATALOG.products if p.max_age < 100 and "call_centre" in p.channels)
+    fits = dict(risk_tolerance=5, value_tier=sorted(product.value_tiers)[0], invested_minor=0,
+                balance_minor=product.min_assets_minor * 2)
+    year = datetime.fromtimestamp(NOW_S, timezone.utc).year
+    for age, offered in [(product.max_age + 1, False), (product.max_age, True), (product.min_age, True),
+                         (product.min_age - 1, False), (product.max_age + 1, False), (product.min_age, True)]:
+        decision = decide(customer(birth_year=year - age, **fits), FixedModel(product.product_id), CATALOG,
+                          Policy(), "call_centre", NOW_S, 40)
+        assert (product.product_id in ids(decision)) is offered, age
+        if not offered:
+            assert decision.excluded[product.product_id] == "age"
