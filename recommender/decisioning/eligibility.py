@@ -40,7 +40,7 @@ def eligibility(ctx: Context) -> None:
         else:
             candidates[pid] = Offer(product, 0.0, 0.0, 0.0, None, [])
     for pid in held:  # held products excluded by another rule too: "already held" names it best
-        if pid in excluded and not ctx.catalog.products[ctx.catalog.index[pid]].multi_hold:
+        if pid in excluded and not ctx.catalog.get(pid).multi_hold:
             decision_excluded[pid] = "already_held"
 
 
