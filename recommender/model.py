@@ -34,6 +34,7 @@ service can rank before any model was trained; its version is ``popularity``.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
@@ -128,26 +129,19 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return _special().expit(np.minimum(np.maximum(z, -30.0), 30.0))  # type: ignore[no-any-return]
 
 
-_SCIPY: dict[str, Any] = {}
-
-
+@functools.cache
 def _lapack() -> Any:
     """scipy.linalg.lapack, imported on first use (scipy.linalg takes a while to import)."""
-    module = _SCIPY.get("lapack")
-    if module is None:
-        from scipy.linalg import lapack as module
+    from scipy.linalg import lapack
 
-        _SCIPY["lapack"] = module
-    return module
+    return lapack
 
 
+@functools.cache
 def _special() -> Any:
-    module = _SCIPY.get("special")
-    if module is None:
-        from scipy import special as module
+    from scipy import special
 
-        _SCIPY["special"] = module
-    return module
+    return special
 
 
 @dataclass
