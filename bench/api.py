@@ -250,8 +250,8 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"({args.workers} hey processes of one connection at {args.rps / args.workers:g} req/s each, started apart; "
         f"spread evenly over {args.replicas} replicas of one uvicorn worker each (uvloop + httptools) for both "
         f"the offer API and the bare app; the endpoints take turns in {args.rounds} slices; the API ranks with a "
-        f"model trained on {args.train_customers:,} simulated customers; embedded Valkey and Tansu and the load generator on the "
-        "same 2 cores; decision log on).", "",
+        f"model trained on {args.train_customers:,} simulated customers; embedded Valkey and Tansu and the load "
+        "generator on the same 2 cores; decision log on).", "",
         "| endpoint | target req/s | achieved req/s | p50 ms | p99 ms | max ms | errors | p99 / bare p99 "
         "| server CPU ms / request |",
         "|---|---|---|---|---|---|---|---|---|",
