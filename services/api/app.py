@@ -18,7 +18,6 @@ import os
 import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Annotated, Any, AsyncIterator
 
 import orjson

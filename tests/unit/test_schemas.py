@@ -20,7 +20,6 @@ from schemas.events import (
     HotlineIntent,
     MerchantCategory,
     OfferChannel,
-    Outcome,
     PurchaseChannel,
     TxnChannel,
     TxnKind,
