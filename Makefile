@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit bench schemas clean
+.PHONY: demo test test-unit lint-imports bench schemas clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ demo: $(STAMP)
 	$(BIN)/nbo demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

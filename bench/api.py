@@ -49,15 +49,15 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recommender.catalog import load_catalog  # noqa: E402
-from recommender.features import apply  # noqa: E402
-from recommender.simulator import simulate_events  # noqa: E402
-from recommender.state import CustomerState  # noqa: E402
+from domain.catalog import load_catalog  # noqa: E402
+from domain.features import apply  # noqa: E402
+from simulator.bank import simulate_events  # noqa: E402
+from domain.state import CustomerState  # noqa: E402
 from services.commands.train import train_on_simulation  # noqa: E402
 from services.runtime import ManagedProcess, free_port, running_servers  # noqa: E402
-from services.settings import load_settings  # noqa: E402
-from streams import keys  # noqa: E402
-from streams.store import encode_state  # noqa: E402
+from bootstrap.settings import load_settings  # noqa: E402
+from adapters import keys  # noqa: E402
+from adapters.redis_store import encode_state  # noqa: E402
 
 PREFIX = "bench"
 KEYS = {"teller": "dev-teller", "call_centre": "dev-agent", "mobile": "dev-mobile"}

@@ -32,8 +32,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recommender.catalog import load_catalog, value_tier_for_assets  # noqa: E402
-from recommender.simulator import DEFAULT_START, load_truth, write_jsonl  # noqa: E402
+from domain.catalog import load_catalog, value_tier_for_assets  # noqa: E402
+from simulator.bank import DEFAULT_START, load_truth, write_jsonl  # noqa: E402
 
 SECTION = "## bench/simulate.py"
 LARGE_INFLOW_MINOR = 5_000_000  # 50,000 CNY

@@ -40,13 +40,13 @@ sys.path.insert(0, str(ROOT))
 
 from kafka import KafkaProducer  # noqa: E402
 
-from recommender.catalog import load_catalog  # noqa: E402
-from recommender.simulator import TYPE_NAMES, Simulator  # noqa: E402
+from domain.catalog import load_catalog  # noqa: E402
+from simulator.bank import TYPE_NAMES, Simulator  # noqa: E402
 from schemas.codec import decode  # noqa: E402
 from schemas.topics import DEPOSITS, INPUT_TOPICS, TOPIC_FOR_TYPE  # noqa: E402
 from services.runtime import ManagedProcess, child_env, nbo_command, running_servers  # noqa: E402
-from services.settings import load_settings  # noqa: E402
-from streams.store import RedisStateStore  # noqa: E402
+from bootstrap.settings import load_settings  # noqa: E402
+from adapters.redis_store import RedisStateStore  # noqa: E402
 
 AS_OF = re.compile(rb'"as_of_s":([0-9.eE+-]+)')
 

@@ -35,11 +35,11 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recommender.catalog import load_catalog  # noqa: E402
+from domain.catalog import load_catalog  # noqa: E402
 from recommender.evaluation import fold_for_training, training_set  # noqa: E402
 from recommender.matrix import read_lines, row_of  # noqa: E402
 from recommender.model import ModelParams, train_model  # noqa: E402
-from recommender.simulator import DEFAULT_START, write_jsonl  # noqa: E402
+from simulator.bank import DEFAULT_START, write_jsonl  # noqa: E402
 
 SECTION = "## bench/train.py"
 DAY_S = 86_400.0

@@ -22,11 +22,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import sparse
 
-from recommender.catalog import Catalog
-from recommender.features import age_at, assets_minor
+from domain.catalog import Catalog
+from domain.features import age_at, assets_minor
 from recommender.matrix import FoldedLog, InteractionMatrix, build_matrix, label_matrix, token_vocabulary
 from recommender.model import ModelParams, NboModel, family_prior, train_model
-from recommender.state import CustomerState
+from domain.state import CustomerState
 
 DAY_S = 86_400.0
 METRICS: tuple[str, ...] = ("ndcg", "map", "recall", "hit_rate", "coverage")

@@ -2,14 +2,14 @@
 
 A row holds, as raw confidence weights (the model applies ``log1p``):
 
-- products held: ``recommender.features.holdings_weights`` (1 per holding, more for frequent
+- products held: ``domain.features.holdings_weights`` (1 per holding, more for frequent
   use and repeat purchases) plus ``ACCEPT_WEIGHT`` per accepted offer of that product;
-- behaviour tokens decayed to the matrix time (``recommender.features.tokens_at``), e.g.
+- behaviour tokens decayed to the matrix time (``domain.features.tokens_at``), e.g.
   ``pos:hotel_5star``, ``hotline:loan_inquiry``, ``dep:large_inflow``, plus the static
   ``emp:*``, ``age:*`` and ``tier:*`` tokens, so behaviour can predict products.
 
 Rows come from customer states (``CustomerState``), which come from the event log folded with
-the pure ``recommender.features.apply`` up to a cutoff (``fold_event_log``), or from a Redis
+the pure ``domain.features.apply`` up to a cutoff (``fold_event_log``), or from a Redis
 state snapshot (pass the decoded states to ``build_matrix``). Times are UTC epoch seconds.
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 import orjson
 from scipy import sparse
 
-from recommender.features import FeatureParams, apply, holdings_weights, tokens_at
-from recommender.state import CustomerState
+from domain.features import FeatureParams, apply, holdings_weights, tokens_at
+from domain.state import CustomerState
 from schemas.codec import decode
 
 #: Extra confidence on a product column per accepted offer of it.

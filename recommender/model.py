@@ -3,8 +3,8 @@
 ``NboModel.score(held, tokens, recent_purchases, now_s, segment) -> ScoredProducts``:
 
 - ``held``: product id -> confidence weight of products the customer holds
-  (``recommender.features.holdings_weights``);
-- ``tokens``: behaviour token -> decayed weight (``recommender.features.tokens_at``);
+  (``domain.features.holdings_weights``);
+- ``tokens``: behaviour token -> decayed weight (``domain.features.tokens_at``);
 - ``recent_purchases``: ``(product_id, at_s)``, for "similar after purchase";
 - ``now_s``: the decision time (UTC epoch seconds); ``segment``: the value tier
   (``mass`` | ``affluent`` | ``high_net_worth`` | ``private``), used for cold start.
@@ -37,11 +37,12 @@ from __future__ import annotations
 import functools
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from recommender.catalog import Catalog
+from decisioning.scores import RankingModel, Scores, ScoredProducts  # noqa: F401  (re-exported)
+from domain.catalog import Catalog
 
 DAY_S = 86_400.0
 
@@ -78,44 +79,6 @@ class ModelParams:
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelParams":
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass(frozen=True)
-class ScoredProducts:
-    """Per product, in catalog order (``product_ids``): ``propensity`` in [0, 1],
-    ``similar_boost`` >= 0 (fades with time since the purchase that triggered it),
-    ``because_of`` (that purchase's product id, or None) and ``score`` (the ranking blend)."""
-
-    product_ids: tuple[str, ...]
-    propensity: np.ndarray  # float64 [P]
-    similar_boost: np.ndarray  # float64 [P]
-    because_of: tuple[str | None, ...]  # [P]
-    score: np.ndarray  # float64 [P]
-
-    def as_dict(self) -> dict[str, dict[str, Any]]:
-        return {
-            pid: {"propensity": float(self.propensity[i]), "similar_boost": float(self.similar_boost[i]),
-                  "because_of": self.because_of[i], "score": float(self.score[i])}
-            for i, pid in enumerate(self.product_ids)
-        }
-
-    def top(self, k: int) -> list[str]:
-        """The ``k`` best product ids by ``score`` (ties: catalog order)."""
-        order = np.argsort(-self.score, kind="stable")[:k]
-        return [self.product_ids[i] for i in order]
-
-
-#: Older name, kept for callers written against it.
-Scores = ScoredProducts
-
-
-class RankingModel(Protocol):
-    version: str
-    product_ids: tuple[str, ...]
-
-    def score(self, held: Mapping[str, float], tokens: Mapping[str, float],
-              recent_purchases: Sequence[tuple[str, float]], now_s: float,
-              segment: str | None) -> ScoredProducts: ...
 
 
 def _posv(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

@@ -271,7 +271,7 @@ class ProductPurchased(Event):
     """A product was opened or bought, whether or not an offer led to it."""
 
     type: Literal["purchase"] = "purchase"
-    product_id: ProductId = Field(description="Catalog product id (recommender/data/catalog.csv).")
+    product_id: ProductId = Field(description="Catalog product id (domain/data/catalog.csv).")
     amount_minor: int = Field(default=0, ge=0, le=MAX_AMOUNT_MINOR, strict=True,
                               description="Amount invested, deposited or lent, minor units; 0 for cards and services.")
     currency: Currency = "CNY"

@@ -27,7 +27,7 @@ def default_api_url() -> str:
     """``NBO_API_URL`` if set, else the local API on ``NBO_API__PORT`` (what ``nbo demo`` serves)."""
     if os.environ.get("NBO_API_URL"):
         return os.environ["NBO_API_URL"].rstrip("/")
-    from services.settings import load_settings
+    from bootstrap.settings import load_settings
 
     return f"http://127.0.0.1:{load_settings().api.port}"
 

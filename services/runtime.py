@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 from schemas.topics import ALL_TOPICS
 
 if TYPE_CHECKING:
-    from services.settings import Settings
+    from bootstrap.settings import Settings
 
 START_DEADLINE_S = 20.0
 

@@ -12,7 +12,7 @@ A Redis that stays down past the bounded retries stops the process with exit cod
 committing.
 
 This is the default engine (``NBO_STREAM__ENGINE=direct``): it does the same per-record work
-as the faust engine (``streams.worker``) without faust's per-event stream machinery, which
+as the faust engine (``streams.faust_engine``) without faust's per-event stream machinery, which
 costs more CPU per event than the whole apply (docs/BENCHMARKS.md).
 """
 
@@ -25,9 +25,9 @@ import signal
 from collections import deque
 
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
-from services.settings import Settings
-from streams.pipeline import REDIS_DOWN_EXIT_CODE, apply_with_retries, feature_params, split_batch
-from streams.store import RedisStateStore
+from bootstrap.settings import Settings
+from streams.core import REDIS_DOWN_EXIT_CODE, apply_with_retries, feature_params, split_batch
+from adapters.redis_store import RedisStateStore
 
 log = logging.getLogger("nbo.worker")
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from recommender.features import FeatureParams
+from domain.features import FeatureParams
 from schemas.topics import INPUT_TOPICS
-from streams import keys
-from streams.pipeline import split_batch
-from streams.store import RedisStateStore
+from adapters import keys
+from streams.core import split_batch
+from adapters.redis_store import RedisStateStore
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from services.runtime import Servers, running_servers
-from services.settings import load_settings
+from bootstrap.settings import load_settings
 from services.stack import Stack
 
 

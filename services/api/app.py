@@ -2,7 +2,7 @@
 
 ``create_app(settings)`` builds nothing at import time; the lifespan connects to Redis and the
 broker, loads the catalog and the current model, and starts the decision-log sender and the
-model watcher. Routes are thin: authenticate, read state, call ``recommender.decisioning``,
+model watcher. Routes are thin: authenticate, read state, call ``decisioning``,
 answer. Client mistakes are 4xx with a message that says what to fix; a slow or absent Redis
 gives degraded (safe) offers with status 200, never a 5xx.
 """
@@ -29,12 +29,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recommender.catalog import Product, load_catalog
-from recommender.decisioning import SERVICE_ACTIONS as ACTION_TEXTS
-from recommender.decisioning import Decision, PolicyError, fallback, rank, talking_points
-from recommender.decisioning.memo import Memo
-from recommender.features import VS_STRATEGIES, FeatureParams, age_at, apply, decayed
-from recommender.state import CustomerState
+from domain.catalog import Product
+from decisioning import SERVICE_ACTIONS as ACTION_TEXTS
+from decisioning import Decision, fallback, rank, talking_points
+from decisioning.memo import Memo
+from domain.features import VS_STRATEGIES, age_at, apply, decayed
+from domain.state import CustomerState
 from schemas.events import CUSTOMER_ID_PATTERN, DepositPosted, OfferChannel, TxnChannel, TxnKind
 from services.api.auth import DEV_KEYS, ApiError, Authenticator, RateLimiter, digest
 from services.api.limits import BodyLimit
@@ -56,12 +56,10 @@ from services.api.models import (
     Text,
     TransactionOut,
 )
-from services.api.publisher import Publisher, PublishError
-from services.api.models_holder import ModelHolder, poll
-from services.api.policy_holder import PolicyHolder
-from services.settings import Settings, SettingsError, load_settings
-from streams.keys import stats_key
-from streams.store import AsyncRedisStateStore
+from adapters.kafka_publisher import PublishError
+from adapters.keys import stats_key
+from adapters.model_watch import poll
+from bootstrap import Settings, SettingsError, build_api, load_settings
 
 log = logging.getLogger("nbo.api")
 CustomerIdPath = Annotated[str, PathParam(pattern=CUSTOMER_ID_PATTERN, description="pseudonymous customer token")]
@@ -72,29 +70,19 @@ class Services:
     """Everything the routes need, built once per process by the lifespan."""
 
     def __init__(self, settings: Settings) -> None:
-        if settings.redis.url is None or settings.kafka.bootstrap is None:
-            raise SystemExit("nbo api needs NBO_REDIS__URL and NBO_KAFKA__BOOTSTRAP (nbo demo sets them)")
+        parts = build_api(settings)
         self.settings = settings
-        self.catalog = load_catalog()
-        self.store = AsyncRedisStateStore(settings.redis.url, settings.redis.key_prefix,
-                                          timeout_s=settings.redis.timeout_ms / 1000)
-        self.models = ModelHolder(settings.registry_dir, self.catalog)
-        self.publisher = Publisher(settings.kafka.bootstrap, settings.api.decision_buffer,
-                                   flush_interval_s=settings.api.decision_flush_ms / 1000,
-                                   client_id=f"{settings.kafka.client_id}-api")
+        self.catalog = parts.catalog
+        self.store = parts.store
+        self.models = parts.models
+        self.publisher = parts.publisher
+        self.policies = parts.policies
+        self.params = parts.params
         self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
         self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
         self.metrics = Metrics()
         self.decision_ids = DecisionIds()
         self.redis_budget_s = settings.redis.timeout_ms / 1000
-        self.params = FeatureParams(
-            settings.stream.inflow_half_life_days, settings.stream.spend_half_life_days,
-            settings.stream.hotline_half_life_days, settings.stream.token_half_life_days,
-        )
-        try:
-            self.policies = PolicyHolder(settings.api.levers_file)
-        except PolicyError as exc:
-            raise SystemExit(f"NBO_API__LEVERS_FILE: {exc}") from None
 
     async def close(self) -> None:
         await self.publisher.close()

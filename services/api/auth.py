@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from services.settings import ClientKey
+from bootstrap.settings import ClientKey
 
 #: Development keys, accepted only with NBO_API__ALLOW_DEV_KEYS=true (the demo and tests).
 DEV_KEYS: dict[str, ClientKey] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from services.settings import load_settings
+from bootstrap.settings import load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,7 +24,7 @@ from typing import Callable, TypeVar
 import httpx
 
 from services.runtime import Servers, start_servers
-from services.settings import Settings, load_settings
+from bootstrap.settings import Settings, load_settings
 from services.stack import DEV_KEYS, Stack
 
 T = TypeVar("T")
@@ -103,7 +103,7 @@ def _api_port(settings: Settings) -> int:
 
 
 def _ensure_model(settings: Settings, args: argparse.Namespace) -> str:
-    from recommender.registry import ModelRegistry
+    from adapters.model_registry import ModelRegistry
     from services.commands.train import train_on_simulation
 
     registry = ModelRegistry(settings.registry_dir)
@@ -119,8 +119,8 @@ def _start_children(stack: Stack) -> None:
 
 
 def _publish_traffic(servers: Servers, args: argparse.Namespace) -> list:
-    from recommender.catalog import load_catalog
-    from recommender.simulator import simulate_events
+    from domain.catalog import load_catalog
+    from simulator.bank import simulate_events
     from services.commands.simulate import publish
 
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=args.days)
@@ -132,7 +132,7 @@ def _publish_traffic(servers: Servers, args: argparse.Namespace) -> list:
 
 def _wait_applied(settings: Settings, servers: Servers, events: list, stack: Stack, deadline_s: float = 180) -> None:
     """Counts produced events per customer and waits until each customer's state has applied them."""
-    from streams.store import RedisStateStore
+    from adapters.redis_store import RedisStateStore
 
     expected = Counter(e.customer_id for e in events if e.type != "offer_decision")
     store = RedisStateStore(servers.redis_url, settings.redis.key_prefix)

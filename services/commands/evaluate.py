@@ -23,13 +23,13 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from recommender.catalog import CatalogError, load_catalog  # noqa: E402
+from domain.catalog import CatalogError, load_catalog  # noqa: E402
 from recommender.evaluation import (  # noqa: E402
     DAY_S, EvalReport, fold_for_training, leave_one_out, time_split, write_chart,
 )
 from recommender.matrix import build_matrix, read_lines, token_vocabulary  # noqa: E402
 from services.commands.train import log_window, params_from  # noqa: E402
-from services.settings import load_settings  # noqa: E402
+from bootstrap.settings import load_settings  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
-    from recommender.simulator import load_truth, truth_path_for
+    from simulator.bank import load_truth, truth_path_for
 
     settings = load_settings()
     catalog = load_catalog(args.catalog)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         if args.events is None:
-            from recommender.simulator import write_jsonl
+            from simulator.bank import write_jsonl
 
             with tempfile.TemporaryDirectory(prefix="nbo-evaluate-") as tmp:
                 events = Path(tmp) / "events.jsonl"

@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from recommender.catalog import CatalogError, load_catalog
-from recommender.registry import ModelRegistry, RegistryError
-from services.settings import load_settings
+from domain.catalog import CatalogError, load_catalog
+from adapters.model_registry import ModelRegistry, RegistryError
+from bootstrap.settings import load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

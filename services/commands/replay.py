@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from services.settings import load_settings
+from bootstrap.settings import load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.pipeline import feature_params
+    from streams.core import feature_params
     from streams.replay import replay, switch
 
     settings = load_settings()

@@ -10,7 +10,7 @@ import threading
 
 from services.runtime import create_topics, running_servers
 from schemas.topics import ALL_TOPICS
-from services.settings import load_settings
+from bootstrap.settings import load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

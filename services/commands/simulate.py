@@ -6,7 +6,7 @@ the ground truth for offline evaluation.
 
 The same seed, size and start write the same bytes. Every event is validated against the
 contract before it is written or published (``--validate-every`` samples on very large runs).
-The truth goes to ``<out>.truth.npz`` (+ ``.truth.json``), see ``recommender.simulator``.
+The truth goes to ``<out>.truth.npz`` (+ ``.truth.json``), see ``simulator.bank``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Iterable
 
 
-from recommender.catalog import CatalogError, load_catalog
-from recommender.simulator import DEFAULT_HOLDOUT_DAYS, DEFAULT_START, TYPE_NAMES, EventBatch, write_jsonl
+from domain.catalog import CatalogError, load_catalog
+from simulator.bank import DEFAULT_HOLDOUT_DAYS, DEFAULT_START, TYPE_NAMES, EventBatch, write_jsonl
 from schemas.codec import InvalidEvent, decode, encode
 from schemas.events import MAX_CLOCK_SKEW_S, Event
 from schemas.topics import TOPIC_FOR_TYPE, partition_key
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     sinks = [check]
     close_kafka = None
     if args.to_kafka:
-        from services.settings import load_settings
+        from bootstrap.settings import load_settings
 
         bootstrap = args.bootstrap or load_settings().kafka.bootstrap
         if not bootstrap:

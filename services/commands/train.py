@@ -23,12 +23,12 @@ from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from recommender.catalog import CatalogError, load_catalog  # noqa: E402
+from domain.catalog import CatalogError, load_catalog  # noqa: E402
 from recommender.evaluation import fold_for_training, train_at  # noqa: E402
 from recommender.matrix import read_lines  # noqa: E402
 from recommender.model import ModelParams  # noqa: E402
-from recommender.registry import ModelRegistry, RegistryError  # noqa: E402
-from services.settings import Settings, load_settings  # noqa: E402
+from adapters.model_registry import ModelRegistry, RegistryError  # noqa: E402
+from bootstrap.settings import Settings, load_settings  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +68,7 @@ def _iso_s(text: str) -> float:
 
 def log_window(events: Path, truth: Path | None, cutoff: str | None) -> tuple[float, float | None]:
     """(cutoff, first behaviour day) in UTC epoch seconds for an event log."""
-    from recommender.simulator import truth_path_for
+    from simulator.bank import truth_path_for
 
     sidecar = (truth.with_suffix(".json") if truth else truth_path_for(events).with_suffix(".json"))
     meta: dict[str, Any] = {}
@@ -108,7 +108,7 @@ def train_events(events: Path, settings: Settings, *, truth: Path | None = None,
 def train_on_simulation(settings: Settings, customers: int = 5000, seed: int = 1, promote: bool = True,
                         days: int = 30, registry_dir: Path | None = None) -> str:
     """Simulate ``customers`` x ``days``, train on it and save (and promote) a version (the demo)."""
-    from recommender.simulator import write_jsonl
+    from simulator.bank import write_jsonl
 
     with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
         events = Path(tmp) / "events.jsonl"
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         if args.events is None:
-            from recommender.simulator import write_jsonl
+            from simulator.bank import write_jsonl
 
             with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
                 events = Path(tmp) / "events.jsonl"

@@ -22,12 +22,12 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from recommender.catalog import CatalogError, load_catalog  # noqa: E402
+from domain.catalog import CatalogError, load_catalog  # noqa: E402
 from recommender.evaluation import fold_for_training, validation_split  # noqa: E402
 from recommender.matrix import read_lines  # noqa: E402
 from recommender.model import ModelParams  # noqa: E402
 from services.commands.train import log_window, params_from  # noqa: E402
-from services.settings import load_settings  # noqa: E402
+from bootstrap.settings import load_settings  # noqa: E402
 
 DEFAULT_GRID = {"l2": [1.0, 3.0, 10.0], "factors": [0, 16], "similar_weight": [0.0, 0.3]}
 
@@ -74,7 +74,7 @@ def tune_events(events: Path, args: argparse.Namespace) -> list[tuple[dict, dict
 def run(args: argparse.Namespace) -> int:
     try:
         if args.events is None:
-            from recommender.simulator import write_jsonl
+            from simulator.bank import write_jsonl
 
             with tempfile.TemporaryDirectory(prefix="nbo-tune-") as tmp:
                 events = Path(tmp) / "events.jsonl"

@@ -2,7 +2,7 @@
 ``nbo worker --check`` exits 0 when the configured broker and Redis answer (a health check).
 
 The engine comes from ``NBO_STREAM__ENGINE``: ``direct`` (default, ``streams.direct``) or
-``faust`` (``streams.worker``); both apply through the same exactly-once store."""
+``faust`` (``streams.faust_engine``); both apply through the same exactly-once store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 
-from services.settings import load_settings
+from bootstrap.settings import load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(direct.run(settings))
     import faust
 
-    from streams.worker import create_app
+    from streams.faust_engine import create_app
 
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)

@@ -23,8 +23,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from recommender.catalog import load_catalog
-from recommender.simulator import simulate_events
+from domain.catalog import load_catalog
+from simulator.bank import simulate_events
 from services.commands.simulate import publish
 from services.stack import DEV_KEYS, Stack
 
@@ -74,7 +74,7 @@ def customers(stack: Stack) -> list[str]:
 
 
 def _wait_until_applied(stack: Stack, expected: dict[str, int], deadline_s: float = 90) -> None:
-    from streams.store import RedisStateStore
+    from adapters.redis_store import RedisStateStore
 
     store = RedisStateStore(stack.servers.redis_url, "nbo")
     pending = dict(expected)

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from recommender.catalog import load_catalog
+from domain.catalog import load_catalog
 from services.cli import main
 from services.runtime import free_port
 from services.stack import DEV_KEYS

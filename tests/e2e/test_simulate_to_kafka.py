@@ -10,7 +10,7 @@ from collections import defaultdict
 import redis
 
 from services.cli import main
-from streams.keys import seen_key
+from adapters.keys import seen_key
 
 
 def test_simulated_traffic_published_to_kafka_is_applied_by_the_worker(stack, tmp_path, capsys):

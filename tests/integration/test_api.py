@@ -10,14 +10,14 @@ import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 
-from recommender.features import apply
-from recommender.state import CustomerState
+from domain.features import apply
+from domain.state import CustomerState
 from schemas.events import MAX_AMOUNT_MINOR, CustomerProfileUpdated, DepositPosted
 from schemas.topics import OFFER_DECISIONS, OFFER_OUTCOMES
 from services.api.app import create_app
-from services.settings import load_settings
-from streams.store import encode_state
-from streams import keys
+from bootstrap.settings import load_settings
+from adapters.redis_store import encode_state
+from adapters import keys
 
 import redis
 

@@ -13,17 +13,17 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from recommender.catalog import load_catalog
-from recommender.decisioning.policy import day_of
-from recommender.features import apply
-from recommender.simulator import simulate_events
-from recommender.state import ContactRecord, CustomerState, Holding
+from domain.catalog import load_catalog
+from decisioning.contact import day_of
+from domain.features import apply
+from simulator.bank import simulate_events
+from domain.state import ContactRecord, CustomerState, Holding
 from schemas.events import MAX_AMOUNT_MINOR
 from services.api.app import create_app
 from services.commands.train import train_on_simulation
-from services.settings import load_settings
-from streams import keys
-from streams.store import encode_state
+from bootstrap.settings import load_settings
+from adapters import keys
+from adapters.redis_store import encode_state
 
 CATALOG = load_catalog()
 KEYS = {"teller": {"X-API-Key": "dev-teller"}, "call_centre": {"X-API-Key": "dev-agent"},

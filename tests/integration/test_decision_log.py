@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 from aiokafka.partitioner import DefaultPartitioner
 from kafka import KafkaConsumer, TopicPartition
 
-from recommender.catalog import load_catalog
-from recommender.decisioning import Decision, Offer
+from domain.catalog import load_catalog
+from decisioning import Decision, Offer
 from schemas.topics import OFFER_DECISIONS
-from services.api.publisher import Publisher
+from adapters.kafka_publisher import Publisher
 
 CATALOG = load_catalog()
 

@@ -8,7 +8,7 @@ from kafka.admin import KafkaAdminClient
 
 from schemas.topics import ALL_TOPICS, DEPOSITS
 from services.runtime import RuntimeStartError, ManagedProcess, wait_for_port, free_port
-from services.settings import load_settings
+from bootstrap.settings import load_settings
 
 
 def test_redis_answers_and_persists_with_aof(servers):

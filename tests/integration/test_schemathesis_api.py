@@ -15,7 +15,7 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings as hsettings
 
 from services.api.app import create_app
-from services.settings import load_settings
+from bootstrap.settings import load_settings
 
 KEYS = {"teller": "dev-teller", "call_centre": "dev-agent", "mobile": "dev-mobile"}
 

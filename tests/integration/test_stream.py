@@ -14,16 +14,16 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from recommender.catalog import load_catalog
-from recommender.features import FeatureParams, apply_all
-from recommender.simulator import TYPE_NAMES, Simulator
-from recommender.state import CustomerState
+from domain.catalog import load_catalog
+from domain.features import FeatureParams, apply_all
+from simulator.bank import TYPE_NAMES, Simulator
+from domain.state import CustomerState
 from schemas.codec import decode, encode
 from schemas.events import DepositPosted
 from schemas.topics import DEPOSITS, HOTLINE, TOPIC_FOR_TYPE
 from services.runtime import ManagedProcess, child_env, nbo_command
-from streams import keys
-from streams.store import AsyncRedisStateStore, RedisStateStore, SourcedEvent
+from adapters import keys
+from adapters.redis_store import AsyncRedisStateStore, RedisStateStore, SourcedEvent
 
 pytestmark = pytest.mark.integration
 P = FeatureParams()

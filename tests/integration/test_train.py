@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from recommender.catalog import load_catalog
-from recommender.decisioning import Policy, rank
-from recommender.features import apply_all
-from recommender.registry import CURRENT_FILE, MODEL_FILE, ModelRegistry
-from recommender.simulator import DEFAULT_START, write_jsonl
-from recommender.state import CustomerState
+from domain.catalog import load_catalog
+from decisioning import Policy, rank
+from domain.features import apply_all
+from adapters.model_registry import CURRENT_FILE, MODEL_FILE, ModelRegistry
+from simulator.bank import DEFAULT_START, write_jsonl
+from domain.state import CustomerState
 from schemas.codec import decode
-from services.api.models_holder import ModelHolder
+from adapters.model_watch import ModelHolder
 from services.cli import main
 
 CATALOG = load_catalog()

@@ -14,15 +14,15 @@ from typing import Callable, Iterable, Sequence
 import pytest
 from kafka import KafkaProducer
 
-from recommender.catalog import load_catalog
-from recommender.features import FeatureParams, apply_all
-from recommender.simulator import TYPE_NAMES, Simulator
-from recommender.state import CustomerState
+from domain.catalog import load_catalog
+from domain.features import FeatureParams, apply_all
+from simulator.bank import TYPE_NAMES, Simulator
+from domain.state import CustomerState
 from schemas.codec import InvalidEvent, decode, encode
 from schemas.events import OfferOutcomeRecorded
 from schemas.topics import OFFER_OUTCOMES, TOPIC_FOR_TYPE, partition_key
 from services.runtime import ManagedProcess, Servers, child_env, nbo_command
-from streams.store import RedisStateStore
+from adapters.redis_store import RedisStateStore
 
 
 @dataclass(frozen=True)

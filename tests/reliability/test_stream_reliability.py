@@ -14,7 +14,7 @@ from kafka import KafkaConsumer
 from schemas.codec import MAX_EVENT_BYTES
 from schemas.topics import DEAD_LETTER, DEPOSITS, HOTLINE, POS
 from services.runtime import start_valkey
-from streams.store import RedisStateStore
+from adapters.redis_store import RedisStateStore
 from streamkit import (
     Producer,
     Record,

@@ -10,7 +10,7 @@ import pytest
 from services.api.app import create_app
 from services.api.auth import ApiError, Authenticator, RateLimiter, digest
 from services.api.limits import BodyLimit
-from services.settings import ClientKey, SettingsError, load_settings
+from bootstrap.settings import ClientKey, SettingsError, load_settings
 
 BRANCH_KEY = "s3cret-branch-001"
 KEYS = {digest(BRANCH_KEY): ClientKey(client="branch-001", channel="teller")}

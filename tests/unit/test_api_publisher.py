@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from recommender.catalog import load_catalog
-from recommender.decisioning import Decision, Offer
+from domain.catalog import load_catalog
+from decisioning import Decision, Offer
 from schemas.codec import decode
 from schemas.events import OfferDecisionMade
-from services.api.publisher import decision_record, outcome_event_id
+from adapters.kafka_publisher import decision_record, outcome_event_id
 
 CATALOG = load_catalog()
 

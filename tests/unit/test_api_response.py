@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from recommender.catalog import load_catalog
+from domain.catalog import load_catalog
 from schemas.events import DECISION_ID_PATTERN, OfferChannel
 from services.api.app import DecisionIds, _product_parts
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recommender.catalog import (
+from domain.catalog import (
     DEFAULT_CATALOG_PATH,
     CatalogError,
     FAMILIES,

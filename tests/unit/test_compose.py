@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from services.cli import COMMANDS
-from services.settings import Settings
+from bootstrap.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

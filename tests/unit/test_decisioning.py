@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from recommender.catalog import Catalog, load_catalog
-from recommender.decisioning import Offer, Policy, cooldown_days, decide, explain, fallback
-from recommender.decisioning.memo import Memo
+from domain.catalog import Catalog, load_catalog
+from decisioning import Offer, Policy, cooldown_days, decide, explain, fallback
+from decisioning.memo import Memo
 from recommender.model import PriorModel, ScoredProducts
-from recommender.state import ContactRecord, CustomerState, Holding
+from domain.state import ContactRecord, CustomerState, Holding
 
 CATALOG = load_catalog()
 NOW_S = datetime(2026, 6, 1, 10, tzinfo=timezone.utc).timestamp()

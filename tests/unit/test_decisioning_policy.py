@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from recommender.catalog import load_catalog
-from recommender.decisioning import LEVERS_FILE, Policy, PolicyError, load_policy, policy_from_dict, rank
+from domain.catalog import load_catalog
+from decisioning import LEVERS_FILE, Policy, PolicyError, load_policy, policy_from_dict, rank
 from recommender.model import popularity_model
-from recommender.state import CustomerState, Holding
+from domain.state import CustomerState, Holding
 
 CATALOG = load_catalog()
 MODEL = popularity_model(CATALOG)
@@ -91,7 +91,7 @@ def test_the_daily_cap_leaves_room_only_for_what_is_left_and_counts_all_channels
 
 
 def test_a_shorter_cool_down_from_the_policy_file_brings_the_product_back_sooner():
-    from recommender.state import ContactRecord
+    from domain.state import ContactRecord
 
     state = customer()
     best = ids(rank(state, MODEL, CATALOG, Policy(), "mobile", NOW_S, 1))[0]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.features import (
+from domain.features import (
     DAY_S,
     FeatureParams,
     VS_STRATEGIES,
@@ -22,7 +22,7 @@ from recommender.features import (
     holdings_weights,
     tokens_at,
 )
-from recommender.state import CustomerState
+from domain.state import CustomerState
 from schemas.events import (
     CardPaymentMade,
     CustomerProfileUpdated,

@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from recommender.catalog import load_catalog
-from recommender.features import apply_all
+from domain.catalog import load_catalog
+from domain.features import apply_all
 from recommender.matrix import build_matrix, fold_event_log, label_matrix, token_vocabulary
-from recommender.simulator import simulate
-from recommender.state import CustomerState
+from simulator.bank import simulate
+from domain.state import CustomerState
 from schemas.codec import decode
 
 DAY_S = 86_400.0

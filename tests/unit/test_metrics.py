@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from recommender.catalog import load_catalog
+from domain.catalog import load_catalog
 from recommender.evaluation import compare, eligibility_mask, plan_starts, ranking_metrics
-from recommender.state import CustomerState, Holding
+from domain.state import CustomerState, Holding
 
 DAY_S = 86_400.0
 

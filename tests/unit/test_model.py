@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from recommender.catalog import load_catalog
+from domain.catalog import load_catalog
 from recommender.model import DAY_S, ModelParams, NboModel, fit_als, popularity_model, train_model
 
 PRODUCTS = ("demand_deposit", "consumer_loan", "wealth_r2", "wealth_r3", "credit_card_platinum")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender.catalog import load_catalog, parse_catalog
+from domain.catalog import load_catalog, parse_catalog
 from recommender.model import DAY_S, ModelParams, NboModel, train_model
-from recommender.registry import MODEL_FILE, META_FILE, ModelRegistry, RegistryError
+from adapters.model_registry import MODEL_FILE, META_FILE, ModelRegistry, RegistryError
 
 CATALOG = load_catalog()
 

@@ -260,8 +260,8 @@ def test_json_schema_files_are_current() -> None:
 def test_json_schema_accepts_what_decode_accepts_and_refuses_bad_fields() -> None:
     jsonschema_rs = pytest.importorskip("jsonschema_rs")
     validator = jsonschema_rs.validator_for(json.loads((JSON_DIR / "event.json").read_text(encoding="utf-8")))
-    from recommender.catalog import load_catalog
-    from recommender.simulator import simulate
+    from domain.catalog import load_catalog
+    from simulator.bank import simulate
 
     lines = simulate(load_catalog(), customers=50, days=2, seed=2).lines
     for line in lines:

@@ -11,8 +11,8 @@ import numpy as np
 import orjson
 import pytest
 
-from recommender.catalog import load_catalog
-from recommender.simulator import (
+from domain.catalog import load_catalog
+from simulator.bank import (
     SEGMENTS,
     accept_probability,
     draw_offer_response,

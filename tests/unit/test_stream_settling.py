@@ -1,11 +1,11 @@
-"""The faust engine's held acks (``streams.worker.Settling``), on faust's own message type."""
+"""The faust engine's held acks (``streams.faust_engine.Settling``), on faust's own message type."""
 
 from __future__ import annotations
 
 from faust.types import TP
 from faust.types.tuples import Message
 
-from streams.worker import Settling
+from streams.faust_engine import Settling
 
 
 class Event:

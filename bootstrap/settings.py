@@ -103,7 +103,7 @@ class ApiSettings(BaseModel):
     policy_poll_s: float = Field(default=5.0, gt=0, description="how often the levers file is checked for changes")
     levers_file: Path | None = Field(
         default=None, description="marketing policy JSON (levers, channel fit, caps, cool-downs); "
-        "default recommender/data/levers.json, see docs/API.md")
+        "default decisioning/data/levers.json, see docs/API.md")
 
     @field_validator("keys")
     @classmethod

@@ -1,17 +1,17 @@
 """Decisioning: which products may be offered, in what order, and what to say (see ``chain``)."""
 
-from recommender.decisioning.chain import STEPS, decide, rank
-from recommender.decisioning.context import Context, Decision, Offer
-from recommender.decisioning.fallback import SAFE_FALLBACK, fallback
-from recommender.decisioning.policy import (
+from decisioning.chain import STEPS, decide, rank
+from decisioning.contact import cooldown_days
+from decisioning.context import Context, Decision, Offer
+from decisioning.fallback import SAFE_FALLBACK, fallback
+from decisioning.policy import (
     LEVERS_FILE,
     Policy,
     PolicyError,
-    cooldown_days,
     load_policy,
     policy_from_dict,
 )
-from recommender.decisioning.reasons import SERVICE_ACTIONS, explain, talking_points
+from decisioning.reasons import SERVICE_ACTIONS, explain, talking_points
 
 __all__ = [
     "STEPS", "decide", "rank", "Context", "Decision", "Offer", "SAFE_FALLBACK", "fallback", "LEVERS_FILE",

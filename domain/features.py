@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-from recommender.catalog import value_tier_for_assets
-from recommender.state import ContactRecord, CustomerState, Holding
+from domain.catalog import value_tier_for_assets
+from domain.state import ContactRecord, CustomerState, Holding
 from schemas.events import (
     CardPaymentMade,
     CustomerProfileUpdated,

@@ -26,7 +26,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from recommender.decisioning import Decision
+from decisioning import Decision
 from schemas.codec import encode
 from schemas.events import SCHEMA_VERSION, OfferOutcomeRecorded
 from schemas.topics import OFFER_DECISIONS, OFFER_OUTCOMES, partition_key

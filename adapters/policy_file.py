@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from recommender.decisioning import LEVERS_FILE, Policy, PolicyError, load_policy
+from decisioning import LEVERS_FILE, Policy, PolicyError, load_policy
 
 log = logging.getLogger("nbo.api.policy")
 

@@ -1,12 +1,12 @@
 """The customer state the stream workers keep in Redis and the offer service ranks from.
 
 ``CustomerState`` is a plain, JSON-serialisable value. The stream side builds it with the pure
-functions in ``recommender.features``; the offer service reads it and never writes it (except
+functions in ``domain.features``; the offer service reads it and never writes it (except
 for folding a teller's in-hand transaction into a *copy* before scoring).
 
 Times are UTC epoch seconds (float) so the value round-trips through JSON without loss.
 Decayed quantities are stored with the time they were last brought up to date (``as_of_s``);
-read them through ``recommender.features`` helpers that decay them to a given ``now``.
+read them through ``domain.features`` helpers that decay them to a given ``now``.
 """
 
 from __future__ import annotations

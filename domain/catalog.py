@@ -1,6 +1,6 @@
 """The product catalog: what the bank sells, who it fits, and what it is worth.
 
-The catalog is a CSV file (default: ``recommender/data/catalog.csv``), one product a row, with
+The catalog is a CSV file (default: ``domain/data/catalog.csv``), one product a row, with
 these columns (sets are ``|``-separated; ``#`` lines are comments):
 
 =================== ===========================================================================

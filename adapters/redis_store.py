@@ -7,7 +7,7 @@ pipelined round trips, whatever the batch size:
    which of the batch's event ids were already applied (the ``seen`` sorted set);
 2. drop events at or below the stored offset of their (topic, partition) — a redelivery — and
    events whose id was seen — an upstream duplicate; fold the rest with the pure
-   ``recommender.features.apply_all``; write each customer with one Lua script that checks the
+   ``domain.features.apply_all``; write each customer with one Lua script that checks the
    version it read, then sets state, offsets and seen ids together (compare-and-set).
 
 A version mismatch (another worker wrote the same customer in between: consumers of other
@@ -26,10 +26,11 @@ import orjson
 import redis
 import redis.asyncio as aredis
 
-from recommender.features import FeatureParams, apply_all
-from recommender.state import CustomerState
+from domain.features import FeatureParams, apply_all
+from domain.state import CustomerState
 from schemas.events import Event
-from streams import keys
+from adapters import keys
+from adapters.ports import ApplyResult, SourcedEvent
 
 # KEYS: state hash, seen zset. ARGV: expected version, state JSON, n offsets, (field, offset)*n,
 # now_s, seen cutoff_s, check ('1': refuse if any event id was seen; the caller did not read them),
@@ -66,24 +67,6 @@ return 1
 """
 
 MAX_CAS_ROUNDS = 10
-
-
-@dataclass(frozen=True)
-class SourcedEvent:
-    """An event with where it came from in the log."""
-
-    event: Event
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass
-class ApplyResult:
-    applied: int = 0
-    redelivered: int = 0  # at or below the stored offset: already applied
-    duplicates: int = 0  # same event id seen before at another offset
-    conflicts: int = 0  # compare-and-set retries
 
 
 def encode_state(state: CustomerState) -> bytes:

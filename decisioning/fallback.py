@@ -4,8 +4,8 @@ Only low-risk (R1-R2), no-minimum products that suit every value tier, marked ``
 
 from __future__ import annotations
 
-from recommender.catalog import Catalog
-from recommender.decisioning.context import Decision, Offer
+from domain.catalog import Catalog
+from decisioning.context import Decision, Offer
 
 #: Products that suit nearly everyone, in the order they are offered.
 SAFE_FALLBACK = ("mobile_banking", "time_deposit_1y", "money_market_fund", "utility_autopay", "debit_card")

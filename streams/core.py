@@ -20,10 +20,10 @@ from typing import Sequence
 import orjson
 import redis
 
-from recommender.features import FeatureParams
+from domain.features import FeatureParams
 from schemas.codec import InvalidEvent, decode
-from services.settings import Settings
-from streams.store import RedisStateStore, SourcedEvent
+from bootstrap import feature_params  # noqa: F401  (engines import it from here)
+from adapters.redis_store import RedisStateStore, SourcedEvent
 
 log = logging.getLogger("nbo.worker")
 
@@ -68,16 +68,6 @@ def split_batch(raw_records: Sequence[tuple[str, int, int, bytes | None, bytes]]
             continue
         good.append(SourcedEvent(event, topic, partition, offset))
     return good, bad
-
-
-def feature_params(settings: Settings) -> FeatureParams:
-    s = settings.stream
-    return FeatureParams(
-        inflow_half_life_days=s.inflow_half_life_days,
-        spend_half_life_days=s.spend_half_life_days,
-        hotline_half_life_days=s.hotline_half_life_days,
-        token_half_life_days=s.token_half_life_days,
-    )
 
 
 def apply_with_retries(store: RedisStateStore, records: list[SourcedEvent], params: FeatureParams,

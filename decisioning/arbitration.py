@@ -5,10 +5,10 @@ Value is the product's annual value to the bank relative to the median candidate
 
 from __future__ import annotations
 
-from recommender.catalog import Catalog
-from recommender.decisioning.context import Context
-from recommender.decisioning.memo import Memo
-from recommender.decisioning.policy import Policy
+from domain.catalog import Catalog
+from decisioning.context import Context
+from decisioning.memo import Memo
+from decisioning.policy import Policy
 
 
 def arbitration(ctx: Context) -> None:

@@ -11,8 +11,10 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from recommender.catalog import Catalog
-from recommender.model import PriorModel, RankingModel
+from domain.catalog import Catalog
+from adapters.model_registry import ModelRegistry, RegistryError
+from decisioning.scores import RankingModel
+from recommender.model import PriorModel
 
 log = logging.getLogger("nbo.api.models")
 
@@ -31,10 +33,6 @@ class ModelHolder:
 
     def refresh(self) -> bool:
         """Load the promoted version if it changed; True if the model was swapped."""
-        try:
-            from recommender.registry import ModelRegistry, RegistryError
-        except ImportError:
-            return False
         registry = ModelRegistry(self.registry_dir, self.catalog)
         wanted = registry.current_version()
         if wanted is None or wanted == self.current.version or wanted == self.failed_version:

@@ -83,7 +83,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from recommender.catalog import VALUE_TIER_FLOORS_MINOR, VALUE_TIERS, Catalog
+from domain.catalog import VALUE_TIER_FLOORS_MINOR, VALUE_TIERS, Catalog
 from schemas.codec import decode
 from schemas.events import Event
 

@@ -24,15 +24,16 @@ from __future__ import annotations
 
 from typing import Callable
 
-from recommender.catalog import Catalog
-from recommender.decisioning.arbitration import arbitration
-from recommender.decisioning.context import Context, Decision
-from recommender.decisioning.eligibility import eligibility
-from recommender.decisioning.policy import Policy, contact_policy
-from recommender.decisioning.reasons import reasons
-from recommender.decisioning.scoring import scoring, similar_boost
-from recommender.model import RankingModel
-from recommender.state import CustomerState
+from domain.catalog import Catalog
+from decisioning.arbitration import arbitration
+from decisioning.context import Context, Decision
+from decisioning.eligibility import eligibility
+from decisioning.contact import contact_policy
+from decisioning.policy import STEP_NAMES, Policy
+from decisioning.reasons import reasons
+from decisioning.scoring import scoring, similar_boost
+from decisioning.scores import RankingModel
+from domain.state import CustomerState
 
 
 
@@ -49,6 +50,7 @@ STEPS: dict[str, Callable[[Context], None]] = {
     "eligibility": eligibility, "scoring": scoring, "similar_boost": similar_boost,
     "contact_policy": contact_policy, "arbitration": arbitration, "select": select, "reasons": reasons,
 }
+assert tuple(STEPS) == STEP_NAMES, "a new step is named in policy.STEP_NAMES too (the policy file's vocabulary)"
 
 
 def rank(state: CustomerState, model: RankingModel, catalog: Catalog, policy: Policy,

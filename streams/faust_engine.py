@@ -24,9 +24,9 @@ from collections import deque
 from typing import Any, Sequence
 
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
-from services.settings import Settings
-from streams.pipeline import REDIS_DOWN_EXIT_CODE, apply_with_retries, feature_params, split_batch
-from streams.store import RedisStateStore
+from bootstrap.settings import Settings
+from streams.core import REDIS_DOWN_EXIT_CODE, apply_with_retries, feature_params, split_batch
+from adapters.redis_store import RedisStateStore
 
 log = logging.getLogger("nbo.worker")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from recommender.catalog import Catalog, Product
-from recommender.decisioning.context import Context, Offer
+from domain.catalog import Catalog, Product
+from decisioning.context import Context, Offer
 
 #: What to do instead of selling; code -> (en, zh).
 SERVICE_ACTIONS: dict[str, tuple[str, str]] = {

@@ -1,40 +1,29 @@
-"""Marketing's knobs (``Policy``) and the contact-policy step.
+"""Marketing's knobs (``Policy``): configuration only, no step (the contact policy is ``contact.py``).
 
 ``Policy`` holds everything marketing may change without code: business levers per product or
 family, channel fit, the weight of "similar after purchase", cool-downs after a decline by
 reason, daily contact caps. ``policy_from_dict`` validates a mapping (the JSON file
-``recommender/data/levers.json``, see docs/API.md; a flat ``{product id | family: multiplier}``
+``decisioning/data/levers.json``, see docs/API.md; a flat ``{product id | family: multiplier}``
 is read as levers alone); a bad value raises ``PolicyError`` naming it.
-
-``contact_policy(ctx)``:
-
-- no selling while a complaint is open, nor to value x satisfaction segment G (buys a lot,
-  complains): every candidate is dropped and the service action ``resolve_complaint`` is set;
-- a product declined recently is held back for a cool-down that depends on the reason
-  (long for ``not_interested``, short for ``bad_timing``);
-- at most ``daily_caps[channel]`` products shown per customer per channel per day, and at most
-  ``daily_cap_total`` over all channels.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from recommender.catalog import Product
-
-if TYPE_CHECKING:
-    from recommender.decisioning.context import Context
+from domain.catalog import Product
 
 DAY_S = 86_400.0
 CHANNELS = ("teller", "call_centre", "mobile")
 DECLINE_REASONS = ("not_interested", "has_it_elsewhere", "too_expensive", "bad_timing", "needs_advice",
                    "complaint", "other")
-DEFAULT_CHAIN = ("eligibility", "scoring", "similar_boost", "contact_policy", "arbitration", "select", "reasons")
-LEVERS_FILE = Path(__file__).resolve().parent.parent / "data" / "levers.json"
+#: The vocabulary of the chain: every step ``chain.STEPS`` defines (checked there at import).
+STEP_NAMES = ("eligibility", "scoring", "similar_boost", "contact_policy", "arbitration", "select", "reasons")
+DEFAULT_CHAIN = STEP_NAMES
+LEVERS_FILE = Path(__file__).resolve().parent / "data" / "levers.json"
 
 #: Cool-down after a decline, in days, by reason; ``None`` means the product's own cool-down.
 DECLINE_COOLDOWN_DAYS: dict[str, int | None] = {
@@ -90,8 +79,6 @@ def _mapping(name: str, value: Any) -> Mapping[str, Any]:
 
 def policy_from_dict(data: Mapping[str, Any]) -> Policy:
     """A validated ``Policy`` from a mapping; keys left out keep their defaults."""
-    from recommender.decisioning.chain import STEPS  # the step names, defined with the chain
-
     data = _mapping("policy", data)
     if data and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()):
         data = {"levers": data}  # the short form: a flat {product id | family: multiplier}
@@ -102,8 +89,8 @@ def policy_from_dict(data: Mapping[str, Any]) -> Policy:
     kwargs: dict[str, Any] = {}
     if "chain" in data:
         chain = data["chain"]
-        if not isinstance(chain, list) or not chain or any(step not in STEPS for step in chain):
-            raise PolicyError(f"chain: expected a list of step names from {sorted(STEPS)}, got {chain!r}")
+        if not isinstance(chain, list) or not chain or any(step not in STEP_NAMES for step in chain):
+            raise PolicyError(f"chain: expected a list of step names from {sorted(STEP_NAMES)}, got {chain!r}")
         kwargs["chain"] = tuple(chain)
     if "levers" in data:
         kwargs["levers"] = {str(k): _number(f"levers.{k}", v, 0.0, 10_000.0)
@@ -139,7 +126,7 @@ def policy_from_dict(data: Mapping[str, Any]) -> Policy:
 
 
 def load_policy(path: Path | None = None) -> Policy:
-    """Read and validate a policy file (default ``recommender/data/levers.json``)."""
+    """Read and validate a policy file (default ``decisioning/data/levers.json``)."""
     path = path or LEVERS_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -149,39 +136,3 @@ def load_policy(path: Path | None = None) -> Policy:
         return policy_from_dict(data)
     except PolicyError as exc:
         raise PolicyError(f"{path}: {exc}") from None
-
-
-def cooldown_days(product: Product, reason: str | None, policy: Policy | None = None) -> int:
-    """Days a product is held back after a decline for ``reason``."""
-    table = (policy or Policy()).decline_cooldown_days
-    days = table.get(reason or "other", table.get("other", 30))
-    return product.cooldown_days if days is None else days
-
-
-def day_of(at_s: float) -> str:
-    """The UTC calendar day of ``at_s`` as ``YYYY-MM-DD`` (the key of ``daily_contacts``)."""
-    return time.strftime("%Y-%m-%d", time.gmtime(at_s))
-
-
-def contact_policy(ctx: Context) -> None:
-    state, policy = ctx.state, ctx.policy
-    if state.open_complaint or state.vs_segment == "G":
-        ctx.decision.service_action = "resolve_complaint"
-        rule = "open_complaint" if state.open_complaint else "segment_g_fix_first"
-        for pid in list(ctx.candidates):
-            ctx.exclude(pid, rule)
-        return
-    for pid in list(ctx.candidates):
-        record = state.contacts.get(pid)
-        if record and record.last_declined_at_s:
-            days = cooldown_days(ctx.candidates[pid].product, record.last_decline_reason, policy)
-            if ctx.now_s - record.last_declined_at_s < days * DAY_S:
-                ctx.exclude(pid, f"cooldown_{record.last_decline_reason}")
-    day = day_of(ctx.now_s)
-    shown_channel = state.daily_contacts.get(f"{day}|{ctx.channel}", 0)
-    shown_total = sum(n for key, n in state.daily_contacts.items() if key.startswith(day + "|"))
-    room = min(policy.daily_caps.get(ctx.channel, 3) - shown_channel, policy.daily_cap_total - shown_total)
-    if room <= 0:
-        for pid in list(ctx.candidates):
-            ctx.exclude(pid, "daily_cap")
-    ctx.decision.max_offers = max(0, room)

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from recommender.catalog import Catalog
+from domain.catalog import Catalog
 from recommender.model import ModelParams, NboModel
 
 CURRENT_FILE = "CURRENT"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from recommender.decisioning.context import Context
-from recommender.features import holdings_weights
+from decisioning.context import Context
+from domain.features import holdings_weights
 
 
 def scoring(ctx: Context) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recommender.catalog import Catalog, Product
-from recommender.features import tokens_at
-from recommender.decisioning.policy import Policy
-from recommender.model import RankingModel
-from recommender.state import CustomerState
+from domain.catalog import Catalog, Product
+from domain.features import tokens_at
+from decisioning.policy import Policy
+from decisioning.scores import RankingModel
+from domain.state import CustomerState
 
 
 @dataclass

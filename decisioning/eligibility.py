@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from recommender.catalog import Catalog, Product
-from recommender.decisioning.context import Context, Offer
-from recommender.decisioning.memo import Memo
-from recommender.features import age_at, assets_minor
+from domain.catalog import Catalog, Product
+from decisioning.context import Context, Offer
+from decisioning.memo import Memo
+from domain.features import age_at, assets_minor
 
 #: Risk tolerance assumed when the customer has none on record (cautious).
 UNKNOWN_RISK_TOLERANCE = 2

@@ -1,0 +1,135 @@
+"""The composition root: every process builds its parts here, from one ``Settings``.
+
+Entry points (the API's lifespan, both stream engines, replay, train, demo) call one ``build_*``
+function and get the real adapters wired together; nothing here runs at import time, and
+nothing else reads the environment. Tests build the same parts around the fakes of
+``adapters.fakes`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.kafka_publisher import Publisher
+from adapters.model_registry import ModelRegistry
+from adapters.model_watch import ModelHolder
+from adapters.policy_file import PolicyHolder
+from adapters.redis_store import AsyncRedisStateStore, RedisStateStore
+from bootstrap.settings import Settings, SettingsError
+from decisioning import PolicyError
+from domain.catalog import Catalog, load_catalog
+from domain.features import FeatureParams
+from recommender.model import ModelParams
+
+
+def require_servers(settings: Settings, what: str) -> tuple[str, str]:
+    """(Kafka bootstrap, Redis URL) or a start-up error naming the missing variables."""
+    missing = [name for name, value in (("NBO_KAFKA__BOOTSTRAP", settings.kafka.bootstrap),
+                                        ("NBO_REDIS__URL", settings.redis.url)) if value is None]
+    if missing:
+        raise SettingsError(f"{what} needs {' and '.join(missing)} (nbo demo and nbo servers set them)")
+    return settings.kafka.bootstrap, settings.redis.url  # type: ignore[return-value]
+
+
+def feature_params(settings: Settings) -> FeatureParams:
+    """The fold's half-lives; the stream, the API and training must use the same ones."""
+    s = settings.stream
+    return FeatureParams(
+        inflow_half_life_days=s.inflow_half_life_days,
+        spend_half_life_days=s.spend_half_life_days,
+        hotline_half_life_days=s.hotline_half_life_days,
+        token_half_life_days=s.token_half_life_days,
+    )
+
+
+def model_params(settings: Settings, override: str | None = None) -> ModelParams:
+    """Training parameters from ``NBO_MODEL__*``; ``override`` is a JSON object (from ``nbo tune``)."""
+    m = settings.model
+    params = ModelParams(factors=m.factors, l2=m.l2, window_days=m.window_days,
+                         half_life_days=m.similar_half_life_days, similar_weight=m.similar_weight)
+    if override:
+        data = params.to_dict()
+        data.update(json.loads(override))
+        params = ModelParams.from_dict(data)
+    return params
+
+
+def catalog(settings: Settings, path: Path | None = None) -> Catalog:
+    """The product catalog every process serves (the packaged one unless a path is given)."""
+    return load_catalog(path) if path is not None else load_catalog()
+
+
+def state_store(settings: Settings) -> RedisStateStore:
+    """The stream side's state store (synchronous, exactly-once apply)."""
+    _, url = require_servers(settings, "the state store")
+    return RedisStateStore(url, settings.redis.key_prefix, settings.stream.dedupe_ttl_s,
+                           cache_size=settings.stream.state_cache_size)
+
+
+def model_registry(settings: Settings, catalog: Catalog | None = None, root: Path | None = None) -> ModelRegistry:
+    return ModelRegistry(root or settings.registry_dir, catalog)
+
+
+@dataclass
+class ApiParts:
+    """What the offer API's routes use, real adapters behind the ports of ``adapters.ports``."""
+
+    settings: Settings
+    catalog: Catalog
+    store: AsyncRedisStateStore
+    models: ModelHolder
+    publisher: Publisher
+    policies: PolicyHolder
+    params: FeatureParams
+
+
+def build_api(settings: Settings) -> ApiParts:
+    kafka, redis_url = require_servers(settings, "nbo api")
+    served = catalog(settings)
+    try:
+        policies = PolicyHolder(settings.api.levers_file)
+    except PolicyError as exc:
+        raise SettingsError(f"NBO_API__LEVERS_FILE: {exc}") from None
+    return ApiParts(
+        settings=settings,
+        catalog=served,
+        store=AsyncRedisStateStore(redis_url, settings.redis.key_prefix, timeout_s=settings.redis.timeout_ms / 1000),
+        models=ModelHolder(settings.registry_dir, served),
+        publisher=Publisher(kafka, settings.api.decision_buffer, flush_interval_s=settings.api.decision_flush_ms / 1000,
+                            client_id=f"{settings.kafka.client_id}-api"),
+        policies=policies,
+        params=feature_params(settings),
+    )
+
+
+@dataclass
+class StreamParts:
+    """What a stream engine needs besides its Kafka transport."""
+
+    settings: Settings
+    bootstrap: str
+    store: RedisStateStore
+    params: FeatureParams
+
+
+def build_stream(settings: Settings) -> StreamParts:
+    kafka, _ = require_servers(settings, "nbo worker")
+    return StreamParts(settings=settings, bootstrap=kafka, store=state_store(settings), params=feature_params(settings))
+
+
+@dataclass
+class TrainerParts:
+    settings: Settings
+    catalog: Catalog
+    registry: ModelRegistry
+    params: ModelParams
+    features: FeatureParams
+
+
+def build_trainer(settings: Settings, catalog_path: Path | None = None, registry_dir: Path | None = None,
+                  params_override: str | None = None) -> TrainerParts:
+    served = catalog(settings, catalog_path)
+    return TrainerParts(settings=settings, catalog=served, registry=model_registry(settings, served, registry_dir),
+                        params=model_params(settings, params_override), features=feature_params(settings))

@@ -1,0 +1,53 @@
+"""The contact-policy step: when not to sell, and how often.
+
+- no selling while a complaint is open, nor to value x satisfaction segment G (buys a lot,
+  complains): every candidate is dropped and the service action ``resolve_complaint`` is set;
+- a product declined recently is held back for a cool-down that depends on the reason
+  (long for ``not_interested``, short for ``bad_timing``);
+- at most ``daily_caps[channel]`` products shown per customer per channel per day, and at most
+  ``daily_cap_total`` over all channels.
+"""
+
+from __future__ import annotations
+
+import time
+
+from decisioning.context import Context
+from decisioning.policy import DAY_S, Policy
+from domain.catalog import Product
+
+
+def cooldown_days(product: Product, reason: str | None, policy: Policy | None = None) -> int:
+    """Days a product is held back after a decline for ``reason``."""
+    table = (policy or Policy()).decline_cooldown_days
+    days = table.get(reason or "other", table.get("other", 30))
+    return product.cooldown_days if days is None else days
+
+
+def day_of(at_s: float) -> str:
+    """The UTC calendar day of ``at_s`` as ``YYYY-MM-DD`` (the key of ``daily_contacts``)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(at_s))
+
+
+def contact_policy(ctx: Context) -> None:
+    state, policy = ctx.state, ctx.policy
+    if state.open_complaint or state.vs_segment == "G":
+        ctx.decision.service_action = "resolve_complaint"
+        rule = "open_complaint" if state.open_complaint else "segment_g_fix_first"
+        for pid in list(ctx.candidates):
+            ctx.exclude(pid, rule)
+        return
+    for pid in list(ctx.candidates):
+        record = state.contacts.get(pid)
+        if record and record.last_declined_at_s:
+            days = cooldown_days(ctx.candidates[pid].product, record.last_decline_reason, policy)
+            if ctx.now_s - record.last_declined_at_s < days * DAY_S:
+                ctx.exclude(pid, f"cooldown_{record.last_decline_reason}")
+    day = day_of(ctx.now_s)
+    shown_channel = state.daily_contacts.get(f"{day}|{ctx.channel}", 0)
+    shown_total = sum(n for key, n in state.daily_contacts.items() if key.startswith(day + "|"))
+    room = min(policy.daily_caps.get(ctx.channel, 3) - shown_channel, policy.daily_cap_total - shown_total)
+    if room <= 0:
+        for pid in list(ctx.candidates):
+            ctx.exclude(pid, "daily_cap")
+    ctx.decision.max_offers = max(0, room)
