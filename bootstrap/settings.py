@@ -141,11 +141,42 @@ class Settings(BaseSettings):
     def registry_dir(self) -> Path:
         return self.model.registry_dir or self.data_dir / "models"
 
+    def with_servers(self, kafka_bootstrap: str, redis_url: str) -> "Settings":
+        """These settings pointed at running servers (the embedded ones ``nbo demo`` started)."""
+        return self.model_copy(update={
+            "kafka": self.kafka.model_copy(update={"bootstrap": kafka_bootstrap}),
+            "redis": self.redis.model_copy(update={"url": redis_url}),
+        })
+
+
+class ClientSettings(BaseSettings):
+    """The terminal clients' settings (``nbo teller``, ``nbo mobile``): where the API is and
+    each channel's key. Flat variable names, as documented in docs/CLIENTS.md."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    api_url: str | None = Field(default=None, validation_alias="NBO_API_URL",
+                                description="the offer API's base URL; unset = http://127.0.0.1:<NBO_API__PORT>")
+    teller_key: str | None = Field(default=None, validation_alias="NBO_TELLER_KEY")
+    agent_key: str | None = Field(default=None, validation_alias="NBO_AGENT_KEY")
+    mobile_key: str | None = Field(default=None, validation_alias="NBO_MOBILE_KEY")
+
+    def key(self, channel: str) -> str | None:
+        return {"teller": self.teller_key, "call_centre": self.agent_key, "mobile": self.mobile_key}[channel]
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read and validate the settings; a bad value exits with the variable's name and the fix."""
+    return _validated(Settings, overrides)
+
+
+def load_client_settings() -> ClientSettings:
+    return _validated(ClientSettings, {})
+
+
+def _validated(kind: type, overrides: dict[str, object]):  # type: ignore[no-untyped-def]
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return kind(**overrides)
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_url=False):

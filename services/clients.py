@@ -7,16 +7,13 @@ message says what to do; the commands print it and exit non-zero, never with a t
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
 
+from bootstrap.settings import load_client_settings, load_settings
 from services.stack import DEV_KEYS
-
-#: Environment variables that hold each channel's API key for the terminal clients.
-KEY_VARIABLES = {"teller": "NBO_TELLER_KEY", "call_centre": "NBO_AGENT_KEY", "mobile": "NBO_MOBILE_KEY"}
 
 
 class ClientError(Exception):
@@ -25,16 +22,15 @@ class ClientError(Exception):
 
 def default_api_url() -> str:
     """``NBO_API_URL`` if set, else the local API on ``NBO_API__PORT`` (what ``nbo demo`` serves)."""
-    if os.environ.get("NBO_API_URL"):
-        return os.environ["NBO_API_URL"].rstrip("/")
-    from bootstrap.settings import load_settings
-
+    url = load_client_settings().api_url
+    if url:
+        return url.rstrip("/")
     return f"http://127.0.0.1:{load_settings().api.port}"
 
 
 def key_for(channel: str, explicit: str | None) -> str:
     """The key given on the command line, else the channel's variable, else the demo's dev key."""
-    return explicit or os.environ.get(KEY_VARIABLES[channel]) or DEV_KEYS[channel]
+    return explicit or load_client_settings().key(channel) or DEV_KEYS[channel]
 
 
 def yuan_to_minor(text: str) -> int:

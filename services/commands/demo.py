@@ -103,10 +103,10 @@ def _api_port(settings: Settings) -> int:
 
 
 def _ensure_model(settings: Settings, args: argparse.Namespace) -> str:
-    from adapters.model_registry import ModelRegistry
+    from bootstrap import model_registry
     from services.commands.train import train_on_simulation
 
-    registry = ModelRegistry(settings.registry_dir)
+    registry = model_registry(settings)
     current = registry.current_version()
     if current is not None:
         return current
@@ -132,10 +132,10 @@ def _publish_traffic(servers: Servers, args: argparse.Namespace) -> list:
 
 def _wait_applied(settings: Settings, servers: Servers, events: list, stack: Stack, deadline_s: float = 180) -> None:
     """Counts produced events per customer and waits until each customer's state has applied them."""
-    from adapters.redis_store import RedisStateStore
+    from bootstrap import state_store
 
     expected = Counter(e.customer_id for e in events if e.type != "offer_decision")
-    store = RedisStateStore(servers.redis_url, settings.redis.key_prefix)
+    store = state_store(settings.with_servers(servers.kafka_bootstrap, servers.redis_url))
     deadline = time.monotonic() + deadline_s
     pending = dict(expected)
     while pending:
