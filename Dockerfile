@@ -11,7 +11,12 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas
+COPY domain ./domain
+COPY decisioning ./decisioning
 COPY recommender ./recommender
+COPY simulator ./simulator
+COPY adapters ./adapters
+COPY bootstrap ./bootstrap
 COPY streams ./streams
 COPY services ./services
 RUN pip install . \

@@ -77,6 +77,19 @@ def test_dockerfile_builds_from_files_that_exist():
     assert "console_scripts" in (ROOT / "pyproject.toml").read_text() or "[project.scripts]" in (ROOT / "pyproject.toml").read_text()
 
 
+def test_the_image_holds_every_package_the_project_installs():
+    """A package left out of the image would be an ImportError in production only."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in config["tool"]["setuptools"]["packages"]["find"]["include"]]
+    copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")}
+    missing = [p for p in packages if p not in copied]
+    assert not missing, f"Dockerfile does not COPY {missing}"
+    layers = config["tool"]["importlinter"]["root_packages"]
+    assert sorted(layers) == sorted(packages), "import-linter checks every installed package, and only those"
+
+
 def test_images_are_official_and_pinned():
     for name, service in SERVICES.items():
         if "image" in service:
