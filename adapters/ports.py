@@ -9,8 +9,9 @@ drift from the real thing.
 | ``StateStore`` (stream side: apply a batch exactly once, read, scan) | ``redis_store.RedisStateStore`` | ``fakes.MemoryStateStore`` |
 | ``StateReader`` (API side: one async read within a time budget) | ``redis_store.AsyncRedisStateStore`` | ``fakes.MemoryStateStore.reader()`` |
 | ``EventPublisher`` (outcomes acked by the broker, decisions buffered) | ``kafka_publisher.Publisher`` | ``fakes.MemoryPublisher`` |
+| ``ModelRegistry`` (versioned artifacts, which one is promoted) | ``model_registry.ModelRegistry`` | ``fakes.MemoryRegistry`` |
 | ``ModelSource`` (the promoted model, swapped without restart) | ``model_watch.ModelHolder`` over ``model_registry.ModelRegistry`` | ``fakes.FixedModels`` |
-| ``PolicySource`` (marketing's levers, reloaded on change) | ``policy_file.PolicyHolder`` | ``fakes.FixedPolicy`` |
+| ``PolicySource`` (marketing's levers, reloaded on change) | ``policy_file.PolicyHolder`` | ``fakes.MemoryPolicySource`` |
 
 Times are UTC epoch seconds (``now_s``); customer ids are the contract's pseudonymous tokens.
 """
@@ -18,12 +19,15 @@ Times are UTC epoch seconds (``now_s``); customer ids are the contract's pseudon
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, Sequence
+from datetime import datetime
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 from decisioning import Decision, Policy
 from decisioning.scores import RankingModel
+from domain.catalog import Catalog
 from domain.features import FeatureParams
 from domain.state import CustomerState
+from recommender.model import NboModel
 from schemas.events import Event
 
 
@@ -69,11 +73,14 @@ class StateStore(Protocol):
 
 
 class StateReader(Protocol):
-    """Customer state for the offer API (async, one round trip)."""
+    """Customer state for the offer API (async, one round trip). An unreachable store raises
+    (``redis.exceptions.ConnectionError`` or a timeout); the caller degrades."""
 
-    async def get(self, customer_id: str) -> CustomerState | None: ...
+    async def get(self, customer_id: str) -> CustomerState | None:
+        """The stored state, or None for a customer never seen."""
 
-    async def ping(self) -> bool: ...
+    async def ping(self) -> bool:
+        """True when the store answers; raises when it does not."""
 
     async def close(self) -> None: ...
 
@@ -88,17 +95,55 @@ class EventPublisher(Protocol):
     def dropped(self) -> int:
         """Decision records dropped (buffer full or refused by the broker), since start."""
 
-    async def start(self, wait_s: float = 10.0) -> None: ...
+    @property
+    def sent(self) -> int:
+        """Decision records the broker acknowledged, since start."""
+
+    async def start(self, wait_s: float = 10.0) -> None:
+        """Connect, waiting up to ``wait_s`` seconds; if the broker is not reachable by then, keep
+        trying in the background (``connected`` says when it is)."""
 
     async def publish_outcome(self, body: Any) -> str:
         """Publish one ``OfferOutcomeRecorded`` and return its event id once the broker acked it;
-        raises ``PublishError`` when it did not (the caller answers 503)."""
+        raises ``PublishError`` when it did not (the caller answers 503).
+
+        ``body`` has ``decision_id``, ``customer_id``, ``product_id``, ``channel``, ``outcome``
+        (a ``schemas.events.Outcome``) and ``decline_reason`` (the API's outcome request). The
+        event id is ``kafka_publisher.outcome_event_id`` of the decision, product and outcome,
+        so a retry of the same outcome carries the same id."""
 
     def log_decision(self, decision_id: str, customer_id: str, channel: str, decision: Decision,
-                     model_version: str, latency_ms: float, at: Any) -> None:
+                     model_version: str, latency_ms: float, at: datetime) -> None:
         """Queue the ``OfferDecisionMade`` audit record; never blocks, never raises."""
 
     async def close(self) -> None: ...
+
+
+class ModelRegistry(Protocol):
+    """Versioned model artifacts and which version is promoted (current). Every failure —
+    a missing or corrupt version, a model trained for another catalog — raises
+    ``model_registry.RegistryError`` with a message that says what to do."""
+
+    def save(self, model: NboModel, metadata: Mapping[str, Any] | None = None, version: str | None = None) -> str:
+        """Store a new version (not current until promoted) and return its name. ``metadata``
+        should hold ``catalog_hash`` (taken from the registry's catalog when missing),
+        ``data_window`` and ``metrics``; ``created_at`` (ISO UTC) is added when missing."""
+
+    def versions(self) -> list[str]:
+        """Every stored version, sorted by name (default names sort by creation time)."""
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        """What ``save`` stored with ``version``, plus ``version``, ``params``, ``product_ids``."""
+
+    def current_version(self) -> str | None:
+        """The promoted version, or None when nothing was promoted."""
+
+    def load(self, version: str | None = None, catalog: Catalog | None = None) -> NboModel:
+        """Load ``version`` (default: the current one); refused when its catalog hash or product
+        order differs from ``catalog`` (or the registry's own catalog)."""
+
+    def promote(self, version: str, catalog: Catalog | None = None) -> None:
+        """Make ``version`` current after checking that it loads."""
 
 
 class ModelSource(Protocol):

@@ -1,0 +1,369 @@
+"""In-memory fakes of the ports in ``adapters.ports``, for unit tests without servers.
+
+Each one mimics its real adapter's observable behaviour, and ``tests/contract`` runs the same
+assertions against the fake and the real adapter:
+
+- ``MemoryStateStore`` — ``redis_store.RedisStateStore``: exactly-once apply by per-partition
+  offset and seen event id, the same counters; ``reader()`` is the API's ``StateReader``.
+- ``MemoryPublisher`` — ``kafka_publisher.Publisher``: outcomes are "acked" into ``records``
+  as the encoded bytes the broker would hold; decisions are buffered, bounded, and delivered on
+  ``flush()``.
+- ``MemoryRegistry`` — ``model_registry.ModelRegistry``: versions, promotion, catalog checks.
+- ``FixedModels`` — ``model_watch.ModelHolder``: one model, swapped by the test.
+- ``MemoryPolicySource`` — ``policy_file.PolicyHolder``: a staged change is validated on
+  ``refresh()``; a bad one is refused and the policy in force keeps serving.
+
+Switches for failure tests: ``MemoryStateReader.fail_reads`` (Redis unreachable),
+``MemoryPublisher.broker_up`` (broker down).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+
+import redis
+
+from adapters import keys
+from adapters.kafka_publisher import DecisionItem, PublishError, decision_record, outcome_event_id
+from adapters.model_registry import _VERSION, RegistryError
+from adapters.ports import ApplyResult, SourcedEvent
+from adapters.redis_store import decode_state, encode_state
+from decisioning import Decision, Policy, PolicyError, policy_from_dict
+from decisioning.scores import RankingModel
+from domain.catalog import Catalog
+from domain.features import FeatureParams, apply_all
+from domain.state import CustomerState
+from recommender.model import NboModel
+from schemas.codec import decode, encode
+from schemas.events import Event, OfferDecisionMade, OfferOutcomeRecorded
+from schemas.topics import OFFER_DECISIONS, OFFER_OUTCOMES, partition_key
+
+
+# --- customer state ------------------------------------------------------------------------------
+
+@dataclass
+class _Stored:
+    """One customer's hash and seen set, as Redis holds them."""
+
+    state: bytes  # the CustomerState as JSON, as in the ``state`` field
+    offsets: dict[str, int] = field(default_factory=dict)  # ``o:<topic>:<partition>`` -> offset
+    seen: dict[str, float] = field(default_factory=dict)  # event id -> applied at (epoch s)
+
+
+class MemoryStateStore:
+    """``StateStore`` in memory, with ``RedisStateStore``'s semantics: per customer and per
+    (topic, partition), a record at or below the highest applied offset is redelivered and
+    changes nothing; a record whose event id was already applied for that customer is a
+    duplicate (its offset still advances); seen ids older than ``dedupe_ttl_s`` are forgotten
+    when the customer is next written. ``counters()`` holds ``applied`` and ``duplicates``
+    (duplicates plus redeliveries) after any batch, and whatever ``count`` added."""
+
+    def __init__(self, dedupe_ttl_s: int = 7 * 24 * 3600) -> None:
+        self.dedupe_ttl_s = dedupe_ttl_s
+        self._customers: dict[str, _Stored] = {}
+        self._counters: dict[str, int] = {}
+        self._lock = threading.Lock()  # several agents' threads may share one store
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        stored = self._customers.get(customer_id)
+        return decode_state(stored.state) if stored is not None else None
+
+    def customer_ids(self) -> Iterator[str]:
+        return iter(list(self._customers))
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._counters)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        if amount:
+            with self._lock:
+                self._counters[name] = self._counters.get(name, 0) + amount
+
+    def apply_batch(self, records: Sequence[SourcedEvent], params: FeatureParams, now_s: float) -> ApplyResult:
+        by_customer: dict[str, list[SourcedEvent]] = {}
+        for record in records:
+            by_customer.setdefault(record.event.customer_id, []).append(record)
+        result = ApplyResult()
+        with self._lock:
+            for customer_id, batch in by_customer.items():
+                self._apply_customer(customer_id, batch, params, now_s, result)
+            for name, amount in (("applied", result.applied), ("duplicates", result.duplicates + result.redelivered)):
+                self._counters[name] = self._counters.get(name, 0) + amount
+        return result
+
+    def _apply_customer(self, customer_id: str, batch: list[SourcedEvent], params: FeatureParams, now_s: float,
+                        result: ApplyResult) -> None:
+        known = self._customers.get(customer_id)
+        known_offsets = known.offsets if known else {}
+        known_seen = known.seen if known else {}
+        offsets: dict[str, int] = {}
+        seen_now: set[str] = set()
+        fresh: list[Event] = []
+        for record in batch:
+            field_name = keys.offset_field(record.topic, record.partition)
+            if record.offset <= offsets.get(field_name, known_offsets.get(field_name, -1)):
+                result.redelivered += 1
+                continue
+            offsets[field_name] = record.offset
+            if record.event.event_id in known_seen or record.event.event_id in seen_now:
+                result.duplicates += 1
+                continue
+            seen_now.add(record.event.event_id)
+            fresh.append(record.event)
+        if not offsets:
+            return
+        state = decode_state(known.state) if known else CustomerState(customer_id)
+        if fresh:
+            state = apply_all(state, fresh, params)
+        seen = {**known_seen, **dict.fromkeys(seen_now, float(now_s))}
+        cutoff_s = now_s - self.dedupe_ttl_s
+        self._customers[customer_id] = _Stored(encode_state(state), {**known_offsets, **offsets},
+                                               {i: at for i, at in seen.items() if at > cutoff_s})
+        result.applied += len(fresh)
+
+    def close(self) -> None:
+        pass
+
+    def reader(self) -> "MemoryStateReader":
+        """The offer API's read side over the same data."""
+        return MemoryStateReader(self)
+
+
+class MemoryStateReader:
+    """``StateReader`` over a ``MemoryStateStore`` (``AsyncRedisStateStore``'s behaviour).
+
+    Set ``fail_reads = True`` and every ``get`` and ``ping`` raises
+    ``redis.exceptions.ConnectionError``, as when Redis is unreachable."""
+
+    def __init__(self, store: MemoryStateStore) -> None:
+        self.store = store
+        self.fail_reads = False
+        self.reads = 0
+
+    def _check(self) -> None:
+        if self.fail_reads:
+            raise redis.exceptions.ConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
+
+    async def get(self, customer_id: str) -> CustomerState | None:
+        self._check()
+        self.reads += 1
+        return self.store.get(customer_id)
+
+    async def ping(self) -> bool:
+        self._check()
+        return True
+
+    async def close(self) -> None:
+        pass
+
+
+# --- publisher -----------------------------------------------------------------------------------
+
+class Record(NamedTuple):
+    """One record as the broker holds it."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class MemoryPublisher:
+    """``EventPublisher`` in memory (``kafka_publisher.Publisher``'s behaviour).
+
+    ``connected`` after ``start()`` while ``broker_up``. ``publish_outcome`` appends the encoded
+    ``OfferOutcomeRecorded`` to ``records`` (topic ``OFFER_OUTCOMES``, keyed by customer) and
+    returns its event id, or raises ``PublishError`` when not connected. ``log_decision`` buffers
+    up to ``buffer_size`` records and counts the rest in ``dropped``; ``flush()`` (the real
+    one's background sender) delivers the buffer when connected and counts ``sent``; ``close()``
+    flushes."""
+
+    def __init__(self, buffer_size: int = 10_000) -> None:
+        self.buffer_size = buffer_size
+        self.broker_up = True
+        self.records: list[Record] = []
+        self.dropped = 0
+        self.sent = 0
+        self._started = False
+        self._buffer: list[DecisionItem] = []
+
+    @property
+    def connected(self) -> bool:
+        return self._started and self.broker_up
+
+    @property
+    def outcomes(self) -> list[OfferOutcomeRecorded]:
+        """The outcomes acked so far, decoded, oldest first."""
+        return [decode(r.value) for r in self.records if r.topic == OFFER_OUTCOMES]  # type: ignore[misc]
+
+    @property
+    def decisions(self) -> list[OfferDecisionMade]:
+        """The decision records delivered so far, decoded, oldest first."""
+        return [decode(r.value) for r in self.records if r.topic == OFFER_DECISIONS]  # type: ignore[misc]
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    async def start(self, wait_s: float = 10.0) -> None:
+        self._started = True
+
+    async def publish_outcome(self, body: Any) -> str:
+        event = OfferOutcomeRecorded(
+            event_id=outcome_event_id(body.decision_id, body.product_id, body.outcome.value),
+            customer_id=body.customer_id, occurred_at=datetime.now(timezone.utc), source="offer_api",
+            decision_id=body.decision_id, product_id=body.product_id, channel=body.channel,
+            outcome=body.outcome, decline_reason=body.decline_reason,
+        )
+        if not self.connected:
+            raise PublishError("not connected to the broker")
+        self.records.append(Record(OFFER_OUTCOMES, partition_key(body.customer_id), encode(event)))
+        return event.event_id
+
+    def log_decision(self, decision_id: str, customer_id: str, channel: str, decision: Decision,
+                     model_version: str, latency_ms: float, at: datetime) -> None:
+        if len(self._buffer) >= self.buffer_size:
+            self.dropped += 1
+            return
+        self._buffer.append((decision_id, customer_id, channel, decision, model_version, latency_ms, at))
+
+    def flush(self) -> int:
+        """Deliver the buffered decision records if connected; the number delivered."""
+        if not self.connected or not self._buffer:
+            return 0
+        items, self._buffer = self._buffer, []
+        delivered = 0
+        for item in items:
+            try:
+                value = decision_record(*item)
+            except Exception:  # a record the contract refuses: counted, as the real one does
+                self.dropped += 1
+                continue
+            self.records.append(Record(OFFER_DECISIONS, partition_key(item[1]), value))
+            delivered += 1
+        self.sent += delivered
+        return delivered
+
+    async def close(self) -> None:
+        self.flush()
+        self._started = False
+
+
+# --- models --------------------------------------------------------------------------------------
+
+class MemoryRegistry:
+    """``ModelRegistry`` in memory (``model_registry.ModelRegistry``'s checks and messages,
+    without the files: no corrupt artifacts here). ``catalog``: refuse models trained for
+    another one."""
+
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        self.catalog = catalog
+        self._models: dict[str, tuple[NboModel, dict[str, Any]]] = {}
+        self._current: str | None = None
+
+    def save(self, model: NboModel, metadata: Mapping[str, Any] | None = None, version: str | None = None) -> str:
+        meta = dict(model.metadata)
+        meta.update(metadata or {})
+        now = time.time()
+        meta.setdefault("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
+        if version is None:
+            version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f"-{len(self._models):06x}"
+        if not _VERSION.match(version):
+            raise RegistryError(f"invalid version name {version!r}: letters, digits, '.', '_', '-' only")
+        if "catalog_hash" not in meta:
+            if self.catalog is None:
+                raise RegistryError("metadata needs a catalog_hash (or give the registry the catalog)")
+            meta["catalog_hash"] = self.catalog.content_hash()
+        if version in self._models:
+            raise RegistryError(f"version {version!r} already exists")
+        meta.update(version=version, params=model.params.to_dict(), product_ids=list(model.product_ids),
+                    tokens=len(model.token_ids))
+        self._models[version] = (model, meta)
+        return version
+
+    def versions(self) -> list[str]:
+        return sorted(self._models)
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        try:
+            return dict(self._models[version][1])
+        except KeyError:
+            raise RegistryError(f"no model version {version!r} in memory") from None
+
+    def current_version(self) -> str | None:
+        return self._current
+
+    def load(self, version: str | None = None, catalog: Catalog | None = None) -> NboModel:
+        version = version or self._current
+        if version is None:
+            raise RegistryError("no current model in memory; train one and run nbo promote")
+        meta = self.metadata(version)
+        model = self._models[version][0]
+        expected = catalog or self.catalog
+        if expected is not None and meta.get("catalog_hash") != expected.content_hash():
+            raise RegistryError(
+                f"model version {version!r} was trained for catalog {str(meta.get('catalog_hash'))[:12]}, "
+                f"the catalog in use is {expected.content_hash()[:12]}; retrain")
+        if expected is not None and model.product_ids != expected.ids:
+            raise RegistryError(f"model version {version!r}: product order differs from the catalog; retrain")
+        return replace(model, version=version, metadata=meta)
+
+    def promote(self, version: str, catalog: Catalog | None = None) -> None:
+        self.load(version, catalog)
+        self._current = version
+
+
+class FixedModels:
+    """``ModelSource`` serving one model; ``swap`` replaces it at once (``refresh`` finds nothing)."""
+
+    def __init__(self, model: RankingModel) -> None:
+        self.current = model
+
+    @property
+    def version(self) -> str:
+        return self.current.version
+
+    def swap(self, model: RankingModel) -> None:
+        self.current = model
+
+    def refresh(self) -> bool:
+        return False
+
+
+# --- policy --------------------------------------------------------------------------------------
+
+_UNSET = object()
+
+
+class MemoryPolicySource:
+    """``PolicySource`` over a mapping, with ``PolicyHolder``'s behaviour: the first mapping
+    must be valid (``PolicyError`` otherwise, as the API refuses to start); ``set`` stages a
+    change — as marketing saving the file — and ``refresh`` validates it with
+    ``policy_from_dict``: a good one is swapped in (True), a bad one is refused, remembered in
+    ``failed_stamp`` and the policy in force keeps serving (False)."""
+
+    def __init__(self, mapping: Mapping[str, Any] | None = None) -> None:
+        self.current: Policy = policy_from_dict(mapping or {})
+        self.failed_stamp: int | None = None  # which staged change was refused (PolicyHolder's name)
+        self.refused: list[str] = []  # the reasons, oldest first
+        self._pending: Any = _UNSET
+        self._changes = 0
+
+    def set(self, mapping: Mapping[str, Any]) -> None:
+        self._pending = mapping
+        self._changes += 1
+
+    def refresh(self) -> bool:
+        if self._pending is _UNSET or self._changes == self.failed_stamp:
+            return False
+        try:
+            policy = policy_from_dict(self._pending)
+        except PolicyError as exc:
+            self.failed_stamp = self._changes
+            self.refused.append(str(exc))
+            return False
+        self.current, self.failed_stamp, self._pending = policy, None, _UNSET
+        return True
