@@ -1,8 +1,11 @@
 """Marketing's knobs (``Policy``): configuration only, no step (the contact policy is ``contact.py``).
 
 ``Policy`` holds everything marketing may change without code: business levers per product or
-family, channel fit, the weight of "similar after purchase", cool-downs after a decline by
-reason, daily contact caps. ``policy_from_dict`` validates a mapping (the JSON file
+family, channel fit, cool-downs after a decline by reason, daily contact caps, and (off by default)
+an override of the weight of "similar after purchase". That weight is the model's
+(``ModelParams.similar_weight``, tuned by ``nbo tune`` and saved with every artifact); the old
+policy key ``similar_weight`` is refused with a message saying so, rather than silently pinning
+production to a weight offline tuning never chose. ``policy_from_dict`` validates a mapping (the JSON file
 ``decisioning/data/levers.json``, see docs/API.md; a flat ``{product id | family: multiplier}``
 is read as levers alone); a bad value raises ``PolicyError`` naming it.
 """
@@ -51,7 +54,8 @@ class Policy:
     chain: tuple[str, ...] = DEFAULT_CHAIN
     levers: Mapping[str, float] = field(default_factory=dict)  # product id or family -> multiplier
     channel_fit: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: CHANNEL_FIT)
-    similar_weight: float = 1.0
+    #: None: rank with the model's tuned ``similar_weight``; a number pins that weight instead.
+    similar_weight_override: float | None = None
     value_exponent: float = 0.25
     daily_caps: Mapping[str, int] = field(default_factory=lambda: dict(DAILY_CAPS))
     daily_cap_total: int = 8
@@ -82,6 +86,11 @@ def policy_from_dict(data: Mapping[str, Any]) -> Policy:
     data = _mapping("policy", data)
     if data and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()):
         data = {"levers": data}  # the short form: a flat {product id | family: multiplier}
+    if "similar_weight" in data:
+        raise PolicyError(
+            "similar_weight: no longer a policy key; the chain ranks with the model's own tuned weight "
+            "(ModelParams.similar_weight, chosen by nbo tune and saved with the model). Remove the key to serve "
+            "the tuned weight, or set similar_weight_override (a number in [0, 100]) to pin one on purpose")
     known = {f.name for f in fields(Policy)} | {"comment"}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -103,9 +112,11 @@ def policy_from_dict(data: Mapping[str, Any]) -> Policy:
             fit[channel] = {str(f): _number(f"channel_fit.{channel}.{f}", v, 0.0, 100.0)
                             for f, v in _mapping(f"channel_fit.{channel}", families).items()}
         kwargs["channel_fit"] = fit
-    for name, high in (("similar_weight", 100.0), ("value_exponent", 4.0)):
-        if name in data:
-            kwargs[name] = _number(name, data[name], 0.0, high)
+    if data.get("similar_weight_override") is not None:
+        kwargs["similar_weight_override"] = _number("similar_weight_override", data["similar_weight_override"],
+                                                    0.0, 100.0)
+    if "value_exponent" in data:
+        kwargs["value_exponent"] = _number("value_exponent", data["value_exponent"], 0.0, 4.0)
     if "daily_caps" in data:
         caps = {}
         for channel, cap in _mapping("daily_caps", data["daily_caps"]).items():

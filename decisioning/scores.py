@@ -40,8 +40,15 @@ Scores = ScoredProducts
 
 
 class RankingModel(Protocol):
+    """``version`` names the trained artifact; ``product_ids`` is the order of every score array;
+    ``similar_weight`` (>= 0) is the weight of "similar after purchase" the model was tuned and
+    saved with: the chain's ``similar_boost`` step ranks with it (``score`` uses it too)."""
+
     version: str
     product_ids: tuple[str, ...]
+
+    @property
+    def similar_weight(self) -> float: ...
 
     def score(self, held: Mapping[str, float], tokens: Mapping[str, float],
               recent_purchases: Sequence[tuple[str, float]], now_s: float,

@@ -1,11 +1,15 @@
 """Scoring: the model's live propensity for each candidate (the customer's current state folded
-in on this request), then the fading "similar after purchase" boost."""
+in on this request), then the fading "similar after purchase" boost, weighted by the model's own
+tuned ``similar_weight`` (what ``nbo tune`` / ``nbo train --params`` chose) unless the policy pins
+one (``Policy.similar_weight_override``)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
 from decisioning.context import Context
+from decisioning.policy import Policy
+from decisioning.scores import RankingModel
 from domain.features import holdings_weights
 
 
@@ -33,9 +37,16 @@ def _positions(product_ids: tuple[str, ...]) -> dict[str, int]:
     return {pid: i for i, pid in enumerate(product_ids)}
 
 
+def similar_weight(model: RankingModel, policy: Policy) -> float:
+    """The weight of "similar after purchase" that serves: the model's tuned one, unless
+    marketing pinned one in the policy file (``similar_weight_override``, off by default)."""
+    override = policy.similar_weight_override
+    return model.similar_weight if override is None else override
+
+
 def similar_boost(ctx: Context) -> None:
-    """score = propensity x (1 + similar_weight x boost); the weight is a policy knob."""
-    weight = ctx.policy.similar_weight
+    """score = propensity x (1 + similar_weight x boost), with ``similar_weight(model, policy)``."""
+    weight = similar_weight(ctx.model, ctx.policy)
     for offer in ctx.candidates.values():
         if offer.similar_boost > 0:
             offer.score = offer.propensity * (1.0 + weight * offer.similar_boost)

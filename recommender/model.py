@@ -24,6 +24,9 @@ How a score is made (pure numpy, no I/O, ~30-60 us):
    on who holds what); a purchase ``d`` days ago boosts similar products by
    ``similarity * 0.5 ** (d / half_life_days)``; ``because_of`` names that purchase.
 4. ``score = propensity * (1 + similar_weight * similar_boost)``, the blend used for ranking.
+   ``similar_weight`` is ``params.similar_weight`` (tuned by ``nbo tune``, saved with the
+   artifact); the decisioning chain's ``similar_boost`` step ranks with the same weight
+   (``NboModel.similar_weight``, the ``RankingModel`` port), so what tuning chose is what serves.
 
 Products the customer holds and can hold only once score 0. A customer with nothing held and
 no tokens gets the popularity of their segment (value tier) instead of a fold-in.
@@ -143,6 +146,11 @@ class NboModel:
         self._bias = self.bias.astype(np.float64)
         self._similar = self.similar.astype(np.float64)
         self._overall = _sigmoid(self._bias)
+
+    @property
+    def similar_weight(self) -> float:
+        """The weight of "similar after purchase" this model was tuned and saved with (>= 0)."""
+        return float(self.params.similar_weight)
 
     # ---- scoring --------------------------------------------------------------------------
 

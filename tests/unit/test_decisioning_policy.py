@@ -51,6 +51,30 @@ def test_a_bad_policy_value_is_refused_with_its_name(data, names):
         policy_from_dict(data)
 
 
+def test_the_shipped_policy_serves_the_models_similar_weight():
+    assert load_policy().similar_weight_override is None
+    assert "similar_weight" not in json.loads(LEVERS_FILE.read_text())
+
+
+def test_a_levers_file_still_setting_similar_weight_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "levers.json"
+    path.write_text('{"levers": {"fund": 1.1}, "similar_weight": 1.0}')
+    with pytest.raises(PolicyError, match="levers.json.*similar_weight: no longer a policy key") as info:
+        load_policy(path)
+    assert "similar_weight_override" in str(info.value) and "nbo tune" in str(info.value)
+
+
+@pytest.mark.parametrize("value, expected", [(None, None), (0, 0.0), (1.5, 1.5)])
+def test_the_similar_weight_override_is_off_unless_a_number_is_given(value, expected):
+    assert policy_from_dict({"levers": {}, "similar_weight_override": value}).similar_weight_override == expected
+
+
+@pytest.mark.parametrize("value", [-1, 101, "high", True])
+def test_a_bad_similar_weight_override_is_refused_with_its_name(value):
+    with pytest.raises(PolicyError, match="similar_weight_override"):
+        policy_from_dict({"levers": {}, "similar_weight_override": value})
+
+
 def test_a_policy_file_error_names_the_file(tmp_path):
     path = tmp_path / "levers.json"
     path.write_text('{"levers": {"fund": -2}}')

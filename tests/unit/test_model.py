@@ -146,3 +146,29 @@ def test_popularity_model_needs_no_training() -> None:
     assert result.score.max() > 0
     # A product with a high entry bar ranks below an easy one of the same family.
     assert result.propensity[catalog.index["wealth_r1"]] > result.propensity[catalog.index["wealth_r5"]]
+
+
+def test_the_chain_ranks_with_the_weight_the_model_was_tuned_with(model: NboModel) -> None:
+    """What ``nbo tune`` chose (saved in the params) is what the decisioning chain serves: its
+    scoring and similar-boost steps give every candidate the model's own blended score."""
+    from decisioning import Context, Offer, Policy
+    from decisioning.scoring import scoring, similar_boost
+    from domain.features import holdings_weights
+    from domain.state import CustomerState, Holding
+
+    catalog = load_catalog()
+    now = 1_000 * DAY_S
+    state = CustomerState("C000000001", as_of_s=now)
+    state.holdings = {"demand_deposit": Holding(1, now - 400 * DAY_S, now - 400 * DAY_S, 0.0),
+                      "wealth_r2": Holding(1, now - 2 * DAY_S, now - 2 * DAY_S, 0.0)}
+    state.recent_purchases = [["wealth_r2", now - 2 * DAY_S]]
+    assert model.similar_weight == model.params.similar_weight == 0.5
+    ctx = Context(state, model, catalog, Policy(), "mobile", now)
+    ctx.candidates = {pid: Offer(catalog.get(pid), 0.0, 0.0, 0.0, None, []) for pid in PRODUCTS}
+    scoring(ctx)
+    similar_boost(ctx)
+    expected = model.score(holdings_weights(state), ctx.tokens, [("wealth_r2", now - 2 * DAY_S)], now,
+                           state.value_tier)
+    assert expected.similar_boost[PRODUCTS.index("wealth_r3")] > 0.05  # the boost is in play
+    for i, pid in enumerate(PRODUCTS):
+        assert ctx.candidates[pid].score == pytest.approx(expected.score[i], rel=1e-12), pid

@@ -113,4 +113,5 @@ def test_params_round_trip(tmp_path: Path) -> None:
     version = registry.save(model)
     loaded = registry.load(version)
     assert loaded.params == model.params
+    assert loaded.similar_weight == 0.9  # the tuned weight travels with the artifact to the server
     assert json.loads((tmp_path / "versions" / version / META_FILE).read_text())["params"]["half_life_days"] == 7.0
