@@ -9,6 +9,10 @@ Only "already held" depends on the individual customer's products; the other rul
 few coarse facts (channel, age, which minimum-asset thresholds the customer clears, tolerance,
 tier). Their answer over the whole catalog is computed once per such combination and reused
 (``static_rules``), so a request only applies its holdings on top.
+
+``eligible_products(state, catalog, channel, now_s)`` is the one implementation: the chain's
+``eligibility`` step turns its answer into candidates, and offline evaluation
+(``recommender.evaluation``) masks every ranker with it, so both see the same offerable set.
 """
 
 from __future__ import annotations
@@ -19,29 +23,41 @@ from domain.catalog import Catalog, Product
 from decisioning.context import Context, Offer
 from decisioning.memo import Memo
 from domain.features import age_at, assets_minor
+from domain.state import CustomerState
 
 #: Risk tolerance assumed when the customer has none on record (cautious).
 UNKNOWN_RISK_TOLERANCE = 2
 
 
 def eligibility(ctx: Context) -> None:
-    state = ctx.state
-    tolerance = state.risk_tolerance if state.risk_tolerance is not None else UNKNOWN_RISK_TOLERANCE
-    excluded, eligible = static_rules(ctx.catalog, ctx.channel, age_at(state, ctx.now_s),
-                                      assets_minor(state), tolerance, state.value_tier)
-    held = state.holdings
-    decision_excluded = ctx.decision.excluded
-    decision_excluded.update(excluded)
+    excluded, eligible = eligible_products(ctx.state, ctx.catalog, ctx.channel, ctx.now_s)
+    ctx.decision.excluded.update(excluded)
     candidates = ctx.candidates
     for product in eligible:
-        pid = product.product_id
-        if pid in held and not product.multi_hold:
-            decision_excluded[pid] = "already_held"
+        candidates[product.product_id] = Offer(product, 0.0, 0.0, 0.0, None, [])
+
+
+def eligible_products(state: CustomerState, catalog: Catalog, channel: str,
+                      now_s: float) -> tuple[dict[str, str], list[Product]]:
+    """(product id -> the rule that excludes it, the products that may be offered in catalog
+    order) for ``state`` on ``channel`` at ``now_s`` (UTC epoch seconds; the age is taken then).
+    Every catalog product is in exactly one of the two. A held single-hold product is excluded as
+    ``already_held`` even when another rule excludes it too."""
+    tolerance = state.risk_tolerance if state.risk_tolerance is not None else UNKNOWN_RISK_TOLERANCE
+    static_excluded, passing = static_rules(catalog, channel, age_at(state, now_s), assets_minor(state), tolerance,
+                                            state.value_tier)
+    excluded = dict(static_excluded)
+    held = state.holdings
+    eligible: list[Product] = []
+    for product in passing:
+        if product.product_id in held and not product.multi_hold:
+            excluded[product.product_id] = "already_held"
         else:
-            candidates[pid] = Offer(product, 0.0, 0.0, 0.0, None, [])
+            eligible.append(product)
     for pid in held:  # held products excluded by another rule too: "already held" names it best
-        if pid in excluded and not ctx.catalog.get(pid).multi_hold:
-            decision_excluded[pid] = "already_held"
+        if pid in static_excluded and not catalog.get(pid).multi_hold:
+            excluded[pid] = "already_held"
+    return excluded, eligible
 
 
 def static_rule(product: Product, channel: str, age: int | None, assets: int, tolerance: int,

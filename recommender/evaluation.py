@@ -1,10 +1,12 @@
 """Offline evaluation: ranking metrics, the time split and leave-one-out, baselines, the report.
 
 Every ranker is a score matrix [C, P] (higher = offer first). A customer counts when they bought
-at least one product in the label window that could be offered (not a held single-hold
-product). Products that cannot be offered to a customer (held single-hold, or failing the
-catalog's age / minimum-assets / risk rules the decisioning applies) are removed from every
-ranker's list alike, so the comparison is the ranking a customer would actually see.
+at least one product in the label window that could be offered. What can be offered is the
+decisioning's own answer (``decisioning.eligibility.eligible_products``: held single-hold, channel,
+age, minimum assets, risk tolerance, value tier), for the customer's state at the cutoff on one
+channel; those products are removed from every ranker's list alike, so the comparison is the
+ranking a customer would actually see there. The headline rows are for ``EVAL_CHANNEL`` (the
+teller, who sells 42 of the 43 products); ``EvalReport.channels`` has every channel's rows.
 
 Metrics at ``k`` (mean over counted customers): ``ndcg`` (binary gain, ideal = all bought
 products first), ``map`` (average precision, normalised by ``min(bought, k)``), ``recall``,
@@ -22,14 +24,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import sparse
 
+from decisioning.eligibility import eligible_products
+from decisioning.policy import CHANNELS
 from domain.catalog import Catalog
-from domain.features import age_at, assets_minor
+from domain.features import FeatureParams
+from domain.state import CustomerState
 from recommender.matrix import FoldedLog, InteractionMatrix, build_matrix, label_matrix, token_vocabulary
 from recommender.model import ModelParams, NboModel, family_prior, train_model
-from domain.state import CustomerState
 
 DAY_S = 86_400.0
 METRICS: tuple[str, ...] = ("ndcg", "map", "recall", "hit_rate", "coverage")
+#: The channel of the headline figures: the teller sells every product but one.
+EVAL_CHANNEL = "teller"
 
 
 def top_k(scores: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
@@ -65,32 +71,16 @@ def ranking_metrics(scores: np.ndarray, labels: np.ndarray, allowed: np.ndarray,
     }
 
 
-def eligibility_mask(states: Sequence[CustomerState | None], catalog: Catalog, now_s: float) -> np.ndarray:
-    """bool [C, P]: may the product be offered (not a held single-hold product; age, minimum
-    assets and risk tolerance as the decisioning's eligibility step)."""
-    p = len(catalog)
-    min_age = np.array([x.min_age for x in catalog.products])
-    max_age = np.array([x.max_age for x in catalog.products])
-    min_assets = np.array([x.min_assets_minor for x in catalog.products], dtype=np.float64)
-    risk = np.array([x.risk_level for x in catalog.products])
-    single = np.array([not x.multi_hold for x in catalog.products])
-    out = np.ones((len(states), p), dtype=bool)
+def eligibility_mask(states: Sequence[CustomerState | None], catalog: Catalog, channel: str,
+                     now_s: float) -> np.ndarray:
+    """bool [C, P] in catalog order: may the product be offered to the customer on ``channel`` at
+    ``now_s`` (UTC epoch s), by the decisioning's own eligibility (``eligible_products``). A
+    customer without a state (``None``) is judged as a new one: nothing held, no assets, no profile."""
+    out = np.zeros((len(states), len(catalog)), dtype=bool)
+    index = catalog.index
     for r, state in enumerate(states):
-        if state is None:
-            continue
-        age = age_at(state, now_s)
-        ok = assets_minor(state) >= min_assets
-        if age is not None:
-            ok &= (min_age <= age) & (age <= max_age)
-        tolerance = state.risk_tolerance if state.risk_tolerance is not None else 2
-        ok &= risk <= tolerance
-        held = np.zeros(p, dtype=bool)
-        for pid in state.holdings:
-            j = catalog.index.get(pid)
-            if j is not None:
-                held[j] = True
-        ok &= ~(held & single)
-        out[r] = ok
+        _, eligible = eligible_products(state if state is not None else CustomerState(""), catalog, channel, now_s)
+        out[r, [index[p.product_id] for p in eligible]] = True
     return out
 
 
@@ -154,6 +144,8 @@ class EvalReport:
     rows: dict[str, dict[str, float]]
     segments: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    #: channel -> ranker -> metrics, each ranking masked by that channel's eligibility
+    channels: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def ratios(self) -> dict[str, float]:
         model = self.rows.get("model", {}).get("ndcg", 0.0)
@@ -165,7 +157,8 @@ class EvalReport:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"k": self.k, "rows": self.rows, "ratios": self.ratios(), "segments": self.segments, "info": self.info}
+        return {"k": self.k, "rows": self.rows, "ratios": self.ratios(), "segments": self.segments,
+                "channels": self.channels, "info": self.info}
 
     def table(self) -> str:
         head = f"{'ranker':<20}" + "".join(f"{m + '@' + str(self.k) if m != 'coverage' else m:>12}" for m in METRICS)
@@ -183,6 +176,13 @@ class EvalReport:
             for seg, rows in self.segments.items():
                 n = next(iter(rows.values())).get("customers", 0)
                 lines.append(f"{seg:<20}{n:>10}" + "".join(f"{rows[r]['ndcg']:>20.4f}" for r in names))
+        if self.channels:
+            lines.append("")
+            names = list(self.rows)
+            lines.append(f"{'channel (ndcg@' + str(self.k) + ')':<20}{'customers':>10}" + "".join(f"{n[:18]:>20}" for n in names))
+            for channel, rows in self.channels.items():
+                n = next(iter(rows.values())).get("customers", 0)
+                lines.append(f"{channel:<20}{n:>10}" + "".join(f"{rows[r]['ndcg']:>20.4f}" for r in names))
         return "\n".join(lines)
 
 
@@ -223,14 +223,20 @@ def baseline_scores(train_labels: np.ndarray, train_segments: Sequence[str], tes
 def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days: float,
                params: ModelParams = ModelParams(), k: int = 3, seed: int = 0,
                truth: Any = None, label_end_s: float | None = None,
-               train_starts_s: Sequence[float] | None = None) -> tuple[EvalReport, NboModel]:
+               train_starts_s: Sequence[float] | None = None,
+               channels: Sequence[str] = (EVAL_CHANNEL,)) -> tuple[EvalReport, NboModel]:
     """Train on states at ``cutoff - window`` with purchases in ``[cutoff - window, cutoff)``,
     then rank at ``cutoff`` and score the purchases in the next window (``truth.holdout_pairs``
     when a simulator truth is given, else purchases in the log from ``cutoff`` to ``label_end_s``).
+    Rankings are masked by the decisioning's eligibility on each of ``channels``; the report's
+    rows and segments are for the first, ``report.channels`` has them all.
 
     ``train_starts_s`` (default ``[cutoff - window]``) stacks several training windows; each
     must end by the cutoff. ``folded`` must hold states at every start and at ``cutoff``."""
     starts = list(train_starts_s or [cutoff_s - window_days * DAY_S])
+    channels = tuple(channels)
+    if not channels or any(ch not in CHANNELS for ch in channels):
+        raise ValueError(f"channels: expected some of {CHANNELS}, got {channels!r}")
     if truth is not None:
         ids = tuple(str(c) for c in truth.customer_ids)
     else:
@@ -250,7 +256,8 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
         labels = label_matrix(folded.purchases, ids, catalog.ids, cutoff_s, end).toarray() > 0
         tiers = sorted(set(test.segments))
         groups, group_names = np.array([tiers.index(s) for s in test.segments]), tiers
-    allowed = eligibility_mask([states_now.get(c) for c in ids], catalog, cutoff_s)
+    customer_states = [states_now.get(c) for c in ids]
+    allowed = {ch: eligibility_mask(customer_states, catalog, ch, cutoff_s) for ch in channels}
     t1 = time.perf_counter()
     rankers = {"model": model.score_batch(test.x, recent=test.recent, now_s=cutoff_s, segments=test.segments)}
     score_s = time.perf_counter() - t1
@@ -258,9 +265,12 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
     rankers.update(baseline_scores(ts.labels.toarray() > 0, ts.x.segments, test.segments, catalog, seed))
     if truth is not None:
         rankers["oracle"] = np.asarray(truth.propensity, dtype=np.float64)
-    report = compare(rankers, labels, allowed, k, groups, group_names)
+    report = compare(rankers, labels, allowed[channels[0]], k, groups, group_names)
+    report.channels = {ch: {name: ranking_metrics(scores, labels, allowed[ch], k) for name, scores in rankers.items()}
+                       for ch in channels}
     report.info = {
         "mode": "time_split", "customers": len(ids), "cutoff": _iso(cutoff_s), "window_days": window_days,
+        "channel": channels[0],
         "train_purchases": int(ts.labels.nnz), "test_purchases": int(labels.sum()),
         "tokens": len(model.token_ids), "train_s": round(train_s, 2),
         "score_us_per_customer": round(1e6 * score_s / max(len(ids), 1), 2), "params": params.to_dict(),
@@ -304,33 +314,6 @@ def leave_one_out(x: InteractionMatrix, catalog: Catalog, params: ModelParams = 
     return report
 
 
-def write_chart(report: EvalReport, path: Any) -> bool:
-    """A grouped bar chart of every metric per ranker (PNG). False when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    names = list(report.rows)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    width = 0.8 / len(names)
-    xs = np.arange(len(METRICS))
-    for i, name in enumerate(names):
-        values = [report.rows[name][m] for m in METRICS]
-        ax.bar(xs + i * width, values, width, label=name)
-    ax.set_xticks(xs + width * (len(names) - 1) / 2)
-    ax.set_xticklabels([f"{m}@{report.k}" if m != "coverage" else m for m in METRICS])
-    ax.set_ylim(0, 1)
-    ax.set_title(f"Offline evaluation ({report.info.get('mode', '')}, {report.info.get('customers', '')} customers)")
-    ax.legend(fontsize=8, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
 def dumps(report: EvalReport) -> str:
     return json.dumps(report.to_json(), sort_keys=False)
 
@@ -356,13 +339,15 @@ class LogSplit:
 
 
 def fold_for_training(lines: Any, cutoff_s: float, window_days: float, windows: int,
-                      data_start_s: float | None = None, extra_cutoffs_s: Sequence[float] = ()) -> LogSplit:
-    """Fold a log once with states at every training start, ``cutoff_s`` and any extra cutoffs."""
+                      data_start_s: float | None = None, extra_cutoffs_s: Sequence[float] = (),
+                      features: FeatureParams = FeatureParams()) -> LogSplit:
+    """Fold a log once with states at every training start, ``cutoff_s`` and any extra cutoffs,
+    with the half-lives ``features`` (the stream's, ``bootstrap.feature_params``)."""
     from recommender.matrix import fold_event_log
 
     starts = plan_starts(cutoff_s, window_days, windows, data_start_s)
     cutoffs = sorted(set(starts) | {cutoff_s} | set(extra_cutoffs_s))
-    return LogSplit(fold_event_log(lines, cutoffs), cutoff_s, starts, data_start_s)
+    return LogSplit(fold_event_log(lines, cutoffs, features), cutoff_s, starts, data_start_s)
 
 
 def train_at(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, version: str = "dev",

@@ -7,7 +7,9 @@ random and the simulator's oracle (true propensities).
 
 Time split: train on the windows before the cutoff, rank every customer at the cutoff, score the
 purchases of the next window (the simulator's holdout; without a truth file the last
-``--window-days`` of the log are held out). Prints a table, writes the report JSON and a PNG
+``--window-days`` of the log are held out). Each ranking holds only what the decisioning's
+eligibility allows the customer on a channel: the headline rows are for ``--channel`` (teller),
+and the report has every channel's rows. Prints a table, writes the report JSON and a PNG
 chart; with ``--json`` the last line of stdout is ``{"k": .., "rows": {"model": {...}, ...}}``.
 """
 
@@ -23,13 +25,15 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from bootstrap import build_trainer, load_settings  # noqa: E402
 from domain.catalog import CatalogError, load_catalog  # noqa: E402
+from decisioning.policy import CHANNELS  # noqa: E402
 from recommender.evaluation import (  # noqa: E402
-    DAY_S, EvalReport, fold_for_training, leave_one_out, time_split, write_chart,
+    DAY_S, EVAL_CHANNEL, EvalReport, fold_for_training, leave_one_out, time_split,
 )
 from recommender.matrix import build_matrix, read_lines, token_vocabulary  # noqa: E402
-from services.commands.train import log_window, params_from  # noqa: E402
-from bootstrap.settings import load_settings  # noqa: E402
+from services.commands.train import log_window  # noqa: E402
+from services.evaluation_chart import write_chart  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-days", type=float, default=None, help="label window (default NBO_MODEL__WINDOW_DAYS)")
     parser.add_argument("--windows", type=int, default=None, help="stacked training windows")
     parser.add_argument("--params", default=None, help="JSON of model parameters")
+    parser.add_argument("--channel", choices=CHANNELS, default=EVAL_CHANNEL,
+                        help="channel of the headline rows (the others are reported per channel too)")
     parser.add_argument("--catalog", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="report JSON (default <data_dir>/evaluation.json)")
     parser.add_argument("--chart", type=Path, default=None, help="PNG chart (default <data_dir>/evaluation.png)")
@@ -53,8 +59,8 @@ def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
     from simulator.bank import load_truth, truth_path_for
 
     settings = load_settings()
-    catalog = load_catalog(args.catalog)
-    params = params_from(settings, args.params)
+    parts = build_trainer(settings, args.catalog, params_override=args.params)
+    catalog, params = parts.catalog, parts.params
     window = args.window_days or params.window_days
     windows = args.windows or settings.model.training_windows
     truth_file = args.truth or truth_path_for(events)
@@ -63,15 +69,16 @@ def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
         raise ValueError(f"{truth_file} was simulated with another catalog")
     end_s, start_s = log_window(events, truth_file if truth is not None else None, None)
     if args.mode == "loo":
-        split = fold_for_training(read_lines(events), end_s, window, 1, start_s)
+        split = fold_for_training(read_lines(events), end_s, window, 1, start_s, features=parts.features)
         states = split.folded.states[-1]
         vocab = token_vocabulary(states.values(), end_s, params.max_token_columns, params.min_token_customers)
         matrix = build_matrix(states, catalog.ids, vocab, end_s)
         return leave_one_out(matrix, catalog, params, args.k, args.seed)
     cutoff_s = end_s if truth is not None else end_s - window * DAY_S
-    split = fold_for_training(read_lines(events), cutoff_s, window, windows, start_s)
+    split = fold_for_training(read_lines(events), cutoff_s, window, windows, start_s, features=parts.features)
+    channels = (args.channel, *(ch for ch in CHANNELS if ch != args.channel))
     report, _ = time_split(split.folded, catalog, cutoff_s, window, params, args.k, args.seed, truth=truth,
-                           label_end_s=end_s, train_starts_s=split.starts_s)
+                           label_end_s=end_s, train_starts_s=split.starts_s, channels=channels)
     report.info["events"] = str(events)
     report.info["training_windows"] = len(split.starts_s)
     return report

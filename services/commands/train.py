@@ -23,12 +23,11 @@ from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from adapters.model_registry import RegistryError  # noqa: E402
+from bootstrap import Settings, build_trainer, load_settings  # noqa: E402
 from domain.catalog import CatalogError, load_catalog  # noqa: E402
 from recommender.evaluation import fold_for_training, train_at  # noqa: E402
 from recommender.matrix import read_lines  # noqa: E402
-from recommender.model import ModelParams  # noqa: E402
-from adapters.model_registry import ModelRegistry, RegistryError  # noqa: E402
-from bootstrap.settings import Settings, load_settings  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,17 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry", type=Path, default=None, help="registry directory (default NBO_MODEL__REGISTRY_DIR)")
     parser.add_argument("--promote", action="store_true", help="make the new version current")
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
-
-
-def params_from(settings: Settings, override: str | None = None) -> ModelParams:
-    m = settings.model
-    params = ModelParams(factors=m.factors, l2=m.l2, window_days=m.window_days, half_life_days=m.similar_half_life_days,
-                         similar_weight=m.similar_weight)
-    if override:
-        data = params.to_dict()
-        data.update(json.loads(override))
-        params = ModelParams.from_dict(data)
-    return params
 
 
 def _iso_s(text: str) -> float:
@@ -91,17 +79,16 @@ def train_events(events: Path, settings: Settings, *, truth: Path | None = None,
                  catalog_path: Path | None = None, registry_dir: Path | None = None, promote: bool = False,
                  seed: int = 0) -> tuple[str, dict[str, Any]]:
     """Train on an event log and save (and optionally promote) a version; returns (version, info)."""
-    catalog = load_catalog(catalog_path)
-    params = params_from(settings, params_json)
-    window = window_days or params.window_days
+    parts = build_trainer(settings, catalog_path, registry_dir, params_json)
+    window = window_days or parts.params.window_days
     cutoff_s, start_s = log_window(events, truth, cutoff)
-    split = fold_for_training(read_lines(events), cutoff_s, window, windows or settings.model.training_windows, start_s)
-    model, info = train_at(split, catalog, params, window, version="pending", seed=seed,
+    split = fold_for_training(read_lines(events), cutoff_s, window, windows or settings.model.training_windows, start_s,
+                              features=parts.features)
+    model, info = train_at(split, parts.catalog, parts.params, window, version="pending", seed=seed,
                            max_rows=settings.model.max_train_rows)
-    registry = ModelRegistry(registry_dir or settings.registry_dir, catalog)
-    version = registry.save(model, {"source": str(events), "training": info})
+    version = parts.registry.save(model, {"source": str(events), "training": info})
     if promote:
-        registry.promote(version)
+        parts.registry.promote(version)
     return version, info
 
 

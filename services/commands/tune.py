@@ -22,12 +22,12 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from bootstrap import build_trainer, load_settings  # noqa: E402
 from domain.catalog import CatalogError, load_catalog  # noqa: E402
 from recommender.evaluation import fold_for_training, validation_split  # noqa: E402
 from recommender.matrix import read_lines  # noqa: E402
 from recommender.model import ModelParams  # noqa: E402
-from services.commands.train import log_window, params_from  # noqa: E402
-from bootstrap.settings import load_settings  # noqa: E402
+from services.commands.train import log_window  # noqa: E402
 
 DEFAULT_GRID = {"l2": [1.0, 3.0, 10.0], "factors": [0, 16], "similar_weight": [0.0, 0.3]}
 
@@ -55,12 +55,11 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
 
 
 def tune_events(events: Path, args: argparse.Namespace) -> list[tuple[dict, dict]]:
-    settings = load_settings()
-    catalog = load_catalog(args.catalog)
-    base = params_from(settings)
+    parts = build_trainer(load_settings(), args.catalog)
+    catalog, base = parts.catalog, parts.params
     window = args.window_days or base.window_days
     cutoff_s, start_s = log_window(events, None, None)
-    split = fold_for_training(read_lines(events), cutoff_s, window, args.windows, start_s)
+    split = fold_for_training(read_lines(events), cutoff_s, window, args.windows, start_s, features=parts.features)
     results = []
     for point in grid_points(json.loads(args.grid) if args.grid else DEFAULT_GRID):
         params = ModelParams.from_dict({**base.to_dict(), **point})

@@ -37,13 +37,15 @@ def test_train_promote_and_the_service_swaps_models(events: Path, tmp_path: Path
     holder = ModelHolder(registry_dir, CATALOG)
     assert holder.version == "popularity"  # works before any training
 
-    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--json"]) == 0
+    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--json",
+                 "--params", '{"similar_weight": 0.7}']) == 0
     info = _last_json(capsys.readouterr().out)
     first = info["version"]
     assert info["customers"] == 1500 and info["purchases"] > 0
     assert not holder.refresh()  # trained, not promoted: still the prior
     assert main(["promote", first, "--registry", str(registry_dir)]) == 0
     assert holder.refresh() and holder.version == first
+    assert holder.current.similar_weight == 0.7  # the weight trained with is the weight that serves
 
     # The service ranks a simulated customer with the promoted model.
     lines = events.read_bytes().splitlines()
@@ -79,4 +81,10 @@ def test_evaluate_json_has_the_fixed_shape(events: Path, tmp_path: Path, capsys)
     assert rows["oracle"]["ndcg"] > rows["popularity"]["ndcg"] > rows["random"]["ndcg"]
     assert rows["model"]["ndcg"] > rows["random"]["ndcg"]
     assert json.loads(out.read_text())["rows"] == rows
+    # Rankings hold what the decisioning may offer: the headline channel is the teller, all three are reported.
+    report = json.loads(out.read_text())
+    assert report["info"]["channel"] == "teller"
+    assert list(report["channels"]) == ["teller", "call_centre", "mobile"]
+    assert report["channels"]["teller"]["model"] == rows["model"]
+    assert report["channels"]["mobile"]["model"]["ndcg"] != rows["model"]["ndcg"]
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -67,13 +67,13 @@ def test_perfect_ranker_scores_one_and_compare_reports_segments() -> None:
     assert "perfect" in report.table()
 
 
-def test_eligibility_follows_age_assets_risk_and_single_hold() -> None:
+def test_eligibility_follows_age_assets_risk_tier_channel_and_single_hold() -> None:
     catalog = load_catalog()
     now = 1_780_000_000.0  # 2026
     young = CustomerState("C1", birth_year=2010, risk_tolerance=1, balance_minor=100_00)
-    rich = CustomerState("C2", birth_year=1970, risk_tolerance=5, balance_minor=700_000_000_00)
+    rich = CustomerState("C2", birth_year=1970, risk_tolerance=5, balance_minor=700_000_000_00, value_tier="private")
     rich.holdings = {"credit_card_platinum": Holding()}
-    mask = eligibility_mask([young, rich, None], catalog, now)
+    mask = eligibility_mask([young, rich, None], catalog, "teller", now)
     i = catalog.index
     assert not mask[0, i["consumer_loan"]]  # 16 years old, loans from 18
     assert mask[0, i["demand_deposit"]]
@@ -81,7 +81,35 @@ def test_eligibility_follows_age_assets_risk_and_single_hold() -> None:
     assert not mask[0, i["large_cd"]]  # assets below 200,000 CNY
     assert mask[1, i["wealth_r5"]] and mask[1, i["large_cd"]]
     assert not mask[1, i["credit_card_platinum"]]  # held, single-hold
-    assert mask[2].all()  # no state: nothing known, nothing excluded
+    assert not mask[1, i["credit_card_standard"]]  # a basic card is not for a private-banking customer
+    assert not mask[0, i["credit_card_platinum"]]  # nor a premium one for a mass-market one
+    assert mask[2, i["demand_deposit"]] and not mask[2, i["large_cd"]]  # no state: judged as a new customer
+    by_phone = eligibility_mask([rich], catalog, "call_centre", now)
+    assert not by_phone[0, i["wealth_r5"]]  # not sold by the call centre
+    assert by_phone[0, i["large_cd"]]
+
+
+def test_evaluation_masks_exactly_what_the_chains_eligibility_step_lets_through() -> None:
+    from decisioning import Context, Policy
+    from decisioning.eligibility import eligibility
+    from recommender.model import popularity_model
+
+    catalog = load_catalog()
+    now = 1_780_000_000.0
+    states = [CustomerState("C1", birth_year=1990, risk_tolerance=3, balance_minor=80_000_000, value_tier="affluent"),
+              CustomerState("C2", birth_year=1950, risk_tolerance=2, balance_minor=5_000_00),
+              CustomerState("C3", birth_year=1980, risk_tolerance=5, balance_minor=3_000_000_000,
+                            value_tier="high_net_worth")]
+    states[0].holdings = {"demand_deposit": Holding(), "fund_sip": Holding()}
+    model = popularity_model(catalog)
+    for channel in ("teller", "call_centre", "mobile"):
+        mask = eligibility_mask(states, catalog, channel, now)
+        for r, state in enumerate(states):
+            ctx = Context(state, model, catalog, Policy(), channel, now)
+            eligibility(ctx)
+            assert {catalog.ids[j] for j in np.flatnonzero(mask[r])} == set(ctx.candidates), (channel, r)
+            assert set(ctx.candidates).isdisjoint(ctx.decision.excluded)
+            assert set(ctx.candidates) | set(ctx.decision.excluded) == set(catalog.ids)
 
 
 def test_training_windows_end_before_the_cutoff() -> None:
