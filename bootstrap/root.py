@@ -16,6 +16,7 @@ from adapters.kafka_publisher import Publisher
 from adapters.model_registry import ModelRegistry
 from adapters.model_watch import ModelHolder
 from adapters.policy_file import PolicyHolder
+from adapters.ports import EventPublisher, ModelSource, PolicySource, StateReader
 from adapters.redis_store import AsyncRedisStateStore, RedisStateStore
 from bootstrap.settings import Settings, SettingsError
 from decisioning import PolicyError
@@ -74,14 +75,15 @@ def model_registry(settings: Settings, catalog: Catalog | None = None, root: Pat
 
 @dataclass
 class ApiParts:
-    """What the offer API's routes use, real adapters behind the ports of ``adapters.ports``."""
+    """What the offer API's routes use, typed by the ports of ``adapters.ports``: ``build_api``
+    fills them with the real adapters, tests with the fakes of ``adapters.fakes``."""
 
     settings: Settings
     catalog: Catalog
-    store: AsyncRedisStateStore
-    models: ModelHolder
-    publisher: Publisher
-    policies: PolicyHolder
+    store: StateReader
+    models: ModelSource
+    publisher: EventPublisher
+    policies: PolicySource
     params: FeatureParams
 
 

@@ -1,4 +1,5 @@
-"""API keys bound to a channel, stored as sha256 digests; a token bucket per key."""
+"""API keys bound to a channel, stored as sha256 digests; a token bucket per key; the middleware
+that checks both on the channel routes."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+from fastapi.responses import JSONResponse
 
 from bootstrap.settings import ClientKey
+from schemas.events import OfferChannel
+
+if TYPE_CHECKING:
+    from services.api.deps import Services
 
 #: Development keys, accepted only with NBO_API__ALLOW_DEV_KEYS=true (the demo and tests).
 DEV_KEYS: dict[str, ClientKey] = {
@@ -88,3 +95,40 @@ class RateLimiter:
             raise ApiError(429, f"rate limit of {self.rate_per_s:g} requests/s for this key exceeded; retry later",
                            headers={"Retry-After": str(max(1, retry_s))})
         bucket.tokens -= 1.0
+
+
+class ChannelKeys:
+    """Pure ASGI middleware: the key check and rate limit of the channel routes, chosen by path
+    prefix, before FastAPI parses anything (so a request without a valid key gets 401/403/429
+    whatever else is wrong with it). Routes it guards declare the key in the OpenAPI document
+    with ``deps.KEY_REQUIRED``. Doing it here rather than as a FastAPI dependency costs less per
+    request (see docs/API.md, Performance)."""
+
+    PREFIXES: tuple[tuple[str, str], ...] = (
+        ("/v1/teller/", OfferChannel.TELLER.value),
+        ("/v1/call-centre/", OfferChannel.CALL_CENTRE.value),
+        ("/v1/mobile/", OfferChannel.MOBILE.value),
+    )
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            for prefix, channel in self.PREFIXES:
+                if path.startswith(prefix):
+                    try:
+                        self._check(scope, channel)
+                    except ApiError as exc:
+                        await JSONResponse({"detail": exc.detail}, status_code=exc.status,
+                                           headers=exc.headers)(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _check(scope: dict[str, Any], channel: str) -> None:
+        services: Services = scope["app"].state.services
+        key = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"x-api-key"), None)
+        services.limiter.check(services.auth.authenticate(key, channel))

@@ -149,7 +149,8 @@ def test_keys_are_bound_to_channels(client, unique_customer_id):
 def test_every_route_that_requires_a_key_is_guarded_by_the_key_middleware(client):
     from fastapi.routing import APIRoute
 
-    from services.api.app import KEY_REQUIRED, ChannelKeys
+    from services.api.auth import ChannelKeys
+    from services.api.deps import KEY_REQUIRED
 
     guarded = [r.path for r in client.app.routes if isinstance(r, APIRoute) and r.openapi_extra == KEY_REQUIRED]
     assert len(guarded) >= 4

@@ -1,0 +1,83 @@
+"""What the routes depend on: the process's services, the customer id in the path, the client
+behind an API key.
+
+The channel routes (``/v1/teller/``, ``/v1/call-centre/``, ``/v1/mobile/``) are guarded by the
+``ChannelKeys`` middleware (``services.api.auth``) before FastAPI parses anything, so they take
+no key dependency; the routes that name their channel in the request (the generic offers route,
+outcomes) check the key against it here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import APIKeyHeader
+
+from bootstrap import ApiParts, Settings
+from schemas.events import CUSTOMER_ID_PATTERN, OfferChannel
+from services.api.auth import Authenticator, Client, RateLimiter
+from services.api.metrics import Metrics
+from services.api.models import Problem
+from services.api.offers import DecisionIds
+
+
+class Services:
+    """Everything the routes need, built once per process by the lifespan: the parts of the
+    composition root (adapters behind their ports) and the API's own per-process state."""
+
+    def __init__(self, settings: Settings, parts: ApiParts) -> None:
+        self.settings = settings
+        self.catalog = parts.catalog
+        self.store = parts.store
+        self.models = parts.models
+        self.publisher = parts.publisher
+        self.policies = parts.policies
+        self.params = parts.params
+        self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
+        self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
+        self.metrics = Metrics()
+        self.decision_ids = DecisionIds()
+        self.redis_budget_s = settings.redis.timeout_ms / 1000
+
+    def authorize(self, key: str | None, channel: OfferChannel) -> Client:
+        """The client of ``key`` if it is bound to ``channel`` and within its rate limit; else
+        ``ApiError`` 401, 403 or 429."""
+        client = self.auth.authenticate(key, channel.value)
+        self.limiter.check(client)
+        return client
+
+    async def close(self) -> None:
+        await self.publisher.close()
+        await self.store.close()
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+async def _services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+#: The process's services, for routes off the offer path (a dependency costs a few microseconds a
+#: request; the offer routes take the ``Request`` and call ``services_of``, see docs/API.md).
+ServicesDep = Annotated[Services, Depends(_services)]
+
+#: The client's key, bound to one channel (see docs/API.md); read without FastAPI's header parsing.
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="your API key (bound to one channel)")
+ApiKey = Annotated[str | None, Security(API_KEY)]
+
+CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description="pseudonymous customer token")]
+
+#: The OpenAPI security requirement of the routes ``ChannelKeys`` guards.
+KEY_REQUIRED: dict[str, Any] = {"security": [{"APIKeyHeader": []}]}
+
+#: The answers any keyed route may give besides its own.
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": Problem, "description": "no API key, or an unknown one"},
+    403: {"model": Problem, "description": "the key is for another channel"},
+    413: {"model": Problem, "description": "request body too large"},
+    422: {"model": Problem, "description": "a parameter or field is invalid; the detail names it"},
+    429: {"model": Problem, "description": "rate limit of the key exceeded; see Retry-After"},
+}

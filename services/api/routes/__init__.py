@@ -1,0 +1,1 @@
+"""The offer API's routes, one router per touchpoint (``ops``: health, readiness, metrics)."""

@@ -1,0 +1,35 @@
+"""The call-centre agent screen's data: offers with talking points, and the customer's profile."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from schemas.events import OfferChannel
+from services.api import offers as core
+from services.api.auth import ApiError
+from services.api.deps import ERROR_RESPONSES, KEY_REQUIRED, CustomerIdPath, ServicesDep, services_of
+from services.api.models import OfferResponse, Problem, ProfileResponse
+from services.api.views import json_response, profile_view
+
+router = APIRouter(tags=["call centre"])
+
+
+@router.get("/v1/call-centre/customers/{customer_id}/offers", response_model=OfferResponse,
+            responses=ERROR_RESPONSES, openapi_extra=KEY_REQUIRED)
+async def call_centre_offers(request: Request, customer_id: CustomerIdPath) -> Response:
+    services = services_of(request)
+    return json_response(await core.offer(services, customer_id, OfferChannel.CALL_CENTRE,
+                                          services.settings.api.call_centre_offers))
+
+
+@router.get("/v1/call-centre/customers/{customer_id}/profile", response_model=ProfileResponse,
+            responses={**ERROR_RESPONSES, 503: {"model": Problem, "description": "customer state unavailable"}},
+            openapi_extra=KEY_REQUIRED)
+async def profile(services: ServicesDep, customer_id: CustomerIdPath) -> ProfileResponse:
+    state = await core.read_state(services, customer_id)
+    if state is None:
+        raise ApiError(503, "customer state is unavailable right now; try again in a moment")
+    return profile_view(state, services.catalog, services.params, customer_id, time.time())

@@ -1,0 +1,24 @@
+"""Offers for any channel, the channel named in the query (the key must be for that channel)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from schemas.events import OfferChannel
+from services.api import offers as core
+from services.api.deps import ERROR_RESPONSES, ApiKey, CustomerIdPath, services_of
+from services.api.models import OfferResponse
+from services.api.views import json_response
+
+router = APIRouter(tags=["offers"])
+
+
+@router.get("/v1/customers/{customer_id}/offers", response_model=OfferResponse, responses=ERROR_RESPONSES)
+async def offers(request: Request, customer_id: CustomerIdPath, channel: OfferChannel, x_api_key: ApiKey = None,
+                 limit: Annotated[int | None, Query(ge=1, le=10)] = None) -> Response:
+    services = services_of(request)
+    services.authorize(x_api_key, channel)
+    return json_response(await core.offer(services, customer_id, channel, limit or core.default_limit(services, channel)))
