@@ -13,6 +13,7 @@ from typing import Callable
 
 from domain.catalog import Catalog
 from adapters.model_registry import ModelRegistry, RegistryError
+from adapters.ports import ModelRegistry as ModelRegistryPort
 from decisioning.scores import RankingModel
 from recommender.model import PriorModel
 
@@ -20,9 +21,13 @@ log = logging.getLogger("nbo.api.models")
 
 
 class ModelHolder:
-    def __init__(self, registry_dir: Path, catalog: Catalog) -> None:
+    """The ``ModelSource`` over a ``ModelRegistry`` (the file registry in production, a
+    ``MemoryRegistry`` in tests; a directory is read as the file registry there)."""
+
+    def __init__(self, registry: ModelRegistryPort | Path, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.registry_dir = registry_dir
+        self.registry: ModelRegistryPort = (ModelRegistry(registry, catalog) if isinstance(registry, Path)
+                                            else registry)
         self.current: RankingModel = PriorModel(catalog)
         self.failed_version: str | None = None
         self.refresh()
@@ -33,12 +38,12 @@ class ModelHolder:
 
     def refresh(self) -> bool:
         """Load the promoted version if it changed; True if the model was swapped."""
-        registry = ModelRegistry(self.registry_dir, self.catalog)
+        registry = self.registry
         wanted = registry.current_version()
         if wanted is None or wanted == self.current.version or wanted == self.failed_version:
             return False
         try:
-            model = registry.load(wanted)
+            model = registry.load(wanted, self.catalog)
         except RegistryError as exc:
             self.failed_version = wanted
             log.error("keeping model %s: version %s cannot be served (%s)", self.current.version, wanted, exc)

@@ -98,7 +98,7 @@ def build_api(settings: Settings) -> ApiParts:
         settings=settings,
         catalog=served,
         store=AsyncRedisStateStore(redis_url, settings.redis.key_prefix, timeout_s=settings.redis.timeout_ms / 1000),
-        models=ModelHolder(settings.registry_dir, served),
+        models=ModelHolder(model_registry(settings, served), served),
         publisher=Publisher(kafka, settings.api.decision_buffer, flush_interval_s=settings.api.decision_flush_ms / 1000,
                             client_id=f"{settings.kafka.client_id}-api"),
         policies=policies,
