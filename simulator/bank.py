@@ -26,8 +26,9 @@ unless ``multi_hold``).
 
 Output and ground truth
 -----------------------
-Events are real ``schemas.events`` events, one JSON object a line, byte-identical to
-``schemas.codec.encode`` of the decoded event. For each customer, first a backdated history
+Events are real ``schemas.events`` events, one JSON object a line, written by the contract's
+codec (``schemas.codec.encode_columns``: byte-identical to ``schemas.codec.encode`` of the
+decoded event). For each customer, first a backdated history
 (``CustomerProfileUpdated`` at account opening, the demand-deposit purchase, an opening deposit
 whose ``balance_after_minor`` is the current balance, then one ``ProductPurchased`` per product
 held at the start, ascending in time); then ``days`` days of ``DepositPosted``,
@@ -63,7 +64,7 @@ API
 - ``write_jsonl(out, catalog, customers, days, seed, start=DEFAULT_START, holdout_days=14)``:
   the fast path (``nbo simulate``); writes events and truth, returns a ``WriteSummary``.
 - ``simulate(catalog, customers, days, seed, start, holdout_days) -> SimulationResult``: in
-  memory (``.lines``, ``.types``, ``.customers``, ``.truth``), fine up to ~100k customers.
+  memory (``.records``, ``.lines``, ``.types``, ``.customers``, ``.truth``), fine up to ~100k customers.
 - ``simulate_events(catalog, customers, days, seed, start)``: validated event models.
 - ``Simulator(catalog, customers, seed, start)``: ``run(days)`` yields ``EventBatch``es, then
   ``truth(holdout_days) -> Truth``; ``hazard(rows)`` is the true daily hazard.
@@ -84,8 +85,15 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from domain.catalog import VALUE_TIER_FLOORS_MINOR, VALUE_TIERS, Catalog
-from schemas.codec import decode
-from schemas.events import Event
+from schemas.codec import decode, encode_columns
+from schemas.events import (
+    CardPaymentMade,
+    CustomerProfileUpdated,
+    DepositPosted,
+    Event,
+    HotlineCallEnded,
+    ProductPurchased,
+)
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 DEFAULT_HOLDOUT_DAYS = 14
@@ -456,31 +464,36 @@ def load_truth(path: Path) -> Truth:
 
 @dataclass
 class EventBatch:
-    """Events in output order: ``lines`` (JSON text, no newline), with the type code
-    (index into ``TYPE_NAMES``) and customer index of each."""
+    """Events in output order: ``records`` (the wire bytes of ``schemas.codec``, no newline), with
+    the type code (index into ``TYPE_NAMES``) and customer index of each; ``lines`` is the same
+    as text."""
 
-    lines: list[str]
+    records: list[bytes]
     types: np.ndarray
     customers: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.records)
 
-
-def _iso(epoch_s: np.ndarray) -> list[str]:
-    return [s + "Z" for s in np.datetime_as_string(epoch_s.astype("datetime64[s]"), unit="s").tolist()]
+    @property
+    def lines(self) -> list[str]:
+        return [record.decode("utf-8") for record in self.records]
 
 
 def _cust_ids(idx: np.ndarray) -> list[str]:
     return [f"C{i:09d}" for i in idx.tolist()]
 
 
-def _float_text(values: np.ndarray) -> list[str]:
-    return [repr(v) for v in (np.round(values, 2) + 0.0).tolist()]
+def _rounded(values: np.ndarray) -> list[float]:
+    return (np.round(values, 2) + 0.0).tolist()  # + 0.0: no negative zero on the wire
+
+
+def _names(table: Sequence[str], codes: np.ndarray) -> list[str]:
+    return np.asarray(table, dtype=object)[np.asarray(codes, dtype=np.int64)].tolist()
 
 
 class _Lines:
-    """Collects per-type column arrays for one block of events, then orders and formats them."""
+    """Collects per-type column arrays for one block of events, then orders and encodes them."""
 
     def __init__(self) -> None:
         self.parts: list[tuple[int, np.ndarray, np.ndarray, dict]] = []
@@ -503,79 +516,63 @@ class _Lines:
         position = np.empty(len(order), np.int64)
         position[order] = np.arange(len(order))
         seq = first_seq + position
-        lines: list[str] = [""] * len(order)
+        records: list[bytes] = [b""] * len(order)
         start = 0
         for type_code, c, a, cols in self.parts:
             n = len(c)
-            ids = [f"{id_prefix}{s:010d}" for s in seq[start:start + n].tolist()]
-            texts = _FORMATTERS[type_code](ids, _cust_ids(c), _iso(a), cols)
-            for p, text in zip(position[start:start + n].tolist(), texts):
-                lines[p] = text
+            envelope = {"event_id": [f"{id_prefix}{s:010d}" for s in seq[start:start + n].tolist()],
+                        "customer_id": _cust_ids(c), "occurred_at": a.tolist()}
+            event_type, fields = _COLUMNS[type_code](cols)
+            for p, record in zip(position[start:start + n].tolist(), encode_columns(event_type, envelope | fields)):
+                records[p] = record
             start += n
-        return EventBatch(lines, types[order], cust[order])
+        return EventBatch(records, types[order], cust[order])
 
 
-def _head(event_id: str, cust: str, at: str, source: str, type_name: str) -> str:
-    return (f'{{"event_id":"{event_id}","schema_version":1,"customer_id":"{cust}","occurred_at":"{at}",'
-            f'"source":"{source}","type":"{type_name}"')
+def _profile_columns(cols):  # type: ignore[no-untyped-def]
+    return CustomerProfileUpdated, {
+        "source": "kyc", "birth_year": cols["birth_year"].tolist(), "risk_tolerance": cols["risk"].tolist(),
+        "employment": _names(_EMPLOYMENTS, cols["employment"]), "city_tier": cols["city_tier"].tolist()}
 
 
-def _fmt_profile(ids, custs, ats, cols):  # type: ignore[no-untyped-def]
-    return [
-        f'{_head(i, c, a, "kyc", "profile")},"birth_year":{b},"risk_tolerance":{r},'
-        f'"employment":"{_EMPLOYMENTS[e]}","city_tier":{t}}}'
-        for i, c, a, b, r, e, t in zip(ids, custs, ats, cols["birth_year"].tolist(), cols["risk"].tolist(),
-                                       cols["employment"].tolist(), cols["city_tier"].tolist())
-    ]
+def _deposit_columns(cols):  # type: ignore[no-untyped-def]
+    return DepositPosted, {
+        "source": "core_banking", "kind": _names(_DEP_KINDS, cols["kind"]), "amount_minor": cols["amount"].tolist(),
+        "currency": "CNY", "channel": _names(_DEP_CHANNELS, cols["channel"]),
+        "purpose": _names(_DEP_PURPOSES, cols["purpose"]), "branch_id": [b or None for b in cols["branch"]],
+        "balance_after_minor": cols["balance"].tolist()}
 
 
-def _fmt_deposit(ids, custs, ats, cols):  # type: ignore[no-untyped-def]
-    branch = [f'"{b}"' if b else "null" for b in cols["branch"]]
-    return [
-        f'{_head(i, c, a, "core_banking", "deposit")},"kind":"{_DEP_KINDS[k]}","amount_minor":{m},'
-        f'"currency":"CNY","channel":"{_DEP_CHANNELS[ch]}","purpose":"{_DEP_PURPOSES[p]}","branch_id":{b},'
-        f'"balance_after_minor":{bal}}}'
-        for i, c, a, k, m, ch, p, b, bal in zip(
-            ids, custs, ats, cols["kind"].tolist(), cols["amount"].tolist(), cols["channel"].tolist(),
-            cols["purpose"].tolist(), branch, cols["balance"].tolist())
-    ]
+def _hotline_columns(cols):  # type: ignore[no-untyped-def]
+    return HotlineCallEnded, {
+        "source": "cti", "intent": _names(_HOTLINE_INTENTS, cols["intent"]), "duration_s": cols["duration"].tolist(),
+        "resolved": [bool(r) for r in cols["resolved"].tolist()], "sentiment": _rounded(cols["sentiment"])}
 
 
-def _fmt_hotline(ids, custs, ats, cols):  # type: ignore[no-untyped-def]
-    return [
-        f'{_head(i, c, a, "cti", "hotline")},"intent":"{_HOTLINE_INTENTS[n]}","duration_s":{d},'
-        f'"resolved":{"true" if r else "false"},"sentiment":{s}}}'
-        for i, c, a, n, d, r, s in zip(ids, custs, ats, cols["intent"].tolist(), cols["duration"].tolist(),
-                                       cols["resolved"].tolist(), _float_text(cols["sentiment"]))
-    ]
+def _pos_columns(cols):  # type: ignore[no-untyped-def]
+    category = cols["category"].tolist()
+    return CardPaymentMade, {
+        "source": "card_switch", "card_token": list(cols["token"]),
+        "mcc": [_POS_MCCS[k][v] for k, v in zip(category, cols["mcc_variant"].tolist())],
+        "merchant_category": _names(_POS_CATEGORIES, cols["category"]), "hotel_stars": cols["stars"].tolist(),
+        "luxury": [bool(x) for x in cols["luxury"].tolist()], "amount_minor": cols["amount"].tolist(),
+        "currency": "CNY", "online": [bool(x) for x in cols["online"].tolist()],
+        "country": _names(_COUNTRIES, cols["country"])}
 
 
-def _fmt_pos(ids, custs, ats, cols):  # type: ignore[no-untyped-def]
-    return [
-        f'{_head(i, c, a, "card_switch", "pos")},"card_token":"{t}","mcc":"{_POS_MCCS[k][v]}",'
-        f'"merchant_category":"{_POS_CATEGORIES[k]}","hotel_stars":{s},"luxury":{"true" if lx else "false"},'
-        f'"amount_minor":{m},"currency":"CNY","online":{"true" if o else "false"},"country":"{_COUNTRIES[cn]}"}}'
-        for i, c, a, t, k, v, s, lx, m, o, cn in zip(
-            ids, custs, ats, cols["token"], cols["category"].tolist(), cols["mcc_variant"].tolist(),
-            cols["stars"].tolist(), cols["luxury"].tolist(), cols["amount"].tolist(), cols["online"].tolist(),
-            cols["country"].tolist())
-    ]
-
-
-def _fmt_purchase(ids, custs, ats, cols):  # type: ignore[no-untyped-def]
-    pids = cols["product_names"]
-    return [
-        f'{_head(i, c, a, _PURCHASE_SOURCE[ch], "purchase")},"product_id":"{pids[p]}","amount_minor":{m},'
-        f'"currency":"CNY","channel":"{_PURCHASE_CHANNELS[ch]}","decision_id":null}}'
-        for i, c, a, p, m, ch in zip(ids, custs, ats, cols["product"].tolist(), cols["amount"].tolist(),
-                                     cols["channel"].tolist())
-    ]
+def _purchase_columns(cols):  # type: ignore[no-untyped-def]
+    channel = cols["channel"].tolist()
+    return ProductPurchased, {
+        "source": [_PURCHASE_SOURCE[ch] for ch in channel], "product_id": _names(cols["product_names"], cols["product"]),
+        "amount_minor": cols["amount"].tolist(), "currency": "CNY", "channel": _names(_PURCHASE_CHANNELS, channel),
+        "decision_id": None}
 
 
 _COUNTRIES = ("CN", *_FOREIGN)
-_FORMATTERS: dict[int, Callable] = {
-    T_PROFILE: _fmt_profile, T_DEPOSIT: _fmt_deposit, T_HOTLINE: _fmt_hotline, T_POS: _fmt_pos,
-    T_PURCHASE: _fmt_purchase,
+#: Type code -> (the event's columns for ``schemas.codec.encode_columns``).
+_COLUMNS: dict[int, Callable] = {
+    T_PROFILE: _profile_columns, T_DEPOSIT: _deposit_columns, T_HOTLINE: _hotline_columns, T_POS: _pos_columns,
+    T_PURCHASE: _purchase_columns,
 }
 
 
@@ -1169,14 +1166,20 @@ def _holding_order(catalog: Catalog) -> list[int]:
 
 @dataclass
 class SimulationResult:
-    lines: list[str]
+    """``records``: every event's wire bytes in output order; ``lines`` the same as text."""
+
+    records: list[bytes]
     types: np.ndarray
     customers: np.ndarray
     truth: Truth
     events_by_type: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def lines(self) -> list[str]:
+        return [record.decode("utf-8") for record in self.records]
+
     def encoded(self) -> list[bytes]:
-        return [line.encode("utf-8") for line in self.lines]
+        return self.records
 
 
 def simulate(
@@ -1189,14 +1192,14 @@ def simulate(
 ) -> SimulationResult:
     """Run the simulator in memory (fine up to ~100k customers) and return events and truth."""
     sim = Simulator(catalog, customers, seed, start)
-    lines: list[str] = []
+    records: list[bytes] = []
     types, custs = [], []
     for batch in sim.run(days):
-        lines += batch.lines
+        records += batch.records
         types.append(batch.types)
         custs.append(batch.customers)
     truth = sim.truth(holdout_days)
-    return SimulationResult(lines, np.concatenate(types), np.concatenate(custs), truth,
+    return SimulationResult(records, np.concatenate(types), np.concatenate(custs), truth,
                             dict(zip(TYPE_NAMES, sim.events_by_type)))
 
 
@@ -1255,8 +1258,8 @@ def write_jsonl(
         for batch in sim.run(days, progress=bar):
             if on_batch is not None:
                 on_batch(batch)
-            if handle is not None and batch.lines:
-                handle.write(("\n".join(batch.lines) + "\n").encode("utf-8"))
+            if handle is not None and batch.records:
+                handle.write(b"\n".join(batch.records) + b"\n")
     finally:
         if handle is not None:
             handle.close()
@@ -1278,8 +1281,8 @@ def simulate_events(
     first, then day by day). For demos and tests; ``write_jsonl`` is the fast path."""
     sim = Simulator(catalog, customers, seed, start)
     for batch in sim.run(days):
-        for line in batch.lines:
-            yield decode(line.encode("utf-8"))
+        for record in batch.records:
+            yield decode(record)
 
 
 def truth_arrays(truth: Truth) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:

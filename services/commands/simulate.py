@@ -100,9 +100,9 @@ def _publish_batches(bootstrap: str, flush_timeout_s: float = 60.0):  # type: ig
     futures: list = []
 
     def on_batch(batch: EventBatch) -> None:
-        for line, type_code, cust in zip(batch.lines, batch.types.tolist(), batch.customers.tolist()):
+        for record, type_code, cust in zip(batch.records, batch.types.tolist(), batch.customers.tolist()):
             topic = topics[type_code]
-            futures.append(producer.send(topic, key=partition_key(f"C{cust:09d}"), value=line.encode("utf-8")))
+            futures.append(producer.send(topic, key=partition_key(f"C{cust:09d}"), value=record))
             counts[topic] += 1
             if len(futures) >= 10_000:
                 _settle(producer, futures, flush_timeout_s)
@@ -126,9 +126,8 @@ def _settle(producer, futures: list, timeout_s: float) -> None:  # type: ignore[
 
 def _validator(every: int):  # type: ignore[no-untyped-def]
     def check(batch: EventBatch) -> None:
-        for n, line in enumerate(batch.lines):
-            if n % every == 0:
-                decode(line.encode("utf-8"))
+        for record in batch.records[::every]:
+            decode(record)
     return check
 
 

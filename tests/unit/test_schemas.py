@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import MAX_EVENT_BYTES, InvalidEvent, decode, encode
+from schemas.codec import MAX_EVENT_BYTES, InvalidEvent, decode, encode, encode_columns
 from schemas.events import (
     EVENT_TYPES,
     MAX_AMOUNT_MINOR,
@@ -110,6 +110,49 @@ def test_valid_events_are_accepted_and_round_trip(data: dict) -> None:
     again = decode(raw)
     assert again == event and encode(again) == raw
     assert event.occurred_at.utcoffset() is not None
+
+
+FLAT_TYPES = [t for t in VALID if t != "offer_decision"]
+
+
+def _in_whole_utc_seconds(event):  # type: ignore[no-untyped-def]
+    """The event at its time in UTC, whole seconds: what the column encoder takes (epoch s)."""
+    at = event.occurred_at.astimezone(timezone.utc).replace(microsecond=0)
+    return event.model_copy(update={"occurred_at": at})
+
+
+@SETTINGS
+@given(st.sampled_from(FLAT_TYPES).flatmap(lambda t: st.lists(VALID[t], min_size=1, max_size=6)))
+def test_the_column_encoder_writes_the_bytes_encode_writes(batch: list[dict]) -> None:
+    events = [_in_whole_utc_seconds(decode(orjson.dumps(data))) for data in batch]
+    wire = [orjson.loads(encode(e)) for e in events]
+    columns = {name: [w[name] for w in wire] for name in wire[0]}
+    columns["occurred_at"] = [int(e.occurred_at.timestamp()) for e in events]
+    records = encode_columns(type(events[0]), columns)
+    assert records == [encode(e) for e in events]
+    assert [decode(r) for r in records] == events
+
+
+def test_the_column_encoder_fills_defaults_shares_single_values_and_refuses_what_it_cannot_write() -> None:
+    from schemas.events import OfferDecisionMade, ProductPurchased
+
+    columns = {"event_id": ["ev-00000001", "ev-00000002"], "customer_id": "C000000042",
+               "occurred_at": [1_767_254_400, 1_767_254_401], "source": "core_banking",
+               "product_id": ["fund_sip", "large_cd"], "channel": "branch"}
+    records = encode_columns(ProductPurchased, columns)
+    first = decode(records[0])
+    assert isinstance(first, ProductPurchased) and first.occurred_at == datetime(2026, 1, 1, 8, tzinfo=timezone.utc)
+    assert (first.amount_minor, first.currency, first.decision_id, first.customer_id) == (0, "CNY", None, "C000000042")
+    assert decode(records[1]).product_id == "large_cd"
+    assert records == [encode(decode(r)) for r in records]
+    with pytest.raises(ValueError, match="unknown field.*colour"):
+        encode_columns(ProductPurchased, {**columns, "colour": "red"})
+    with pytest.raises(ValueError, match="product_id is required"):
+        encode_columns(ProductPurchased, {k: v for k, v in columns.items() if k != "product_id"})
+    with pytest.raises(ValueError, match="product_id has 1 values, expected 2"):
+        encode_columns(ProductPurchased, {**columns, "product_id": ["fund_sip"]})
+    with pytest.raises(ValueError, match="nested models"):
+        encode_columns(OfferDecisionMade, {})
 
 
 def test_every_event_type_has_a_strategy_and_a_topic() -> None:
