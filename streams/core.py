@@ -1,6 +1,23 @@
-"""What every stream engine does with a batch of raw records, without any Kafka client:
-decode and validate (``split_batch``), describe a bad record for the dead-letter topic
-(``DeadLetter``), and apply the good ones to Redis with bounded retries (``apply_with_retries``).
+"""The stream-engine core: what every engine does with a batch of records, without any Kafka
+client. The engines (``streams.direct``, ``streams.faust_engine``) are transports over it: they
+fetch records, hand them to ``BatchHandler``, and release offsets through ``CommitGate``.
+
+- ``split_batch``: decode and validate (topic, partition, offset, key, value) records into
+  sourced events and ``DeadLetter`` s.
+- ``BatchHandler.handle``: send the dead letters through the transport's async send and wait
+  for the broker's ack, count and log them, then apply the good records to the store in one
+  batch, off the event loop, with bounded retries and backoff (exactly-once effect by source
+  offset and event id, see ``adapters.redis_store``). A store that stays down past the retries,
+  or any other failure, goes to the exit policy before anything of the batch is committed.
+- ``CommitGate``: applied offsets (direct) or messages (faust) are released only once their
+  store writes are ``lag_s`` old: Redis with AOF ``everysec`` can lose the last second of writes
+  on a crash, and an offset committed past a lost write would lose its records for good. Pure;
+  the clock comes in as an argument.
+- ``OffsetCommits``: the gate plus the direct engine's commit pacing (at most one commit per
+  ``interval_s``, each covering the highest settled offset of every partition).
+- ``stop_process``: the exit policy. Log, flush the logs and leave with ``EXIT_CODE`` (3)
+  without committing; a restart re-reads from the last committed offsets and the store drops
+  what it already applied.
 
 Dead-letter record format (topic ``nbo.dead-letter``): key = the original record key (bytes, may
 be null); value = UTF-8 JSON ``{"reason": str, "field": str | null, "source": {"topic": str,
@@ -10,24 +27,32 @@ is the original record value, base64-encoded, byte for byte.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Awaitable, Callable, Generic, Hashable, Iterable, Mapping, NoReturn, Sequence, TypeVar
 
 import orjson
 import redis
 
+from adapters.ports import SourcedEvent, StateStore
 from domain.features import FeatureParams
 from schemas.codec import InvalidEvent, decode
-from bootstrap import feature_params  # noqa: F401  (engines import it from here)
-from adapters.redis_store import RedisStateStore, SourcedEvent
 
 log = logging.getLogger("nbo.worker")
 
-REDIS_DOWN_EXIT_CODE = 3
+EXIT_CODE = 3
+REDIS_DOWN_EXIT_CODE = EXIT_CODE  # the name the reliability tests and operators know
+TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+RawRecord = tuple[str, int, int, "bytes | None", bytes]  # topic, partition, offset, key, value
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,8 +77,7 @@ class DeadLetter:
         })
 
 
-def split_batch(raw_records: Sequence[tuple[str, int, int, bytes | None, bytes]]
-                ) -> tuple[list[SourcedEvent], list[DeadLetter]]:
+def split_batch(raw_records: Iterable[RawRecord]) -> tuple[list[SourcedEvent], list[DeadLetter]]:
     """Decode (topic, partition, offset, key, value) records into events and dead letters."""
     good: list[SourcedEvent] = []
     bad: list[DeadLetter] = []
@@ -70,21 +94,164 @@ def split_batch(raw_records: Sequence[tuple[str, int, int, bytes | None, bytes]]
     return good, bad
 
 
-def apply_with_retries(store: RedisStateStore, records: list[SourcedEvent], params: FeatureParams,
-                       retries: int) -> None:
-    """Bounded retries with exponential backoff; then the process exits loudly (no ack, no commit)."""
-    delay_s = 0.1
+class StoreUnavailable(RuntimeError):
+    """The store stayed unreachable past the bounded retries."""
+
+
+def with_retries(call: Callable[[], T], retries: int, *, sleep: Callable[[float], None] = time.sleep,
+                 first_delay_s: float = 0.1, max_delay_s: float = 5.0) -> T:
+    """``call()``, retried ``retries`` times on a transient store error with exponential backoff
+    (``first_delay_s`` doubling up to ``max_delay_s``); then ``StoreUnavailable``. Blocking: run
+    it off the event loop."""
+    delay_s = first_delay_s
     for attempt in range(retries + 1):
         try:
-            store.apply_batch(records, params, time.time())
-            return
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            return call()
+        except TRANSIENT_STORE_ERRORS as exc:
             if attempt == retries:
-                log.critical("Redis unavailable after %d retries (%s); stopping without committing", retries, exc)
-                logging.shutdown()
-                os._exit(REDIS_DOWN_EXIT_CODE)
+                raise StoreUnavailable(f"Redis unavailable after {retries} retries ({exc})") from exc
             log.warning("Redis error (%s); retry %d/%d in %.1f s", exc, attempt + 1, retries, delay_s)
-            time.sleep(delay_s)
-            delay_s = min(delay_s * 2, 5.0)
+            sleep(delay_s)
+            delay_s = min(delay_s * 2, max_delay_s)
+    raise AssertionError("unreachable")
 
 
+def stop_process(reason: str, exc: BaseException | None = None) -> NoReturn:
+    """The exit policy: log loudly, flush the logs, exit ``EXIT_CODE`` at once. No ``finally``
+    block runs, so nothing gets committed on the way out."""
+    if exc is not None and not isinstance(exc, StoreUnavailable):
+        log.critical("%s; stopping without committing", reason, exc_info=exc)
+    else:
+        log.critical("%s; stopping without committing", reason)
+    logging.shutdown()
+    os._exit(EXIT_CODE)
+
+
+SendDeadLetters = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+OnFailure = Callable[[str, BaseException], NoReturn]
+
+
+@dataclass(frozen=True)
+class Handled:
+    applied: int  # good records handed to the store (the store drops redeliveries among them)
+    dead_letters: int
+
+
+class BatchHandler:
+    """Split -> dead-letter -> apply for one decoded batch; both engines use the same one.
+
+    ``send_dead_letters`` is the transport's: it sends every letter and returns once the broker
+    acked them all (raising otherwise). Blocking store calls run in a worker thread so the event
+    loop keeps heartbeating and fetching. Any failure calls ``on_failure`` (``stop_process``
+    unless a test passes its own), so ``handle`` returns only for a fully handled batch."""
+
+    def __init__(self, store: StateStore, params: FeatureParams, send_dead_letters: SendDeadLetters, *,
+                 retries: int, clock_s: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, on_failure: OnFailure = stop_process) -> None:
+        self.store = store
+        self.params = params
+        self.send_dead_letters = send_dead_letters
+        self.retries = retries
+        self.clock_s = clock_s
+        self.sleep = sleep
+        self.on_failure = on_failure
+
+    async def handle(self, raw_records: Iterable[RawRecord]) -> Handled:
+        try:
+            good, bad = split_batch(raw_records)
+            if bad:
+                await self.send_dead_letters(bad)
+                await asyncio.to_thread(with_retries, lambda: self.store.count("dead_letters", len(bad)),
+                                        self.retries, sleep=self.sleep)
+                for letter in bad:
+                    log.warning("dead-lettered %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset,
+                                letter.reason)
+            if good:
+                await asyncio.to_thread(self.apply, good)
+            return Handled(len(good), len(bad))
+        except asyncio.CancelledError:
+            raise
+        except StoreUnavailable as exc:
+            self.on_failure(str(exc), exc)
+        except Exception as exc:
+            self.on_failure(f"batch handling failed ({type(exc).__name__}: {exc})", exc)
+
+    def apply(self, good: Sequence[SourcedEvent]) -> None:
+        with_retries(lambda: self.store.apply_batch(good, self.params, self.clock_s()), self.retries,
+                     sleep=self.sleep)
+
+
+class CommitGate(Generic[K, T]):
+    """Entries ``(partition, item)`` held from the time their store writes were made until those
+    writes are ``lag_s`` old; ``release`` hands back the settled ones, oldest first.
+
+    The direct engine holds next offsets (item = int), the faust engine held messages (item =
+    a faust event, acked on release). ``forget`` drops the entries of revoked partitions: their
+    new owner re-reads those records and the store skips what was already applied."""
+
+    def __init__(self, lag_s: float) -> None:
+        self.lag_s = lag_s
+        self._held: deque[tuple[float, list[tuple[K, T]]]] = deque()
+
+    def hold(self, entries: Iterable[tuple[K, T]], now: float) -> None:
+        """``entries`` whose writes were made at ``now`` (seconds, any monotonic clock)."""
+        batch = list(entries)
+        if batch:
+            self._held.append((now, batch))
+
+    def release(self, now: float) -> list[tuple[K, T]]:
+        out: list[tuple[K, T]] = []
+        while self._held and now - self._held[0][0] >= self.lag_s:
+            out.extend(self._held.popleft()[1])
+        return out
+
+    def forget(self, partitions: Iterable[K]) -> None:
+        revoked = set(partitions)
+        self._held = deque((at, kept) for at, entries in self._held
+                           if (kept := [(p, item) for p, item in entries if p not in revoked]))
+
+    def __len__(self) -> int:
+        return sum(len(entries) for _, entries in self._held)
+
+
+class OffsetCommits(Generic[K]):
+    """The direct engine's commits: next offsets per partition, released by a ``CommitGate`` and
+    sent at most every ``interval_s``. Pure; times in seconds of one monotonic clock."""
+
+    def __init__(self, lag_s: float, interval_s: float) -> None:
+        self.gate: CommitGate[K, int] = CommitGate(lag_s)
+        self.interval_s = interval_s
+        self._settled: dict[K, int] = {}
+        self._last_commit_at: float | None = None
+
+    def applied(self, next_offsets: Mapping[K, int], now: float) -> None:
+        """The records below ``next_offsets[partition]`` were written to the store at ``now``."""
+        self.gate.hold(next_offsets.items(), now)
+
+    def due(self, now: float, *, final: bool = False) -> dict[K, int]:
+        """Offsets to commit now (empty: nothing to do yet). ``final`` ignores the interval."""
+        for partition, offset in self.gate.release(now):
+            if offset > self._settled.get(partition, -1):
+                self._settled[partition] = offset
+        if not self._settled:
+            return {}
+        if not final and self._last_commit_at is not None and now - self._last_commit_at < self.interval_s:
+            return {}
+        out, self._settled = self._settled, {}
+        self._last_commit_at = now
+        return out
+
+    def forget(self, partitions: Iterable[K]) -> None:
+        revoked = set(partitions)
+        self.gate.forget(revoked)
+        self._settled = {p: o for p, o in self._settled.items() if p not in revoked}
+
+    def pending(self) -> int:
+        """Partition offsets not yet handed out for commit."""
+        return len(self.gate) + len(self._settled)
+
+
+def raw_of(records: Iterable[Any]) -> list[RawRecord]:
+    """(topic, partition, offset, key, value) of Kafka records (aiokafka ``ConsumerRecord`` and
+    faust ``Message`` both have these attributes)."""
+    return [(r.topic, r.partition, r.offset, r.key, r.value) for r in records]

@@ -1,98 +1,137 @@
-"""The stream worker: one faust agent per input topic, each thin.
+"""The faust stream engine: one faust agent per input topic, each a thin transport over
+``streams.core``.
 
 An agent takes a batch of records (``take_events``: faust acks them only after the batch was
-handled, so offsets are committed only past records that were applied), decodes them, sends
-the invalid ones to the dead-letter topic (and waits for the broker's ack), and applies the
-valid ones to Redis through ``RedisStateStore.apply_batch`` (exactly-once effect by offset and
-event id). A Redis that stays down past the bounded retries stops the process with exit code 3
-before the batch is acked, so a restart re-reads it.
-
-Applied records are held back from faust's ack (``Settling``) until their Redis writes are
-``commit_lag_ms`` old, as in the direct engine: Redis with AOF ``everysec`` can lose the last
-second of writes on a crash, and an offset committed past a lost write loses its records for good.
+handled) and hands it to ``core.BatchHandler`` (dead letters sent through the app's producer and
+acked by the broker, the good records applied to Redis exactly once, off the event loop). The
+handled events are then held back from faust's commit by a ``core.CommitGate`` (``Settling``)
+until their Redis writes are ``commit_lag_ms`` old, as in the direct engine. A Redis that stays
+down past the bounded retries, or any other failure, stops the process with exit code 3 before
+the batch is acked (an agent that raised would drop its batch silently), so a restart re-reads
+it.
 
 faust runs ``at_least_once`` with agent concurrency 1 (higher concurrency can commit past an
-in-flight record).
+in-flight record). The consumer comes from ``streams.faust_transport`` (``nbo-kafka://``):
+faust's aiokafka transport with the broker fetch wait from ``NBO_STREAM__FETCH_WAIT_MS``.
+Throughput comes from large batches and little per-event work: ``broker_max_poll_records`` and
+``stream_buffer_maxsize`` sized to the batch, ``take_events`` waiting up to ``batch_timeout_ms``
+(at least ``MIN_BATCH_WAIT_S``) for a batch to fill, and faust's per-event monitor replaced by a
+no-op sensor (nothing reads its statistics: the web server is off).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections import deque
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
-from schemas.topics import DEAD_LETTER, INPUT_TOPICS
+from bootstrap import build_stream
 from bootstrap.settings import Settings
-from streams.core import REDIS_DOWN_EXIT_CODE, apply_with_retries, feature_params, split_batch
-from adapters.redis_store import RedisStateStore
+from schemas.topics import DEAD_LETTER, INPUT_TOPICS
+from streams import faust_transport
+from streams.core import BatchHandler, CommitGate, DeadLetter, stop_process
 
 log = logging.getLogger("nbo.worker")
 
-def _lower_fetch_wait(fetch_wait_ms: int) -> None:
-    """faust hard-codes a 1.5 s broker fetch wait, which bounds freshness. Lower it on the
-    consumer faust creates (aiokafka reads ``_fetch_max_wait_ms`` when the consumer starts)."""
-    from faust.transport.drivers import aiokafka as driver
-
-    base = driver.AIOKafkaConsumerThread
-
-    class ConsumerThread(base):  # type: ignore[misc, valid-type]
-        def _create_worker_consumer(self, transport: Any) -> Any:
-            consumer = super()._create_worker_consumer(transport)
-            consumer._fetch_max_wait_ms = fetch_wait_ms
-            return consumer
-
-    driver.Consumer.ConsumerThread = ConsumerThread
+MIN_BATCH_WAIT_S = 0.05  # faust's per-batch cost is high; below this batches stay small under load
+# When a partition's buffer is 80 % full faust pauses fetching it, resumes it at 40 %, and with
+# every partition paused its fetcher sleeps a whole second: the buffer's lower 40 % must last
+# longer than that at full speed, or the engine starves (about 15,000 events/s x 1 s / 0.4).
+STREAM_BUFFER_MIN_EVENTS = 40_000
 
 
 class Settling:
-    """Applied events whose acks wait until their Redis writes are ``lag_s`` old.
+    """Events whose acks wait until their Redis writes are ``lag_s`` old.
 
-    ``hold`` takes a reference on each event's message, so faust's own ack after the batch does
-    not mark it done; ``release`` drops that reference once the lag has passed, and faust then
-    commits the offset. Events of partitions taken away by a rebalance are forgotten unacked:
-    their new owner re-reads them and the store skips what was already applied."""
+    ``take`` adds a reference to each event's message when the batch arrives, so faust's own
+    ack after the batch does not mark it done; ``settled_at`` starts the lag once the batch's
+    writes are made; ``release`` drops the reference once the lag has passed (a ``CommitGate``),
+    and faust then commits the offset. Events of partitions taken away by a rebalance are
+    forgotten unacked: their new owner re-reads them and the store skips what was already
+    applied."""
 
     def __init__(self, lag_s: float) -> None:
         self.lag_s = lag_s
-        self._held: deque[tuple[float, list[Any]]] = deque()
+        self.gate: CommitGate[Any, Any] = CommitGate(lag_s)
 
-    def hold(self, events: Sequence[Any], now: float) -> None:
+    def take(self, events: Sequence[Any]) -> None:
         for event in events:
             event.message.incref()
-        self._held.append((now, list(events)))
+
+    def settled_at(self, events: Sequence[Any], now: float) -> None:
+        self.gate.hold(((event.message.tp, event) for event in events), now)
+
+    def hold(self, events: Sequence[Any], now: float) -> None:
+        self.take(events)
+        self.settled_at(events, now)
 
     def release(self, now: float) -> int:
-        released = 0
-        while self._held and now - self._held[0][0] >= self.lag_s:
-            for event in self._held.popleft()[1]:
-                event.ack()
-                released += 1
-        return released
+        released = self.gate.release(now)
+        for _, event in released:
+            event.ack()
+        return len(released)
 
-    def forget(self, partitions: Any) -> None:
-        revoked = set(partitions)
-        self._held = deque((at, kept) for at, events in self._held
-                           if (kept := [e for e in events if e.message.tp not in revoked]))
+    def forget(self, partitions: Iterable[Any]) -> None:
+        self.gate.forget(partitions)
 
     def __len__(self) -> int:
-        return sum(len(events) for _, events in self._held)
+        return len(self.gate)
+
+
+def lean_monitor() -> type:
+    """faust's ``Monitor`` without its per-message and per-event statistics (counters, timings,
+    a string key per stream); what faust itself reads from it (end offsets, commits, when a
+    partition's stream last took an event) is kept."""
+    from time import monotonic
+
+    from faust.sensors import Monitor
+
+    class LeanMonitor(Monitor):  # type: ignore[misc, valid-type]
+        def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+            pass
+
+        def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+            self.stream_inbound_time[tp] = monotonic()
+
+        def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+            pass
+
+        def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+            pass
+
+    return LeanMonitor
+
+
+def raw_schema() -> Any:
+    """A faust ``Schema`` that hands the record's key and value bytes to the event as they are:
+    ``core.split_batch`` decodes and validates them, so faust's serializer registry (a codec
+    lookup and two calls per record) has nothing to do."""
+    import faust
+
+    class RawSchema(faust.Schema):  # type: ignore[misc, valid-type]
+        def compile(self, app: Any, **kwargs: Any) -> Any:
+            create_event = app.create_event
+
+            async def decode(message: Any, *, propagate: bool = False) -> Any:
+                return create_event(message.key, message.value, message.headers, message)
+
+            return decode
+
+    return RawSchema(key_serializer="raw", value_serializer="raw")
 
 
 def create_app(settings: Settings) -> Any:
-    """Build the faust app from settings: the worker's composition root."""
+    """The faust app with one agent per input topic, built from the composition root's parts."""
     import faust
 
-    if settings.kafka.bootstrap is None or settings.redis.url is None:
-        raise SystemExit("nbo worker needs NBO_KAFKA__BOOTSTRAP and NBO_REDIS__URL (nbo demo sets them)")
+    parts = build_stream(settings)
     stream = settings.stream
+    faust_transport.register()
     (settings.data_dir / "faust").parent.mkdir(parents=True, exist_ok=True)
-    _lower_fetch_wait(stream.fetch_wait_ms)
-    brokers = ";".join(f"kafka://{b.strip()}" for b in settings.kafka.bootstrap.split(","))
     app = faust.App(
         stream.group_id,
-        broker=brokers,
+        broker=";".join(f"kafka://{b.strip()}" for b in parts.bootstrap.split(",")),  # the producer's
+        broker_consumer=faust_transport.broker_urls(parts.bootstrap, fetch_max_wait_ms=stream.fetch_wait_ms),
         store="memory://",
         processing_guarantee="at_least_once",
         web_enabled=False,
@@ -103,17 +142,24 @@ def create_app(settings: Settings) -> Any:
         broker_heartbeat_interval=max(0.5, stream.session_timeout_s / 6),
         broker_rebalance_timeout=stream.session_timeout_s * 2,
         broker_request_timeout=max(30.0, stream.session_timeout_s * 2),
-        broker_commit_every=1000,
+        broker_commit_every=10 * stream.batch_size,
         broker_commit_interval=0.5,
+        broker_max_poll_records=stream.batch_size,
+        stream_buffer_maxsize=max(STREAM_BUFFER_MIN_EVENTS, 4 * stream.batch_size),
+        Monitor=lean_monitor(),
         datadir=str(settings.data_dir / "faust"),
         producer_acks=-1,
         stream_wait_empty=False,
     )
-    store = RedisStateStore(settings.redis.url, settings.redis.key_prefix, stream.dedupe_ttl_s,
-                            cache_size=stream.state_cache_size)
-    params = feature_params(settings)
     dead_letter_topic = app.topic(DEAD_LETTER, key_serializer="raw", value_serializer="raw")
+
+    async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
+        sent = [await dead_letter_topic.send(key=d.key, value=d.to_json()) for d in letters]
+        await asyncio.gather(*sent)
+
+    handler = BatchHandler(parts.store, parts.params, send_dead_letters, retries=stream.redis_retries)
     settling = Settling(stream.commit_lag_ms / 1000)
+    batch_wait_s = max(MIN_BATCH_WAIT_S, stream.batch_timeout_ms / 1000)
 
     @app.timer(interval=max(0.1, min(1.0, settling.lag_s / 4)))
     async def release_settled() -> None:  # also when no new batch arrives
@@ -123,37 +169,29 @@ def create_app(settings: Settings) -> Any:
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         settling.forget(revoked)
 
-    async def handle(events: Sequence[Any]) -> None:
-        raw = [(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-               for e in events]
-        good, bad = split_batch(raw)
-        if bad:
-            futures = [await dead_letter_topic.send(key=d.key, value=d.to_json()) for d in bad]
-            await asyncio.gather(*futures)  # acked by the broker before the batch is acked
-            store.count("dead_letters", len(bad))
-            for d in bad:
-                log.warning("dead-lettered %s[%d]@%d: %s", d.topic, d.partition, d.offset, d.reason)
-        if good:
-            await asyncio.to_thread(apply_with_retries, store, good, params, stream.redis_retries)
+    async def apply(events: Sequence[Any]) -> None:
+        try:
+            await handler.handle([(m.topic, m.partition, m.offset, m.key, m.value) for m in (e.message for e in events)])
+            now = asyncio.get_running_loop().time()
+            settling.settled_at(events, now)
+            settling.release(now)
+        except Exception as exc:  # never drop a batch silently
+            stop_process(f"batch failed ({type(exc).__name__}: {exc})", exc)
 
-    def make_agent(topic_name: str) -> None:
-        topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+    topics = app.topic(*INPUT_TOPICS, schema=raw_schema())
 
-        async def agent(records: Any) -> None:
-            async for events in records.take_events(stream.batch_size, within=stream.batch_timeout_ms / 1000):
-                try:
-                    await handle(events)
-                    now = asyncio.get_running_loop().time()
-                    settling.hold(events, now)  # before take_events acks them
-                    settling.release(now)
-                except Exception:  # a raising agent would drop the batch silently
-                    log.exception("batch from %s failed; stopping without committing", topic_name)
-                    logging.shutdown()
-                    os._exit(REDIS_DOWN_EXIT_CODE)
+    @app.agent(topics, name="apply_events", concurrency=1)
+    async def apply_events(records: Any) -> None:
+        """Batch N is applied while batch N + 1 is taken; N + 1 is applied only after N."""
+        applying: asyncio.Future | None = None
+        try:
+            async for events in records.take_events(stream.batch_size, within=batch_wait_s):
+                settling.take(events)  # before take_events acks them
+                if applying is not None:
+                    await applying
+                applying = asyncio.ensure_future(apply(events))
+        finally:
+            if applying is not None and not applying.done():
+                applying.cancel()  # its events stay unacked: re-read after a restart
 
-        agent.__name__ = f"apply_{topic_name.replace('.', '_').replace('-', '_')}"
-        app.agent(topic, name=agent.__name__, concurrency=1)(agent)
-
-    for name in INPUT_TOPICS:
-        make_agent(name)
     return app

@@ -17,24 +17,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.core import feature_params
+    from bootstrap import feature_params, require_servers
     from streams.replay import replay, switch
 
     settings = load_settings()
-    if not settings.kafka.bootstrap or not settings.redis.url:
-        print("nbo replay needs NBO_KAFKA__BOOTSTRAP and NBO_REDIS__URL")
-        return 1
+    bootstrap, redis_url = require_servers(settings, "nbo replay")
     live = settings.redis.key_prefix
     target = args.prefix or f"{live}-replay"
     try:
-        result = replay(settings.kafka.bootstrap, settings.redis.url, target, feature_params(settings),
-                        idle_s=args.idle_s)
+        result = replay(bootstrap, redis_url, target, feature_params(settings), idle_s=args.idle_s)
     except ValueError as exc:
         print(f"nbo replay: {exc}")
         return 1
     summary = {"prefix": target, **result.__dict__}
     if args.switch:
-        summary["switched_customers"] = switch(settings.redis.url, target, live)
+        summary["switched_customers"] = switch(redis_url, target, live)
         summary["live_prefix"] = live
     print(json.dumps(summary))
     return 0

@@ -191,12 +191,14 @@ def test_worker_rides_out_a_redis_kill_and_restart_and_converges(own_servers, tm
             restarted.stop()
 
 
-def test_a_redis_that_stays_down_stops_the_worker_loudly_without_committing(own_servers, tmp_path, key_prefix):
+@pytest.mark.parametrize("engine", ["direct", "faust"])
+def test_a_redis_that_stays_down_stops_the_worker_loudly_without_committing(own_servers, tmp_path, key_prefix,
+                                                                            engine):
     records = simulated_records(customers=40, days=10, seed=4)
     expected = oracle(records)
     store = RedisStateStore(own_servers.redis_url, key_prefix)
     producer = Producer(own_servers.kafka_bootstrap)
-    worker = start_worker(own_servers, key_prefix, tmp_path, NBO_STREAM__REDIS_RETRIES="1")
+    worker = start_worker(own_servers, key_prefix, tmp_path, NBO_STREAM__REDIS_RETRIES="1", NBO_STREAM__ENGINE=engine)
     redis_proc = own_servers.process("redis")
     port = int(own_servers.redis_url.rsplit(":", 1)[1].split("/")[0])
     restarted = None
@@ -210,7 +212,7 @@ def test_a_redis_that_stays_down_stops_the_worker_loudly_without_committing(own_
         assert worker.process.returncode == 3
         assert "Redis unavailable" in worker.tail(100)
         restarted, _ = start_valkey(tmp_path / "redis", port=port)
-        worker = start_worker(own_servers, key_prefix, tmp_path)
+        worker = start_worker(own_servers, key_prefix, tmp_path, NBO_STREAM__ENGINE=engine)
         wait_for(lambda: applied_events(store, sorted(expected)) >= _total(expected), START_DEADLINE_S,
                  "the restarted worker to apply what the stopped one left", alive=[worker])
         assert_matches_oracle(store, expected)
