@@ -6,7 +6,9 @@
 The validation window is the last ``--window-days`` before the cutoff: each candidate trains on
 the windows before it and ranks the purchases inside it (NDCG@k from the log, never the
 simulator's holdout, so tuning cannot overfit the test). Prints the candidates best first and
-the best parameters as JSON for ``nbo train --params``.
+the best parameters as JSON for ``nbo train --params``; they are saved with the model, and its
+``similar_weight`` is the weight the offer API's chain ranks with. Rankings are masked by the
+decisioning's eligibility on the teller (``recommender.evaluation.EVAL_CHANNEL``).
 """
 
 from __future__ import annotations
