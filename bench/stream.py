@@ -5,7 +5,8 @@ NBO_KAFKA__BOOTSTRAP / NBO_REDIS__URL are set):
 
 1. floor: a plain aiokafka ``getmany`` loop with the same decode (``schemas.codec.decode``) and
    one pipelined Redis write per batch — the most a Python consumer does on this machine;
-2. throughput: ``nbo worker`` (faust agents, exactly-once apply in Lua) draining the same
+2. throughput: ``nbo worker`` (the direct engine, and with ``--faust`` also the faust engine,
+   each on its own key prefix and consumer group; exactly-once apply in Lua) draining the same
    pre-produced simulated traffic; timed from its first applied event to its last, so the
    consumer-group join is not counted;
 3. freshness: with the worker caught up, deposits are produced at a steady rate with
@@ -239,7 +240,7 @@ def write_doc(result: dict, command: str) -> None:
         f"| floor: plain aiokafka getmany + same decode + one pipelined write per batch | "
         f"{result['floor_events_per_s']:,.0f} events/s |\n"
         f"| worker / floor | {result['events_per_s'] / result['floor_events_per_s']:.2f} |\n"
-        + (f"| `NBO_STREAM__ENGINE=faust`: faust agents, one per topic, `take_events` batches, same store "
+        + (f"| `NBO_STREAM__ENGINE=faust`: one faust agent over the input topics, `take_events` batches, same store "
            f"| {result['faust_events_per_s']:,.0f} events/s |\n" if result["faust_events_per_s"] else "")
         + f"| load average (1 min) on the shared machine when the run started | {result['load_average_1m_at_start']} |\n"
         f"| freshness at a steady {result['freshness_rate_per_s']:,} events/s, occurred_at -> visible in Redis "

@@ -1,14 +1,17 @@
-"""The faust stream engine: one faust agent per input topic, each a thin transport over
+"""The faust stream engine: one faust agent over every input topic, a thin transport over
 ``streams.core``.
 
-An agent takes a batch of records (``take_events``: faust acks them only after the batch was
-handled) and hands it to ``core.BatchHandler`` (dead letters sent through the app's producer and
-acked by the broker, the good records applied to Redis exactly once, off the event loop). The
-handled events are then held back from faust's commit by a ``core.CommitGate`` (``Settling``)
-until their Redis writes are ``commit_lag_ms`` old, as in the direct engine. A Redis that stays
-down past the bounded retries, or any other failure, stops the process with exit code 3 before
-the batch is acked (an agent that raised would drop its batch silently), so a restart re-reads
-it.
+The agent takes batches of records (``take_events``) and hands each to ``core.BatchHandler``
+(dead letters sent through the app's producer and acked by the broker, the good records applied
+to Redis exactly once, off the event loop). Batch N is applied while batch N + 1 is being
+taken, and N + 1 is applied only after N, so per-partition order holds. Every event's message
+is held from its arrival (``Settling``: one extra reference, so faust's own ack after
+``take_events`` does not release it) until its batch was applied and those Redis writes are
+``commit_lag_ms`` old (a ``core.CommitGate``), as in the direct engine; only then may faust
+commit its offset. A Redis that stays down past the bounded retries, or any other failure,
+stops the process with exit code 3 before the batch is released (an agent that raised would drop
+its batch silently), so a restart re-reads it. One agent rather than one per topic: a batch
+then writes each customer once, not once per topic.
 
 faust runs ``at_least_once`` with agent concurrency 1 (higher concurrency can commit past an
 in-flight record). The consumer comes from ``streams.faust_transport`` (``nbo-kafka://``):
@@ -121,7 +124,7 @@ def raw_schema() -> Any:
 
 
 def create_app(settings: Settings) -> Any:
-    """The faust app with one agent per input topic, built from the composition root's parts."""
+    """The faust app with its agent, built from the composition root's parts."""
     import faust
 
     parts = build_stream(settings)

@@ -2,7 +2,8 @@
 ``nbo worker --check`` exits 0 when the configured broker and Redis answer (a health check).
 
 The engine comes from ``NBO_STREAM__ENGINE``: ``direct`` (default, ``streams.direct``) or
-``faust`` (``streams.faust_engine``); both apply through the same exactly-once store."""
+``faust`` (``streams.faust_engine``); both are transports over ``streams.core`` and build their
+parts through ``bootstrap.build_stream``."""
 
 from __future__ import annotations
 
@@ -43,13 +44,18 @@ def run(args: argparse.Namespace) -> int:
 def _check(settings) -> int:  # type: ignore[no-untyped-def]
     import redis
 
-    if not settings.kafka.bootstrap or not settings.redis.url:
-        print("NBO_KAFKA__BOOTSTRAP and NBO_REDIS__URL must be set")
+    from bootstrap import require_servers
+    from bootstrap.settings import SettingsError
+
+    try:
+        bootstrap, redis_url = require_servers(settings, "nbo worker --check")
+    except SettingsError as exc:
+        print(exc)
         return 1
-    host, _, port = settings.kafka.bootstrap.split(",")[0].rpartition(":")
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=3).close()
-        redis.Redis.from_url(settings.redis.url, socket_timeout=3).ping()
+        redis.Redis.from_url(redis_url, socket_timeout=3).ping()
     except Exception as exc:
         print(f"unhealthy: {exc}")
         return 1

@@ -47,3 +47,18 @@ def test_a_revoked_partition_is_forgotten_unacked():
     kept.ack()
     revoked.ack()
     assert kept.message.refcount == 0 and revoked.message.refcount == 1
+
+
+def test_a_batch_taken_before_it_is_applied_is_not_released_by_fausts_ack():
+    """The engine takes a reference when the batch arrives and starts the lag only once the batch
+    was applied (the next batch is taken meanwhile)."""
+    settling = Settling(lag_s=3.0)
+    batch = [Event("deposits", 0, 1), Event("deposits", 0, 2)]
+    settling.take(batch)
+    for event in batch:  # take_events acks as soon as the agent asks for the next batch
+        event.ack()
+    assert not any(e.acked_to_consumer for e in batch) and len(settling) == 0
+    assert settling.release(now=100.0) == 0  # not applied yet: nothing to release, whatever the time
+    settling.settled_at(batch, now=100.0)
+    assert settling.release(now=102.0) == 0
+    assert settling.release(now=103.0) == 2 and all(e.acked_to_consumer for e in batch)
