@@ -158,6 +158,10 @@ class MemoryStateReader:
         self._check()
         return True
 
+    async def counters(self) -> dict[str, int]:
+        self._check()
+        return self.store.counters()
+
     async def close(self) -> None:
         pass
 
@@ -349,13 +353,17 @@ class MemoryPolicySource:
     def __init__(self, mapping: Mapping[str, Any] | None = None) -> None:
         self.current: Policy = policy_from_dict(mapping or {})
         self.failed_stamp: int | None = None  # which staged change was refused (PolicyHolder's name)
-        self.refused: list[str] = []  # the reasons, oldest first
+        self.refusals: list[str] = []  # the reasons, oldest first
         self._pending: Any = _UNSET
         self._changes = 0
 
     def set(self, mapping: Mapping[str, Any]) -> None:
         self._pending = mapping
         self._changes += 1
+
+    @property
+    def refused(self) -> bool:
+        return self.failed_stamp is not None
 
     def refresh(self) -> bool:
         if self._pending is _UNSET or self._changes == self.failed_stamp:
@@ -364,7 +372,7 @@ class MemoryPolicySource:
             policy = policy_from_dict(self._pending)
         except PolicyError as exc:
             self.failed_stamp = self._changes
-            self.refused.append(str(exc))
+            self.refusals.append(str(exc))
             return False
         self.current, self.failed_stamp, self._pending = policy, None, _UNSET
         return True

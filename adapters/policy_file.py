@@ -24,6 +24,10 @@ class PolicyHolder:
         self.current: Policy = load_policy(self.path)
         self.failed_stamp: tuple[int, int] | None = None
 
+    @property
+    def refused(self) -> bool:
+        return self.failed_stamp is not None
+
     def _read_stamp(self) -> tuple[int, int] | None:
         try:
             stat = os.stat(self.path)

@@ -82,6 +82,9 @@ class StateReader(Protocol):
     async def ping(self) -> bool:
         """True when the store answers; raises when it does not."""
 
+    async def counters(self) -> dict[str, int]:
+        """The stream workers' named counters (``applied``, ``duplicates``, ``dead_letters``)."""
+
     async def close(self) -> None: ...
 
 
@@ -162,6 +165,10 @@ class PolicySource(Protocol):
     """Marketing's policy in force; ``refresh`` swaps in a changed, valid one."""
 
     current: Policy
+
+    @property
+    def refused(self) -> bool:
+        """True while the latest change was refused (the policy in force is an older one)."""
 
     def refresh(self) -> bool:
         """Reload if the source changed; True if the policy was swapped; a bad one is refused."""

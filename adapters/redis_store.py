@@ -237,5 +237,8 @@ class AsyncRedisStateStore:
     async def ping(self) -> bool:
         return bool(await self.client.ping())
 
+    async def counters(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in (await self.client.hgetall(keys.stats_key(self.prefix))).items()}
+
     async def close(self) -> None:
         await self.client.aclose()

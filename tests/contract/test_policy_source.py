@@ -17,6 +17,7 @@ UNKNOWN_KEY = {"leverz": {"bond_fund": 2.0}}
 def test_the_first_policy_serves_and_nothing_changes_without_a_change(policy_backend):
     source = policy_backend.open(GOOD)
     assert dict(source.current.levers) == GOOD["levers"]
+    assert source.refused is False
     assert source.refresh() is False
     assert dict(source.current.levers) == GOOD["levers"]
 
@@ -36,13 +37,14 @@ def test_a_bad_change_is_refused_and_the_old_policy_keeps_serving(policy_backend
     policy_backend.change(source, bad)
     assert source.refresh() is False
     assert source.current == before
-    assert source.failed_stamp is not None  # what /metrics reports as "policy file refused"
+    assert source.refused is True  # what /metrics reports as "policy file refused"
     assert source.refresh() is False  # the same bad change is not retried (nor logged) again
     assert source.current == before
 
     policy_backend.change(source, BETTER)  # fixed
     assert source.refresh() is True
     assert dict(source.current.levers) == {"bond_fund": 3.0}
+    assert source.refused is False
     assert source.failed_stamp is None
 
 

@@ -71,3 +71,23 @@ def test_an_unreachable_store_raises_on_read_and_ping(unreachable_reader):
             await unreachable_reader.close()
 
     run(attempt())
+
+
+def test_the_reader_reports_the_stream_counters(state, unique_customer_id):
+    """What /metrics exports as the stream's counters: applied and duplicates from the writes,
+    and any counter a worker adds (dead letters)."""
+    record = SourcedEvent(deposit(unique_customer_id, 0), DEPOSITS, 0, 0)
+    state.store.apply_batch([record], P, T0.timestamp())
+    state.store.apply_batch([record], P, T0.timestamp())  # redelivered
+    state.store.count("dead_letters", 2)
+
+    async def read():
+        reader = state.open_reader()
+        try:
+            return await reader.counters()
+        finally:
+            await reader.close()
+
+    counters = run(read())
+    assert counters == state.store.counters()
+    assert counters["applied"] >= 1 and counters["duplicates"] >= 1 and counters["dead_letters"] >= 2

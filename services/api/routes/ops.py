@@ -8,7 +8,6 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adapters.keys import stats_key
 from services.api.deps import ServicesDep
 
 router = APIRouter(tags=["operations"])
@@ -34,16 +33,12 @@ async def metrics(services: ServicesDep) -> Response:
     metrics = services.metrics
     metrics.decision_log_dropped.set(services.publisher.dropped)
     metrics.decision_log_sent.set(services.publisher.sent)
-    # Not in the ports (adapters.ports), so read where the source has them: whether the policy
-    # on disk was refused, and the Redis client the stream workers' counters are read with.
-    metrics.policy_file_refused.set(1 if getattr(services.policies, "failed_stamp", None) is not None else 0)
-    client = getattr(services.store, "client", None)
-    if client is not None:
-        try:  # the stream workers' counters (dead letters, duplicates), best effort within the budget
-            async with asyncio.timeout(max(services.redis_budget_s, 0.2)):
-                stats = await client.hgetall(stats_key(services.settings.redis.key_prefix))
-            for name, value in stats.items():
-                metrics.stream.labels(name.decode()).set(float(value))
-        except Exception:
-            metrics.redis_errors.inc()
+    metrics.policy_file_refused.set(1 if services.policies.refused else 0)
+    try:  # the stream workers' counters (dead letters, duplicates), best effort within the budget
+        async with asyncio.timeout(max(services.redis_budget_s, 0.2)):
+            stats = await services.store.counters()
+        for name, value in stats.items():
+            metrics.stream.labels(name).set(float(value))
+    except Exception:
+        metrics.redis_errors.inc()
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
