@@ -84,7 +84,9 @@ def _mapping(name: str, value: Any) -> Mapping[str, Any]:
 def policy_from_dict(data: Mapping[str, Any]) -> Policy:
     """A validated ``Policy`` from a mapping; keys left out keep their defaults."""
     data = _mapping("policy", data)
-    if data and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()):
+    knobs = {f.name for f in fields(Policy)} | {"similar_weight"}
+    if data and not knobs & set(data) and \
+            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()):
         data = {"levers": data}  # the short form: a flat {product id | family: multiplier}
     if "similar_weight" in data:
         raise PolicyError(

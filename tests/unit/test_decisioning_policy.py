@@ -129,3 +129,10 @@ def test_the_same_input_always_gives_the_same_answer():
     first = rank(customer(), MODEL, CATALOG, Policy(), "mobile", NOW_S, 5)
     again = rank(customer(), MODEL, CATALOG, Policy(), "mobile", NOW_S, 5)
     assert ids(first) == ids(again) and [o.reason_en for o in first.offers] == [o.reason_en for o in again.offers]
+
+
+def test_a_flat_file_of_numbers_is_levers_unless_it_names_a_knob():
+    assert dict(policy_from_dict({"fund_sip": 1.5, "loan": 0.5}).levers) == {"fund_sip": 1.5, "loan": 0.5}
+    pinned = policy_from_dict({"similar_weight_override": 1.5})
+    assert pinned.similar_weight_override == 1.5 and dict(pinned.levers) == {}
+    assert policy_from_dict({"value_exponent": 0.5}).value_exponent == 0.5
