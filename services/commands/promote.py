@@ -33,12 +33,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.list or not args.version:
         current = registry.current_version()
+        served = registry.catalog.content_hash() if registry.catalog else None
         for version in registry.versions():
-            try:
-                metrics = registry.metadata(version).get("metrics", {})
-            except RegistryError as exc:
-                metrics = {"error": str(exc)}
-            print(f"{'*' if version == current else ' '} {version}  {json.dumps(metrics) if metrics else ''}".rstrip())
+            print(describe(version, version == current, _metadata(registry, version), served))
         if not args.version and not args.list:
             print("nbo promote: name a VERSION to promote (see the list above)", file=sys.stderr)
             return 2
@@ -50,3 +47,30 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"current model is now {args.version}")
     return 0
+
+
+def _metadata(registry: ModelRegistry, version: str) -> dict:
+    try:
+        return registry.metadata(version)
+    except RegistryError as exc:
+        return {"error": str(exc)}
+
+
+def describe(version: str, current: bool, meta: dict, served_catalog: str | None) -> str:
+    """One line per version: created, data window, size, metrics, catalog (and whether it is the
+    one in use), so an operator can tell versions apart before promoting one."""
+    if "error" in meta:
+        return f"{'*' if current else ' '} {version}  unreadable: {meta['error']}"
+    training = meta.get("training", {})
+    windows = meta.get("data_window", {}).get("windows") or []
+    window = f"{windows[0][0][:10]}..{windows[-1][1][:10]}" if windows else "window unknown"
+    size = (f"{training['customers']:,} customers, {training['purchases']:,} purchases"
+            if {"customers", "purchases"} <= set(training) else "size unknown")
+    catalog = str(meta.get("catalog_hash", "?"))[:12]
+    if served_catalog is not None and meta.get("catalog_hash") != served_catalog:
+        catalog += " (not the catalog in use: cannot be promoted)"
+    metrics = meta.get("metrics") or {}
+    parts = [f"created {meta.get('created_at', '?')}", f"data {window}", size, f"catalog {catalog}"]
+    if metrics:
+        parts.append("metrics " + json.dumps(metrics, sort_keys=True))
+    return f"{'*' if current else ' '} {version}  " + "; ".join(parts)

@@ -88,3 +88,42 @@ def test_evaluate_json_has_the_fixed_shape(events: Path, tmp_path: Path, capsys)
     assert report["channels"]["teller"]["model"] == rows["model"]
     assert report["channels"]["mobile"]["model"]["ndcg"] != rows["model"]["ndcg"]
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_says_whether_it_promoted_and_warns_on_little_data(events: Path, tmp_path: Path, capsys) -> None:
+    registry_dir = tmp_path / "models"
+    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--json"]) == 0
+    captured = capsys.readouterr()
+    info = _last_json(captured.out)
+    assert f"not promoted (the current model is unchanged; nbo promote {info['version']}" in captured.err
+    # 1,500 simulated customers x 30 days give a few hundred labelled purchases: too few to trust.
+    assert info["purchases"] < 1000
+    assert f"warning: only {info['purchases']:,} purchases in the label windows" in captured.err
+
+    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--promote"]) == 0
+    err = capsys.readouterr().err
+    current = ModelRegistry(registry_dir).current_version()
+    assert f"promoted: {current} is now the current model" in err
+
+
+def test_train_refuses_to_promote_a_model_with_no_purchase(events: Path, tmp_path: Path, capsys) -> None:
+    no_purchases = tmp_path / "no-purchases.jsonl"
+    no_purchases.write_bytes(b"\n".join(raw for raw in events.read_bytes().splitlines()
+                                        if b'"type":"purchase"' not in raw) + b"\n")
+    registry_dir = tmp_path / "models"
+    assert main(["train", "--events", str(no_purchases), "--registry", str(registry_dir), "--promote"]) == 2
+    assert "no purchase in the label window(s)" in capsys.readouterr().err
+    assert ModelRegistry(registry_dir).current_version() is None
+    assert ModelRegistry(registry_dir).versions() == []
+
+
+def test_promote_list_tells_versions_apart(events: Path, tmp_path: Path, capsys) -> None:
+    registry_dir = tmp_path / "models"
+    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--json", "--promote"]) == 0
+    info = _last_json(capsys.readouterr().out)
+    assert main(["promote", "--list", "--registry", str(registry_dir)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[0]
+    assert line.startswith(f"* {info['version']}  created ")
+    assert f"{info['customers']:,} customers, {info['purchases']:,} purchases" in line
+    assert f"catalog {CATALOG.content_hash()[:12]}" in line and "not the catalog in use" not in line
+    assert "data 20" in line  # the label windows' dates
