@@ -25,6 +25,7 @@ def test_the_app_consumes_through_the_nbo_transport_with_the_configured_fetch_wa
         thread = consumer._new_consumer_thread()
         assert isinstance(thread, faust_transport.ConsumerThread)
         member = thread._create_worker_consumer(app.transport)
+        await member.stop()  # never started: nothing was connected
         return app, member
 
     app, member = asyncio.run(build())
