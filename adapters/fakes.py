@@ -12,9 +12,11 @@ assertions against the fake and the real adapter:
 - ``FixedModels`` — ``model_watch.ModelHolder``: one model, swapped by the test.
 - ``MemoryPolicySource`` — ``policy_file.PolicyHolder``: a staged change is validated on
   ``refresh()``; a bad one is refused and the policy in force keeps serving.
+- ``MemoryDecisionCache`` — ``decision_cache.RedisDecisionCache``: decisions buffered, found in
+  the buffer at once, stored on ``flush()``, gone ``ttl_s`` after they were made (by ``clock``).
 
 Switches for failure tests: ``MemoryStateReader.fail_reads`` (Redis unreachable),
-``MemoryPublisher.broker_up`` (broker down).
+``MemoryPublisher.broker_up`` (broker down), ``MemoryDecisionCache.store_up`` (Redis unreachable).
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import redis
 
 from adapters import keys
+from adapters.decision_cache import DecisionCacheError, Pending, fresh
 from adapters.kafka_publisher import DecisionItem, PublishError, decision_record, outcome_event_id
 from adapters.model_registry import _VERSION, RegistryError
-from adapters.ports import ApplyResult, SourcedEvent
+from adapters.ports import ApplyResult, RememberedDecision, SourcedEvent
 from adapters.redis_store import decode_state, encode_state
 from decisioning import Decision, Policy, PolicyError, policy_from_dict
 from decisioning.scores import RankingModel
@@ -255,6 +258,68 @@ class MemoryPublisher:
     async def close(self) -> None:
         self.flush()
         self._started = False
+
+
+# --- decisions -----------------------------------------------------------------------------------
+
+class MemoryDecisionCache:
+    """``DecisionCache`` in memory (``decision_cache.RedisDecisionCache``'s behaviour, without
+    the background writer): ``remember`` buffers up to ``buffer_size`` decisions (the rest are
+    counted in ``dropped``) and ``lookup`` finds them there at once; ``flush()`` moves the buffer
+    to the store that ``replica()`` caches share, as the real writer does every flush interval.
+    A decision is not found once ``clock()`` is more than ``ttl_s`` past its ``at_s``. With
+    ``store_up = False`` a lookup that is not answered from the buffer raises
+    ``DecisionCacheError``, and ``flush()`` raises and keeps the buffer."""
+
+    def __init__(self, ttl_s: float = 24 * 3600.0, buffer_size: int = 10_000,
+                 clock: Callable[[], float] = time.time, _stored: dict[str, Pending] | None = None) -> None:
+        self.ttl_s = float(ttl_s)
+        self.buffer_size = buffer_size
+        self.clock = clock
+        self.store_up = True
+        self.dropped = 0
+        self.written = 0
+        self._pending: dict[str, Pending] = {}
+        self._stored: dict[str, Pending] = {} if _stored is None else _stored
+
+    def replica(self) -> "MemoryDecisionCache":
+        """Another API process's cache over the same store (its own buffer)."""
+        return MemoryDecisionCache(self.ttl_s, self.buffer_size, self.clock, self._stored)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._pending)
+
+    def remember(self, decision_id: str, customer_id: str, channel: str, product_ids: tuple[str, ...],
+                 at_s: float) -> None:
+        if len(self._pending) >= self.buffer_size:
+            self.dropped += 1
+            return
+        self._pending[decision_id] = (customer_id, channel, product_ids, at_s)
+
+    async def flush(self) -> int:
+        if not self._pending:
+            return 0
+        if not self.store_up:
+            raise DecisionCacheError(f"writing {len(self._pending)} decisions: ConnectionError")
+        now_s = self.clock()
+        written = {i: p for i, p in self._pending.items() if now_s - p[3] < self.ttl_s}
+        self._stored.update(written)
+        self._pending = {}
+        self.written += len(written)
+        return len(written)
+
+    async def lookup(self, decision_id: str) -> RememberedDecision | None:
+        found = fresh(decision_id, self._pending.get(decision_id), self.ttl_s, self.clock())
+        if found is not None:
+            return found
+        if not self.store_up:
+            raise DecisionCacheError("the decision store did not answer (ConnectionError)")
+        return fresh(decision_id, self._stored.get(decision_id), self.ttl_s, self.clock())
+
+    async def close(self) -> None:
+        if self.store_up:
+            await self.flush()
 
 
 # --- models --------------------------------------------------------------------------------------

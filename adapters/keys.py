@@ -9,6 +9,11 @@ customer's keys live in one Redis Cluster slot and one Lua script may touch them
 - ``<prefix>:{<customer>}:seen`` — sorted set of event ids applied, scored by apply time (epoch s);
   entries older than the dedupe TTL are trimmed on write.
 - ``<prefix>:stats`` — hash of counters (``applied``, ``duplicates``, ``dead_letters``).
+- ``<prefix>:decision:<decision id>`` — string: one offer decision as JSON
+  ``[customer id, channel, [product id, ...], at_s]``, expiring at the end of the outcome window.
+  No customer hash tag: an outcome is looked up by its decision id alone (so that a wrong
+  customer id is told apart from an unknown decision), and only ever one key at a time, so any
+  slot will do.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ def seen_key(prefix: str, customer_id: str) -> str:
 
 def stats_key(prefix: str) -> str:
     return f"{prefix}:stats"
+
+
+def decision_key(prefix: str, decision_id: str) -> str:
+    return f"{prefix}:decision:{decision_id}"
 
 
 def offset_field(topic: str, partition: int) -> str:

@@ -12,6 +12,7 @@ drift from the real thing.
 | ``ModelRegistry`` (versioned artifacts, which one is promoted) | ``model_registry.ModelRegistry`` | ``fakes.MemoryRegistry`` |
 | ``ModelSource`` (the promoted model, swapped without restart) | ``model_watch.ModelHolder`` over ``model_registry.ModelRegistry`` | ``fakes.FixedModels`` |
 | ``PolicySource`` (marketing's levers, reloaded on change) | ``policy_file.PolicyHolder`` | ``fakes.MemoryPolicySource`` |
+| ``DecisionCache`` (recent decisions, to check outcomes against) | ``decision_cache.RedisDecisionCache`` | ``fakes.MemoryDecisionCache`` |
 
 Times are UTC epoch seconds (``now_s``); customer ids are the contract's pseudonymous tokens.
 """
@@ -172,3 +173,43 @@ class PolicySource(Protocol):
 
     def refresh(self) -> bool:
         """Reload if the source changed; True if the policy was swapped; a bad one is refused."""
+
+
+@dataclass(frozen=True)
+class RememberedDecision:
+    """What an outcome is checked against: who a decision was for, on which channel, which
+    products it offered (best first) and when it was made (UTC epoch seconds)."""
+
+    decision_id: str
+    customer_id: str
+    channel: str
+    product_ids: tuple[str, ...]
+    at_s: float
+
+
+class DecisionCache(Protocol):
+    """The offer API's recent decisions, kept for ``ttl_s`` seconds after each one was made
+    (the outcome window, ``NBO_API__OUTCOME_WINDOW_S``), so that ``POST /v1/outcomes`` can check
+    an outcome against the decision it names."""
+
+    @property
+    def ttl_s(self) -> float: ...
+
+    @property
+    def dropped(self) -> int:
+        """Decisions not kept (buffer full, or the store refused them past the retries), since start."""
+
+    def remember(self, decision_id: str, customer_id: str, channel: str, product_ids: tuple[str, ...],
+                 at_s: float) -> None:
+        """Keep one decision; never blocks, never raises. The write to the shared store is
+        buffered and sent off the request (one pipeline every flush interval); until then
+        ``lookup`` in this process finds it in the buffer."""
+
+    async def lookup(self, decision_id: str) -> RememberedDecision | None:
+        """The decision, or None when no decision of that id was made within the last ``ttl_s``
+        seconds. A miss is looked up once more after one flush interval, so a decision another
+        replica has not written yet is still found. Raises ``decision_cache.DecisionCacheError``
+        when the store cannot answer (the caller answers 503)."""
+
+    async def close(self) -> None:
+        """Write what is buffered, then release the connection."""

@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.decision_cache import RedisDecisionCache
 from adapters.kafka_publisher import Publisher
 from adapters.model_registry import ModelRegistry
 from adapters.model_watch import ModelHolder
 from adapters.policy_file import PolicyHolder
-from adapters.ports import EventPublisher, ModelSource, PolicySource, StateReader
+from adapters.ports import DecisionCache, EventPublisher, ModelSource, PolicySource, StateReader
 from adapters.redis_store import AsyncRedisStateStore, RedisStateStore
 from bootstrap.settings import Settings, SettingsError
 from decisioning import PolicyError
@@ -85,6 +86,7 @@ class ApiParts:
     publisher: EventPublisher
     policies: PolicySource
     params: FeatureParams
+    decisions: DecisionCache
 
 
 def build_api(settings: Settings) -> ApiParts:
@@ -103,6 +105,9 @@ def build_api(settings: Settings) -> ApiParts:
                             client_id=f"{settings.kafka.client_id}-api"),
         policies=policies,
         params=feature_params(settings),
+        decisions=RedisDecisionCache(redis_url, settings.redis.key_prefix, ttl_s=settings.api.outcome_window_s,
+                                     flush_interval_s=settings.api.decision_flush_ms / 1000,
+                                     buffer_size=settings.api.decision_buffer),
     )
 
 

@@ -99,6 +99,9 @@ class ApiSettings(BaseModel):
     decision_flush_ms: int = Field(default=100, ge=1, le=10_000,
                                    description="how often buffered decision-log records go to the broker, in one "
                                    "produce request per partition (fewer, larger requests cost less CPU per record)")
+    outcome_window_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600,
+                                  description="how long after a decision POST /v1/outcomes accepts an outcome for it "
+                                  "(the decisions are kept in Redis that long)")
     model_poll_s: float = Field(default=5.0, gt=0)
     policy_poll_s: float = Field(default=5.0, gt=0, description="how often the levers file is checked for changes")
     levers_file: Path | None = Field(

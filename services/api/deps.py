@@ -36,6 +36,7 @@ class Services:
         self.publisher = parts.publisher
         self.policies = parts.policies
         self.params = parts.params
+        self.decisions = parts.decisions
         self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
         self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
         self.metrics = Metrics()
@@ -51,6 +52,7 @@ class Services:
 
     async def close(self) -> None:
         await self.publisher.close()
+        await self.decisions.close()
         await self.store.close()
 
 

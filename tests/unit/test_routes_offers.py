@@ -10,7 +10,14 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.fakes import FixedModels, MemoryPolicySource, MemoryPublisher, MemoryStateReader, MemoryStateStore
+from adapters.fakes import (
+    FixedModels,
+    MemoryDecisionCache,
+    MemoryPolicySource,
+    MemoryPublisher,
+    MemoryStateReader,
+    MemoryStateStore,
+)
 from adapters.ports import SourcedEvent
 from bootstrap import ApiParts, load_settings
 from decisioning import SAFE_FALLBACK
@@ -63,7 +70,8 @@ class Api:
         settings = load_settings(api={"allow_dev_keys": True, "max_mobile_slots": max_slots})
         self.parts = ApiParts(settings=settings, catalog=CATALOG, store=self.reader,
                               models=FixedModels(PriorModel(CATALOG)), publisher=self.publisher,
-                              policies=MemoryPolicySource(levers or {}), params=FeatureParams())
+                              policies=MemoryPolicySource(levers or {}), params=FeatureParams(),
+                              decisions=MemoryDecisionCache())
         self.client = TestClient(create_app(settings, self.parts))
 
 

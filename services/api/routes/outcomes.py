@@ -1,5 +1,7 @@
 """What became of an offer (shown, accepted, declined with a reason, ignored), sent by any
-touchpoint and recorded as an ``OfferOutcomeRecorded`` event once the broker acknowledged it."""
+touchpoint and recorded as an ``OfferOutcomeRecorded`` event once the broker acknowledged it —
+only for a product the named decision offered to that customer on that channel, within the
+outcome window (``services.api.offers.decided``)."""
 
 from __future__ import annotations
 
@@ -11,19 +13,26 @@ from adapters.kafka_publisher import PublishError
 from services.api.auth import ApiError
 from services.api.deps import ERROR_RESPONSES, ApiKey, ServicesDep
 from services.api.models import OutcomeAck, OutcomeRequest, Problem
+from services.api.offers import decided
 
 router = APIRouter(tags=["outcomes"])
 
 
 @router.post("/v1/outcomes", response_model=OutcomeAck, status_code=202,
-             responses={**ERROR_RESPONSES, 404: {"model": Problem, "description": "product_id not in the catalog"},
-                        503: {"model": Problem, "description": "the broker did not acknowledge; retry"}})
+             responses={**ERROR_RESPONSES,
+                        404: {"model": Problem, "description": "product_id not in the catalog, or no decision "
+                              "with that decision_id within the outcome window (NBO_API__OUTCOME_WINDOW_S, 24 h)"},
+                        409: {"model": Problem, "description": "the decision was for another customer or channel, "
+                              "or did not offer product_id; the detail says which"},
+                        503: {"model": Problem, "description": "the broker did not acknowledge, or the decision "
+                              "could not be verified; retry"}})
 async def outcomes(services: ServicesDep, body: Annotated[OutcomeRequest, Body(discriminator="outcome")],
                    x_api_key: ApiKey = None) -> OutcomeAck:
     # The key is checked against the channel the body names, so only once the body is parsed.
     services.authorize(x_api_key, body.channel)
     if body.product_id not in services.catalog:
         raise ApiError(404, f"product_id: {body.product_id!r} is not in the catalog; send a product_id from the offer")
+    await decided(services, body.decision_id, body.customer_id, body.channel, body.product_id)
     try:
         event_id = await services.publisher.publish_outcome(body)
     except PublishError as exc:
