@@ -19,7 +19,9 @@ from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters.model_watch import poll
@@ -30,6 +32,9 @@ from services.api.limits import BodyLimit
 from services.api.routes import call_centre, mobile, offers, ops, outcomes, teller
 
 log = logging.getLogger("nbo.api")
+
+#: Where fastapi-offline serves the Swagger UI and ReDoc assets it ships (its default).
+OFFLINE_DOCS = "/static-offline-docs"
 
 #: FastAPI's built-in OpenTelemetry hooks cost ~0.3 ms a request; the service exports Prometheus metrics instead.
 NO_TELEMETRY: dict[str, Any] = (
@@ -60,23 +65,57 @@ def create_app(settings: Settings | None = None, parts: ApiParts | None = None) 
                     await watcher
             await services.close()
 
-    app = FastAPI(
+    # Swagger UI (/docs) with its script, style sheet and favicon served from the fastapi-offline
+    # package under /static-offline-docs, no CDN, so the docs render on a machine without internet;
+    # ReDoc (/redoc) from the same package, see _install_redoc.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="nbo offer API",
         version="1.0.0",
-        description="Next-best offers for teller terminals, the call-centre agent screen and mobile banking. "
-        "Send your API key in the X-API-Key header; each key is bound to one channel.",
+        description=API_DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
         **NO_TELEMETRY,
     )
     app.add_middleware(ChannelKeys)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     _install_error_handlers(app)
-    # The channel routes first: the router tries routes in order, and these are the busy ones.
+    # The channel routes first: the router tries routes in order, and these are the busy ones; the
+    # documentation's routes (OpenAPI document, /docs, /redoc, their static files) go after them.
+    _install_redoc(app)
+    docs_routes = list(app.router.routes)
+    app.router.routes.clear()
     for router in (offers.router, teller.router, call_centre.router, mobile.router(settings.api.max_mobile_slots),
                    outcomes.router, ops.router):
         _serve(app, router)
+    app.router.routes.extend(docs_routes)
     _install_agent_screen(app)
+    _install_home(app)
     return app
+
+
+API_DESCRIPTION = (
+    "Next-best offers for teller terminals, the call-centre agent screen and mobile banking.\n\n"
+    "**Keys.** Send your API key in the `X-API-Key` header; each key is bound to one channel "
+    "(teller, call_centre or mobile), and a key for another channel gets 403. Use *Authorize* "
+    "above to try the calls here; a demo started with `nbo demo` accepts `dev-teller`, `dev-agent` "
+    "and `dev-mobile`.\n\n"
+    "**Money** is in integer minor units (fen for CNY): `amount_minor: 500000` is ¥5,000.00. "
+    "**Times** are ISO 8601 in UTC.\n\n"
+    "**Degraded answers.** When customer data cannot be read in time the answer is still 200, "
+    "with `degraded: true` and safe general offers.\n\n"
+    "**Outcomes.** Send what became of an offer to `POST /v1/outcomes` with the `decision_id` of "
+    "the offer response: a decline holds the product back for the customer."
+)
+
+OPENAPI_TAGS = [
+    {"name": "offers", "description": "Offers for any channel, the channel named in the query."},
+    {"name": "teller", "description": "The teller terminal: an offer while a transaction posts."},
+    {"name": "call centre", "description": "The agent screen: offers with talking points, and the customer's profile."},
+    {"name": "mobile", "description": "Mobile banking: recommendation slots with their creatives."},
+    {"name": "outcomes", "description": "What became of an offer: shown, accepted, declined with a reason, ignored."},
+    {"name": "operations", "description": "Liveness, readiness and Prometheus metrics; no key needed."},
+]
 
 
 def _serve(app: FastAPI, router: APIRouter) -> None:
@@ -121,6 +160,32 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - last resort
         log.exception("unexpected error on %s", request.url.path)
         return JSONResponse({"detail": "the service failed to answer; it has been logged"}, status_code=503)
+
+
+#: ReDoc always shows the Redocly logo from cdn.redoc.ly in its menu; the page's images may come
+#: only from the API itself (or be inline), so the browser never asks the internet for it.
+REDOC_CSP = "img-src 'self' data:"
+
+
+def _install_redoc(app: FastAPI) -> None:
+    """``/redoc``: ReDoc from fastapi-offline's packaged bundle, no web font, no off-host image."""
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}{OFFLINE_DOCS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{OFFLINE_DOCS}/favicon.png", with_google_fonts=False)
+        page.headers["Content-Security-Policy"] = REDOC_CSP
+        return page
+
+
+def _install_home(app: FastAPI) -> None:
+    """``/`` sends a browser to the API documentation."""
+
+    @app.get("/", include_in_schema=False)
+    async def home(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/docs", status_code=307)
 
 
 def _install_agent_screen(app: FastAPI) -> None:

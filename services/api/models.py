@@ -46,6 +46,18 @@ class ServiceAction(BaseModel):
 
 
 class OfferResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "decision_id": "d-4a9bc35e5a46c9290000000000000000", "customer_id": "C000000042", "channel": "teller",
+        "model_version": "20250301T020000Z-3f9a1c", "degraded": False, "service_action": None,
+        "offers": [{
+            "product_id": "payroll_service", "name": "Payroll account service", "name_zh": "代发工资",
+            "family": "service", "rank": 1, "score": 0.654, "propensity": 0.5, "reason_codes": ["salary_credit"],
+            "reason": {"en": "Your salary is paid here; this makes the most of it.",
+                       "zh": "您的工资由我行代发，这款产品能让工资更好地为您服务。"},
+            "pitch": {"en": "Have your salary paid here and get fee waivers and preferential loan rates.",
+                      "zh": "工资代发到本行，享手续费减免和贷款利率优惠。"},
+            "talking_points": [], "creative_id": None}]}]})
+
     decision_id: str
     customer_id: str
     channel: OfferChannel
@@ -64,6 +76,14 @@ class Slot(BaseModel):
 
 
 class SlotsResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "decision_id": "d-4a9bc35e5a46c9290000000000000000", "customer_id": "C000000042",
+        "model_version": "20250301T020000Z-3f9a1c", "degraded": False,
+        "slots": [{"slot": 1, "product_id": "personal_pension_account", "creative_id": "mob-personal_pension_account-1",
+                   "title": {"en": "Personal pension account", "zh": "个人养老金账户"},
+                   "reason": {"en": "Your salary is paid here; this makes the most of it.",
+                              "zh": "您的工资由我行代发，这款产品能让工资更好地为您服务。"}}]}]})
+
     decision_id: str
     customer_id: str
     model_version: str
@@ -81,7 +101,9 @@ class Transaction(BaseModel):
 
 
 class TellerRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "customer_id": "C000000042", "terminal_id": "T001",
+        "transaction": {"kind": "deposit", "amount_minor": 500000, "currency": "CNY", "purpose": "cash"}}]})
 
     customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN)
     transaction: Transaction
@@ -100,12 +122,20 @@ class _OutcomeBase(BaseModel):
 class DeclinedOutcome(_OutcomeBase):
     """The customer said no; the reason sets how long the product is held back."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "decision_id": "d-4a9bc35e5a46c9290000000000000000", "customer_id": "C000000042", "product_id": "payroll_service",
+        "channel": "teller", "outcome": "declined", "decline_reason": "too_expensive"}]})
+
     outcome: Literal[Outcome.DECLINED]
     decline_reason: DeclineReason
 
 
 class OtherOutcome(_OutcomeBase):
     """Shown, accepted or ignored: no decline reason."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "decision_id": "d-4a9bc35e5a46c9290000000000000000", "customer_id": "C000000042", "product_id": "payroll_service",
+        "channel": "teller", "outcome": "accepted"}]})
 
     outcome: Literal[Outcome.SHOWN, Outcome.ACCEPTED, Outcome.IGNORED]
     decline_reason: None = Field(default=None, description="only for outcome 'declined'")
@@ -115,6 +145,9 @@ OutcomeRequest = Union[DeclinedOutcome, OtherOutcome]
 
 
 class OutcomeAck(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "recorded", "event_id": "oc-85f70cecd9a1413c5b546faad0bc4e10"}]})
+
     status: Literal["recorded"]
     event_id: str
 
@@ -187,4 +220,7 @@ class ProfileResponse(BaseModel):
 
 
 class Problem(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"detail": "customer_id: String should match pattern '^C[0-9A-Z]{9,31}$'"}]})
+
     detail: str

@@ -13,12 +13,16 @@ from services.api.deps import ServicesDep
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness",
+            description="200 `{\"status\": \"ok\"}` while the process serves; no key needed.")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Redis unreachable"}})
+@router.get("/readyz", responses={503: {"description": "Redis unreachable"}}, summary="Readiness",
+            description="Whether Redis answers within 0.5 s (`redis`), the broker is connected (`broker`) and "
+            "which model serves (`model`). 200 when Redis answers, else 503: take the replica out of the "
+            "load balancer. No key needed.")
 async def readyz(services: ServicesDep) -> JSONResponse:
     try:
         redis_ok = await asyncio.wait_for(services.store.ping(), timeout=0.5)
@@ -28,7 +32,11 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if redis_ok else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics",
+            description="Offer decisions and their latency per channel, degraded fallbacks, outcomes per channel "
+            "and outcome, failed or slow state reads, decision-log records sent and dropped, whether the levers "
+            "file on disk was refused, and the stream workers' counters (applied, duplicates, dead letters), in "
+            "the Prometheus text format. No key needed.")
 async def metrics(services: ServicesDep) -> Response:
     metrics = services.metrics
     metrics.decision_log_dropped.set(services.publisher.dropped)

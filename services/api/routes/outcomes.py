@@ -25,7 +25,15 @@ router = APIRouter(tags=["outcomes"])
                         409: {"model": Problem, "description": "the decision was for another customer or channel, "
                               "or did not offer product_id; the detail says which"},
                         503: {"model": Problem, "description": "the broker did not acknowledge, or the decision "
-                              "could not be verified; retry"}})
+                              "could not be verified; retry"}},
+             summary="Record what became of an offer",
+             description="Shown, accepted, declined (with a `decline_reason`) or ignored, for a product of an "
+             "offer response, named by that response's `decision_id`: the decision must have offered that product "
+             "to that customer on that channel within the outcome window (24 h by default; else 404 or 409, the "
+             "detail says which). The key must be for the `channel` in the body. Answers 202 once the broker has "
+             "acknowledged the `OfferOutcomeRecorded` event; the stream worker then applies it to the customer's "
+             "state, and a declined product is held back for a cool-down set by the reason (`bad_timing`: a short "
+             "one). On 503 nothing was recorded: retry with the same body.")
 async def outcomes(services: ServicesDep, body: Annotated[OutcomeRequest, Body(discriminator="outcome")],
                    x_api_key: ApiKey = None) -> OutcomeAck:
     # The key is checked against the channel the body names, so only once the body is parsed.

@@ -14,7 +14,12 @@ from services.api.views import json_response
 router = APIRouter(tags=["teller"])
 
 
-@router.post("/v1/teller/offers", response_model=OfferResponse, responses=ERROR_RESPONSES, openapi_extra=KEY_REQUIRED)
+@router.post("/v1/teller/offers", response_model=OfferResponse, responses=ERROR_RESPONSES, openapi_extra=KEY_REQUIRED,
+             summary="The one offer for the customer at the counter",
+             description="The offer the teller makes while the customer's deposit or withdrawal posts. The "
+             "transaction in hand (amount in integer minor units, fen for CNY) counts as if it had already "
+             "posted, so a deposit that clears a product's minimum makes it eligible now; it is not stored. "
+             "Answers one offer with the pitch to say in English and Chinese. Needs a teller key.")
 async def teller_offers(request: Request, body: TellerRequest) -> Response:
     services = services_of(request)
     return json_response(await core.offer(services, body.customer_id, OfferChannel.TELLER,
