@@ -4,6 +4,9 @@
   complains): every candidate is dropped and the service action ``resolve_complaint`` is set;
 - a product declined recently is held back for a cool-down that depends on the reason
   (long for ``not_interested``, short for ``bad_timing``);
+- a product accepted is held back on every channel until its purchase arrives (then it is held,
+  and eligibility's "already held" applies), and for ``ACCEPTED_HOLD_DAYS`` at most, so that a
+  purchase that posts late does not bring it back (``hold_accepted``);
 - at most ``daily_caps[channel]`` products shown per customer per channel per day, and at most
   ``daily_cap_total`` over all channels.
 """
@@ -15,6 +18,7 @@ import time
 from decisioning.context import Context
 from decisioning.policy import DAY_S, Policy
 from domain.catalog import Product
+from domain.state import CustomerState
 
 
 def cooldown_days(product: Product, reason: str | None, policy: Policy | None = None) -> int:
@@ -22,6 +26,30 @@ def cooldown_days(product: Product, reason: str | None, policy: Policy | None = 
     table = (policy or Policy()).decline_cooldown_days
     days = table.get(reason or "other", table.get("other", 30))
     return product.cooldown_days if days is None else days
+
+
+#: Days an accepted product is held back while its purchase has not arrived.
+ACCEPTED_HOLD_DAYS = 30
+#: A purchase this long before the acceptance still fulfils it (the sale may post before the answer is recorded).
+PURCHASE_BEFORE_ACCEPT_S = DAY_S
+
+
+def accepted_pending(state: CustomerState, product_id: str, now_s: float, hold_days: float = ACCEPTED_HOLD_DAYS) -> bool:
+    """True while ``product_id`` was accepted less than ``hold_days`` before ``now_s`` (UTC epoch
+    seconds) and no purchase of it from about the acceptance on has been folded in."""
+    record = state.contacts.get(product_id)
+    if record is None or not record.last_accepted_at_s or now_s - record.last_accepted_at_s >= hold_days * DAY_S:
+        return False
+    held = state.holdings.get(product_id)
+    return held is None or held.last_at_s < record.last_accepted_at_s - PURCHASE_BEFORE_ACCEPT_S
+
+
+def hold_accepted(ctx: Context) -> None:
+    """Exclude, as ``accepted_pending_purchase``, every candidate the customer accepted and has
+    not bought yet (``accepted_pending``): the same on every channel."""
+    for pid in list(ctx.candidates):
+        if accepted_pending(ctx.state, pid, ctx.now_s):
+            ctx.exclude(pid, "accepted_pending_purchase")
 
 
 def day_of(at_s: float) -> str:
@@ -37,6 +65,7 @@ def contact_policy(ctx: Context) -> None:
         for pid in list(ctx.candidates):
             ctx.exclude(pid, rule)
         return
+    hold_accepted(ctx)
     for pid in list(ctx.candidates):
         record = state.contacts.get(pid)
         if record and record.last_declined_at_s:

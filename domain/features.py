@@ -12,6 +12,7 @@ Times are UTC epoch seconds; amounts are integer minor units (fen). See docs/FEA
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ RECENT_PURCHASES_KEPT = 5
 RECENT_TRANSACTIONS_KEPT = 5
 #: Daily contact counters kept (days).
 DAILY_CONTACT_DAYS_KEPT = 3
+#: UTC days of exact money in and out kept (``daily_flows``), the newest event's day included:
+#: enough for "the last 30 days" at any time from the newest event on.
+FLOW_DAYS_KEPT = 30
 #: Tokens whose weight decays below this are dropped.
 TOKEN_FLOOR = 0.01
 #: Families whose purchase amount counts towards assets with the bank.
@@ -77,6 +81,10 @@ def _advance(state: CustomerState, to_s: float, params: FeatureParams) -> None:
     if state.as_of_s == 0.0 or elapsed <= 0:
         state.as_of_s = max(state.as_of_s, to_s)
         return
+    if state.daily_flows and to_s // DAY_S != state.as_of_s // DAY_S:  # a new UTC day
+        first_kept = _utc_date(int(to_s // DAY_S) - FLOW_DAYS_KEPT + 1)
+        if min(state.daily_flows) < first_kept:  # ISO dates: text order is time order
+            state.daily_flows = {k: v for k, v in state.daily_flows.items() if k >= first_kept}
     inflow = decay_factor(elapsed, params.inflow_half_life_days)
     state.inflow_minor *= inflow
     state.outflow_minor *= inflow
@@ -103,6 +111,7 @@ def clone(state: CustomerState) -> CustomerState:
     new.hotline_intents = dict(state.hotline_intents)
     new.tokens = dict(state.tokens)
     new.daily_contacts = dict(state.daily_contacts)
+    new.daily_flows = dict(state.daily_flows)
     new.holdings = dict(state.holdings)
     new.contacts = dict(state.contacts)
     return new
@@ -141,6 +150,13 @@ def _on_deposit(s: CustomerState, e: DepositPosted, at_s: float, age_s: float, p
         s.last_balance_at_s = at_s
     w_money = decay_factor(age_s, p.inflow_half_life_days)
     w_token = decay_factor(age_s, p.token_half_life_days)
+    day = int(at_s // DAY_S)
+    if day > int(s.as_of_s // DAY_S) - FLOW_DAYS_KEPT:  # else too late for any window still kept
+        key = _utc_date(day)
+        flows = s.daily_flows.get(key)
+        credit, debit = flows if flows is not None else (0, 0)
+        # A new list: the old one may be shared with the state this one was cloned from.
+        s.daily_flows[key] = [credit + e.amount_minor, debit] if e.kind == "deposit" else [credit, debit + e.amount_minor]
     if e.kind == "deposit":
         s.inflow_minor += e.amount_minor * w_money
         if e.purpose == "salary":
@@ -226,6 +242,7 @@ def _on_outcome(s: CustomerState, e: OfferOutcomeRecorded, at_s: float, age_s: f
                             if k.split("|")[0] >= _day(at_s - DAILY_CONTACT_DAYS_KEPT * DAY_S)}
     elif outcome == "accepted":
         record.accepts += 1
+        record.last_accepted_at_s = max(record.last_accepted_at_s, at_s)
     elif outcome == "declined":
         record.declines += 1
         if at_s >= record.last_declined_at_s:
@@ -260,6 +277,34 @@ _HANDLERS = {
 
 def _day(at_s: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(at_s))
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_date(day: int) -> str:
+    """``YYYY-MM-DD`` of a UTC day counted from the epoch (cached: a pure function of ``day``)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * DAY_S))
+
+
+def flows_in_window(state: CustomerState, now_s: float, days: int = FLOW_DAYS_KEPT) -> tuple[int, int]:
+    """Money in and out (credits, debits; minor units) over the last ``days`` UTC days at
+    ``now_s``: the day of ``now_s`` and the ``days - 1`` before it, exact sums of the amounts.
+    ``days`` is at most ``FLOW_DAYS_KEPT``. Movements before ``state.daily_flows_from_s`` are
+    not in them (see ``flows_window_start_s``)."""
+    if days > FLOW_DAYS_KEPT:
+        raise ValueError(f"days={days}: at most {FLOW_DAYS_KEPT} days of money movements are kept")
+    last = int(now_s // DAY_S)
+    first, last_date = _utc_date(last - days + 1), _utc_date(last)
+    credits = debits = 0
+    for key, (credit, debit) in state.daily_flows.items():
+        if first <= key <= last_date:
+            credits += credit
+            debits += debit
+    return credits, debits
+
+
+def flows_window_start_s(now_s: float, days: int = FLOW_DAYS_KEPT) -> float:
+    """The start (UTC midnight, epoch s) of the ``days``-day window of ``flows_in_window``."""
+    return (int(now_s // DAY_S) - days + 1) * DAY_S
 
 
 def assets_minor(state: CustomerState) -> int:

@@ -37,6 +37,7 @@ class ContactRecord:
     shown: int = 0
     last_outcome: str | None = None
     last_outcome_at_s: float = 0.0
+    last_accepted_at_s: float = 0.0  # the newest "accepted" outcome (the contact policy holds the product back)
 
 
 @dataclass
@@ -62,6 +63,13 @@ class CustomerState:
     last_large_inflow_at_s: float = 0.0
     # The newest deposits and withdrawals, newest first: [at_s, kind, amount_minor, channel].
     recent_transactions: list[list[Any]] = field(default_factory=list)
+    # Exact money in and out per UTC day, for windowed totals: "YYYY-MM-DD" ->
+    # [credits_minor, debits_minor], for the FLOW_DAYS_KEPT days up to the day of ``as_of_s``.
+    daily_flows: dict[str, list[int]] = field(default_factory=dict)
+    # Credits and debits are in ``daily_flows`` from this time on (epoch s); 0.0 = from the
+    # customer's first event. A state written before ``daily_flows`` existed decodes with the
+    # time of its newest event here: its earlier money movements were never bucketed.
+    daily_flows_from_s: float = 0.0
 
     # Card spend: merchant category -> decayed amount (minor units); highest hotel tier seen.
     pos_spend: dict[str, float] = field(default_factory=dict)
@@ -99,6 +107,8 @@ class CustomerState:
         """The inverse of ``to_dict``; missing fields (older writers) take their defaults and
         unknown ones (newer writers) are ignored."""
         data = dict(data)
+        if "daily_flows" not in data and data.get("events_applied"):
+            data["daily_flows_from_s"] = float(data.get("as_of_s", 0.0))
         data["holdings"] = {k: _record(Holding, v) for k, v in data.get("holdings", {}).items()}
         data["contacts"] = {k: _record(ContactRecord, v) for k, v in data.get("contacts", {}).items()}
         if data.keys() == _STATE_FIELDS:  # the common case: same version as this code, no checks

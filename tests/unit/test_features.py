@@ -19,6 +19,8 @@ from domain.features import (
     apply_all,
     assets_minor,
     decayed,
+    flows_in_window,
+    flows_window_start_s,
     holdings_weights,
     tokens_at,
 )
@@ -202,6 +204,46 @@ def test_state_round_trips_through_its_dict_form():
     assert CustomerState.from_dict(s.to_dict()) == s
 
 
+def test_money_in_and_out_over_the_last_30_days_are_exact_sums_of_the_amounts():
+    now = T0 + timedelta(days=40)
+    s = fold(deposit(T0, 1_000_000),  # 40 days before now: outside the window
+             deposit(now - timedelta(days=29, hours=1), 300_000),  # on the window's first day
+             deposit(now - timedelta(days=10), 250_000, kind="withdrawal"),
+             deposit(now - timedelta(days=3), 304_900, kind="withdrawal"),
+             deposit(now - timedelta(hours=1), 20_000))
+    assert flows_in_window(s, now.timestamp()) == (320_000, 554_900)
+    assert flows_window_start_s(now.timestamp()) == (now - timedelta(days=29)).replace(hour=0).timestamp()
+    # Read later, the window moves on: the first day's credit has left it.
+    assert flows_in_window(s, (now + timedelta(days=1)).timestamp()) == (20_000, 554_900)
+    assert flows_in_window(s, (now + timedelta(days=40)).timestamp()) == (0, 0)
+    assert flows_in_window(s, now.timestamp(), days=7) == (20_000, 304_900)
+
+
+def test_a_late_deposit_counts_in_its_own_day_and_one_older_than_the_kept_days_is_dropped():
+    now = T0 + timedelta(days=60)
+    s = fold(deposit(now, 100), deposit(now - timedelta(days=5), 7_000, kind="withdrawal"),
+             deposit(now - timedelta(days=45), 9_999))
+    assert flows_in_window(s, now.timestamp()) == (100, 7_000)
+    assert len(s.daily_flows) == 2  # nothing older than the kept days is stored
+
+
+def test_only_the_kept_days_stay_in_the_state_as_time_moves_on():
+    s = fold(*[deposit(T0 + timedelta(days=d), 100) for d in range(0, 90, 2)])
+    assert len(s.daily_flows) == 15  # every other day of the last 30
+    assert min(s.daily_flows) == (T0 + timedelta(days=60)).strftime("%Y-%m-%d")
+    s = fold(pos(T0 + timedelta(days=200), 100, "dining"), state=s)  # any newer event moves the window
+    assert s.daily_flows == {}
+
+
+def test_a_state_written_before_daily_flows_existed_still_decodes_and_says_since_when():
+    old = fold(deposit(T0, 500_000, balance=500_000)).to_dict()
+    del old["daily_flows"], old["daily_flows_from_s"]
+    decoded = CustomerState.from_dict(old)
+    assert decoded.balance_minor == 500_000 and decoded.daily_flows == {}
+    assert decoded.daily_flows_from_s == T0.timestamp()  # its earlier movements were never bucketed
+    assert CustomerState.from_dict({"customer_id": CUSTOMER}).daily_flows_from_s == 0.0
+
+
 # --- properties -----------------------------------------------------------------------------
 
 _kinds = st.sampled_from(["dep", "pos", "call", "buy", "offer"])
@@ -268,6 +310,27 @@ def test_any_interleaving_of_the_topics_gives_the_same_state(logs, order_a, orde
     a = fold(*_interleave(logs, order_a))
     b = fold(*_interleave(logs, order_b))
     _assert_same_state(a, b)
+
+
+@settings(max_examples=150, deadline=None)
+@given(topic_logs(), st.lists(st.integers(0, 10), max_size=60), st.integers(0, 24 * 40))
+def test_windowed_money_totals_are_the_sums_over_the_window_in_any_arrival_order(logs, order, hours_later):
+    events = _interleave(logs, order)
+    state = fold(*events)
+    now_s = state.as_of_s + hours_later * 3600
+    first_s = flows_window_start_s(now_s)
+    deposits = [e for e in events if isinstance(e, DepositPosted) and first_s <= e.occurred_at.timestamp() <= now_s]
+    assert flows_in_window(state, now_s) == (
+        sum(e.amount_minor for e in deposits if e.kind == "deposit"),
+        sum(e.amount_minor for e in deposits if e.kind == "withdrawal"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(topic_logs(), st.randoms(use_true_random=False))
+def test_daily_money_movements_do_not_depend_on_arrival_order_even_within_a_topic(logs, random):
+    events = _interleave(logs, [])
+    shuffled = random.sample(events, len(events))
+    assert fold(*shuffled).daily_flows == fold(*events).daily_flows
 
 
 @settings(max_examples=50, deadline=None)
