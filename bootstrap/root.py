@@ -119,11 +119,13 @@ class StreamParts:
     bootstrap: str
     store: RedisStateStore
     params: FeatureParams
+    catalog: Catalog  # purchases and outcomes of products not in it are dead-lettered
 
 
 def build_stream(settings: Settings) -> StreamParts:
     kafka, _ = require_servers(settings, "nbo worker")
-    return StreamParts(settings=settings, bootstrap=kafka, store=state_store(settings), params=feature_params(settings))
+    return StreamParts(settings=settings, bootstrap=kafka, store=state_store(settings), params=feature_params(settings),
+                       catalog=catalog(settings))
 
 
 @dataclass

@@ -57,9 +57,20 @@ class StreamSettings(BaseModel):
     engine: Literal["direct", "faust"] = Field(
         default="direct", description="direct = one aiokafka group member (fast); faust = one faust agent per topic")
     group_id: str = "nbo-stream"
-    fetch_wait_ms: int = Field(default=5, ge=1, le=5000, description="max broker fetch wait; bounds freshness")
+    fetch_wait_ms: int = Field(default=500, ge=1, le=5000,
+                               description="longest the broker holds a fetch while it has no new record (long "
+                               "polling: a record arriving ends the wait, so this sets how often an idle worker "
+                               "asks, not freshness)")
     batch_size: int = Field(default=2000, ge=1, le=100_000)
-    batch_timeout_ms: int = Field(default=5, ge=1, le=10_000, description="longest wait for a batch to fill")
+    batch_timeout_ms: int = Field(default=200, ge=1, le=10_000,
+                                  description="direct engine: longest one poll waits while no record is buffered "
+                                  "(a record ends the wait at once); bounds how often an idle worker wakes")
+    take_window_ms: int = Field(default=50, ge=1, le=10_000,
+                                description="faust engine: how long take_events gathers a batch (adds up to this "
+                                "to freshness under light load; faust's per-batch cost is high below 50)")
+    dead_letter_keep_original: bool = Field(
+        default=False, description="put each refused record's original key and bytes into its dead letter; "
+        "only for a dead-letter topic cleared for personal data (default: masked, see docs/EVENTS.md)")
     commit_interval_ms: int = Field(default=200, ge=0, le=60_000,
                                     description="direct engine: commit applied offsets at most this often")
     commit_lag_ms: int = Field(default=3000, ge=0, le=600_000,

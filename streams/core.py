@@ -3,7 +3,7 @@ client. The engines (``streams.direct``, ``streams.faust_engine``) are transport
 fetch records, hand them to ``BatchHandler``, and release offsets through ``CommitGate``.
 
 - ``split_batch``: decode and validate (topic, partition, offset, key, value) records into
-  sourced events and ``DeadLetter`` s.
+  sourced events and ``DeadLetter`` s (masked; products checked against the catalog).
 - ``BatchHandler.handle``: send the dead letters through the transport's async send and wait
   for the broker's ack, count and log them, then apply the good records to the store in one
   batch, off the event loop, with bounded retries and backoff (exactly-once effect by source
@@ -19,16 +19,31 @@ fetch records, hand them to ``BatchHandler``, and release offsets through ``Comm
   without committing; a restart re-reads from the last committed offsets and the store drops
   what it already applied.
 
-Dead-letter record format (topic ``nbo.dead-letter``): key = the original record key (bytes, may
-be null); value = UTF-8 JSON ``{"reason": str, "field": str | null, "source": {"topic": str,
-"partition": int, "offset": int}, "key_b64": str | null, "value_b64": str}`` where ``value_b64``
-is the original record value, base64-encoded, byte for byte.
+Dead-letter record format (topic ``nbo.dead-letter``), built by ``dead_letter`` with the masking
+of ``streams.masking`` (card-number-like digits -> ``****`` + last four, free text ->
+``<text, N chars>``):
+
+- key: the original record key with card numbers and free text masked (UTF-8, may be null);
+  the original key itself when ``keep_original``.
+- value: UTF-8 JSON ``{"reason": str, "field": str | null, "source": {"topic": str,
+  "partition": int, "offset": int}, "key": str | null, "value": any | null, "value_sha256": str,
+  "value_size": int, "original": bool}``. ``reason``, ``field`` and ``key`` are masked;
+  ``value`` is the record's JSON masked the same way (null when the bytes are not JSON);
+  ``value_sha256`` (hex) and ``value_size`` (bytes) are of the original value, to match the
+  letter against the source record. With ``keep_original`` (``NBO_STREAM__DEAD_LETTER_KEEP_ORIGINAL``,
+  for a dead-letter topic that is itself cleared for personal data) ``original`` is true and
+  ``key_b64`` / ``value_b64`` add the original key and value, base64-encoded, byte for byte.
+
+Unknown products: a purchase or offer outcome whose ``product_id`` is not in the catalog the
+engine was given (``KnownProducts``) is dead-lettered too (field ``product_id``), as the offer
+API refuses it, so holdings only ever name catalog products.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import os
 import time
@@ -40,8 +55,10 @@ import orjson
 import redis
 
 from adapters.ports import SourcedEvent, StateStore
+from domain.catalog import Catalog
 from domain.features import FeatureParams
 from schemas.codec import InvalidEvent, decode
+from streams.masking import Masker, parsed
 
 log = logging.getLogger("nbo.worker")
 
@@ -57,7 +74,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """What goes to the dead-letter topic: the reason, where the record came from, its bytes."""
+    """What goes to the dead-letter topic (see the module docstring): the masked reason, field and
+    key, where the record came from, its masked JSON, a digest of its bytes, and the original key
+    and bytes only when they are kept. ``key`` is the Kafka key to send the letter with."""
 
     reason: str
     field: str | None
@@ -65,31 +84,97 @@ class DeadLetter:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value_masked: Any
+    value_sha256: str
+    value_size: int
+    original_key: bytes | None = None
+    original_value: bytes | None = None  # only with keep_original
 
     def to_json(self) -> bytes:
-        return orjson.dumps({
+        body: dict[str, Any] = {
             "reason": self.reason,
             "field": self.field,
             "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
-            "key_b64": base64.b64encode(self.key).decode() if self.key is not None else None,
-            "value_b64": base64.b64encode(self.value).decode(),
-        })
+            "key": self.key.decode("utf-8", "replace") if self.key is not None else None,
+            "value": self.value_masked,
+            "value_sha256": self.value_sha256,
+            "value_size": self.value_size,
+            "original": self.original_value is not None,
+        }
+        if self.original_value is not None:
+            body["key_b64"] = base64.b64encode(self.original_key).decode() if self.original_key is not None else None
+            body["value_b64"] = base64.b64encode(self.original_value).decode()
+        return orjson.dumps(body)
 
 
-def split_batch(raw_records: Iterable[RawRecord]) -> tuple[list[SourcedEvent], list[DeadLetter]]:
-    """Decode (topic, partition, offset, key, value) records into events and dead letters."""
+def dead_letter(reason: str, field: str | None, topic: str, partition: int, offset: int, key: bytes | None,
+                value: bytes, *, keep_original: bool = False) -> DeadLetter:
+    """The dead letter of one refused record, masked (``streams.masking``); with
+    ``keep_original`` the original key and bytes go with it (and the key is sent as it was)."""
+    masker = Masker()
+    is_json, data = parsed(value)
+    value_masked = masker.value(data) if is_json else None
+    masked_key = masker.key(key)
+    return DeadLetter(
+        reason=masker.text(reason),
+        field=masker.text(field) if field is not None else None,
+        topic=topic, partition=partition, offset=offset,
+        key=key if keep_original else (masked_key.encode() if masked_key is not None else None),
+        value_masked=value_masked,
+        value_sha256=hashlib.sha256(value).hexdigest(),
+        value_size=len(value),
+        original_key=key if keep_original else None,
+        original_value=value if keep_original else None,
+    )
+
+
+@dataclass(frozen=True)
+class KnownProducts:
+    """The product ids a stream accepts in purchases and offer outcomes: the served catalog's.
+    A plain set lookup, so a reloaded catalog is a new ``KnownProducts`` swapped in."""
+
+    ids: frozenset[str]
+    catalog_hash: str
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> "KnownProducts":
+        return cls(frozenset(p.product_id for p in catalog), catalog.content_hash())
+
+    def refusal(self, product_id: str) -> str | None:
+        """Why ``product_id`` is refused, or None when the catalog has it."""
+        if product_id in self.ids:
+            return None
+        return (f"product {product_id!r} is not in the catalog (catalog sha256 {self.catalog_hash[:12]}, "
+                f"{len(self.ids)} products)")
+
+
+def split_batch(raw_records: Iterable[RawRecord], products: KnownProducts | None = None, *,
+                keep_original: bool = False) -> tuple[list[SourcedEvent], list[DeadLetter]]:
+    """Decode (topic, partition, offset, key, value) records into events and dead letters.
+
+    Refused: what ``decode`` refuses, a key that is not the event's customer id, and (when
+    ``products`` is given) a ``product_id`` the catalog does not have. Dead letters are masked
+    unless ``keep_original`` (see ``dead_letter``)."""
     good: list[SourcedEvent] = []
     bad: list[DeadLetter] = []
     for topic, partition, offset, key, value in raw_records:
         try:
             event = decode(value)
         except InvalidEvent as exc:
-            bad.append(DeadLetter(exc.reason, exc.field, topic, partition, offset, key, value))
+            bad.append(dead_letter(exc.reason, exc.field, topic, partition, offset, key, value,
+                                   keep_original=keep_original))
             continue
         if key is not None and key != event.customer_id.encode():
-            bad.append(DeadLetter("record key is not the event's customer_id", "key", topic, partition, offset, key, value))
+            bad.append(dead_letter("record key is not the event's customer_id", "key", topic, partition, offset,
+                                   key, value, keep_original=keep_original))
             continue
+        product_id = getattr(event, "product_id", None)
+        if products is not None and product_id is not None:
+            refused = products.refusal(product_id)
+            if refused is not None:
+                bad.append(dead_letter(refused, "product_id", topic, partition, offset, key, value,
+                                       keep_original=keep_original))
+                continue
         good.append(SourcedEvent(event, topic, partition, offset))
     return good, bad
 
@@ -143,12 +228,17 @@ class BatchHandler:
     ``send_dead_letters`` is the transport's: it sends every letter and returns once the broker
     acked them all (raising otherwise). Blocking store calls run in a worker thread so the event
     loop keeps heartbeating and fetching. Any failure calls ``on_failure`` (``stop_process``
-    unless a test passes its own), so ``handle`` returns only for a fully handled batch."""
+    unless a test passes its own), so ``handle`` returns only for a fully handled batch.
+    ``products`` and ``keep_original`` go to ``split_batch``; the log line of a dead letter
+    carries only its masked reason and field."""
 
     def __init__(self, store: StateStore, params: FeatureParams, send_dead_letters: SendDeadLetters, *,
-                 retries: int, clock_s: Callable[[], float] = time.time,
+                 retries: int, products: KnownProducts | None = None, keep_original: bool = False,
+                 clock_s: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, on_failure: OnFailure = stop_process) -> None:
         self.store = store
+        self.products = products
+        self.keep_original = keep_original
         self.params = params
         self.send_dead_letters = send_dead_letters
         self.retries = retries
@@ -158,14 +248,14 @@ class BatchHandler:
 
     async def handle(self, raw_records: Iterable[RawRecord]) -> Handled:
         try:
-            good, bad = split_batch(raw_records)
+            good, bad = split_batch(raw_records, self.products, keep_original=self.keep_original)
             if bad:
                 await self.send_dead_letters(bad)
                 await asyncio.to_thread(with_retries, lambda: self.store.count("dead_letters", len(bad)),
                                         self.retries, sleep=self.sleep)
                 for letter in bad:
-                    log.warning("dead-lettered %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset,
-                                letter.reason)
+                    log.warning("dead-lettered %s[%d]@%d: %s (field %s)", letter.topic, letter.partition,
+                                letter.offset, letter.reason, letter.field)  # both masked
             if good:
                 await asyncio.to_thread(self.apply, good)
             return Handled(len(good), len(bad))

@@ -17,7 +17,7 @@ faust runs ``at_least_once`` with agent concurrency 1 (higher concurrency can co
 in-flight record). The consumer comes from ``streams.faust_transport`` (``nbo-kafka://``):
 faust's aiokafka transport with the broker fetch wait from ``NBO_STREAM__FETCH_WAIT_MS``.
 Throughput comes from large batches and little per-event work: ``broker_max_poll_records`` and
-``stream_buffer_maxsize`` sized to the batch, ``take_events`` waiting up to ``batch_timeout_ms``
+``stream_buffer_maxsize`` sized to the batch, ``take_events`` waiting up to ``take_window_ms``
 (at least ``MIN_BATCH_WAIT_S``) for a batch to fill, and faust's per-event monitor replaced by a
 no-op sensor (nothing reads its statistics: the web server is off).
 """
@@ -32,7 +32,7 @@ from bootstrap import build_stream
 from bootstrap.settings import Settings
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
 from streams import faust_transport
-from streams.core import BatchHandler, CommitGate, DeadLetter, stop_process
+from streams.core import BatchHandler, CommitGate, DeadLetter, KnownProducts, stop_process
 
 log = logging.getLogger("nbo.worker")
 
@@ -160,9 +160,10 @@ def create_app(settings: Settings) -> Any:
         sent = [await dead_letter_topic.send(key=d.key, value=d.to_json()) for d in letters]
         await asyncio.gather(*sent)
 
-    handler = BatchHandler(parts.store, parts.params, send_dead_letters, retries=stream.redis_retries)
+    handler = BatchHandler(parts.store, parts.params, send_dead_letters, retries=stream.redis_retries,
+                           products=KnownProducts.of(parts.catalog), keep_original=stream.dead_letter_keep_original)
     settling = Settling(stream.commit_lag_ms / 1000)
-    batch_wait_s = max(MIN_BATCH_WAIT_S, stream.batch_timeout_ms / 1000)
+    batch_wait_s = max(MIN_BATCH_WAIT_S, stream.take_window_ms / 1000)
 
     @app.timer(interval=max(0.1, min(1.0, settling.lag_s / 4)))
     async def release_settled() -> None:  # also when no new batch arrives

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from domain.features import FeatureParams
 from schemas.topics import INPUT_TOPICS
 from adapters import keys
-from streams.core import split_batch
+from streams.core import KnownProducts, split_batch
 from adapters.redis_store import RedisStateStore
 
 
@@ -37,8 +37,11 @@ class ReplayResult:
 
 
 def replay(bootstrap: str, redis_url: str, prefix: str, params: FeatureParams, *, idle_s: float = 2.0,
-           batch_size: int = 2000, topics: tuple[str, ...] = INPUT_TOPICS, fresh: bool = True) -> ReplayResult:
-    """Fold the whole log into namespace ``prefix``; with ``fresh``, refuse a non-empty one."""
+           batch_size: int = 2000, topics: tuple[str, ...] = INPUT_TOPICS, fresh: bool = True,
+           products: KnownProducts | None = None) -> ReplayResult:
+    """Fold the whole log into namespace ``prefix``; with ``fresh``, refuse a non-empty one.
+    ``products``: the catalog's ids, refused as the workers refuse them; ``reasons`` counts the
+    refused records by their (masked) reason."""
     from kafka import KafkaConsumer, TopicPartition
 
     store = RedisStateStore(redis_url, prefix)
@@ -60,7 +63,7 @@ def replay(bootstrap: str, redis_url: str, prefix: str, params: FeatureParams, *
             if not raw:
                 continue
             last_record_at = time.monotonic()
-            good, bad = split_batch(raw)
+            good, bad = split_batch(raw, products)
             result.records += len(raw)
             result.dead_letters += len(bad)
             for letter in bad:

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bootstrap import feature_params, require_servers
+    from bootstrap import catalog, feature_params, require_servers
+    from streams.core import KnownProducts
     from streams.replay import replay, switch
 
     settings = load_settings()
@@ -25,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     live = settings.redis.key_prefix
     target = args.prefix or f"{live}-replay"
     try:
-        result = replay(bootstrap, redis_url, target, feature_params(settings), idle_s=args.idle_s)
+        result = replay(bootstrap, redis_url, target, feature_params(settings), idle_s=args.idle_s,
+                        products=KnownProducts.of(catalog(settings)))
     except ValueError as exc:
         print(f"nbo replay: {exc}")
         return 1

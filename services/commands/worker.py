@@ -18,7 +18,10 @@ from bootstrap.settings import load_settings
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true", help="exit 0 if the broker and Redis answer")
     parser.add_argument("--engine", choices=["direct", "faust"], help="override NBO_STREAM__ENGINE")
-    parser.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"])
+    levels = ["debug", "info", "warning", "error"]
+    parser.add_argument("--log-level", dest="log_level", default="warning", choices=levels,
+                        help="log level (the API's spelling)")
+    parser.add_argument("--loglevel", dest="log_level", choices=levels, help=argparse.SUPPRESS)  # the old spelling
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return _check(settings)
     engine = args.engine or settings.stream.engine
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if engine == "direct":
         from streams import direct
 
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.faust_engine import create_app
 
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker = faust.Worker(app, loglevel=args.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
 
