@@ -274,9 +274,11 @@ def test_a_reply_that_arrives_after_the_budget_is_never_taken_for_the_next_custo
         valkey.stop()
 
 
-def test_an_outcome_is_on_the_topic_when_acknowledged_and_idempotent(client, servers, unique_customer_id):
-    body = {"decision_id": "d-" + uuid.uuid4().hex, "customer_id": unique_customer_id,
-            "product_id": "credit_card_standard", "channel": "call_centre", "outcome": "declined",
+def test_an_outcome_is_on_the_topic_when_acknowledged_and_idempotent(client, settings, servers, unique_customer_id):
+    seed_customer(settings, unique_customer_id)
+    offer = client.get(f"/v1/call-centre/customers/{unique_customer_id}/offers", headers=AGENT).json()
+    body = {"decision_id": offer["decision_id"], "customer_id": unique_customer_id,
+            "product_id": offer["offers"][0]["product_id"], "channel": "call_centre", "outcome": "declined",
             "decline_reason": "bad_timing"}
     first = client.post("/v1/outcomes", headers=AGENT, json=body)
     again = client.post("/v1/outcomes", headers=AGENT, json=body)
