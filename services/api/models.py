@@ -164,15 +164,23 @@ class IntentWeight(BaseModel):
 
 class Behaviour(BaseModel):
     balance_minor: int
-    inflow_30d_minor: int
-    outflow_30d_minor: int
-    salary_credit: bool
-    large_inflow_recent: bool
+    inflow_30d_minor: int = Field(description="credits over the last 30 UTC days (today and the 29 days "
+                                  "before), the exact sum of the amounts, minor units (fen)")
+    outflow_30d_minor: int = Field(description="debits over the same 30 days, exact sum, minor units (fen)")
+    flows_counted_from: str = Field(description="ISO 8601, UTC: the two totals count money movements from "
+                                    "this time on: the window's first midnight, or later when the state's "
+                                    "per-day record of this customer began later")
+    flows_complete: bool = Field(description="true when flows_counted_from is the window's first midnight "
+                                 "(the totals cover all 30 days)")
+    salary_credit: bool = Field(description="a salary credit within the last 45 days")
+    large_inflow_recent: bool = Field(description="a single non-salary credit of at least 50,000 CNY within "
+                                      "the last 30 days")
     top_spend_categories: list[SpendCategory]
     max_hotel_stars: int
     recent_hotline_intents: list[IntentWeight]
     open_complaint: bool
-    satisfaction: float
+    satisfaction: float | None = Field(description="moving average of hotline call sentiment, -1 (very "
+                                       "unhappy) to 1 (very happy); null before the first call")
 
 
 class TransactionOut(BaseModel):
@@ -205,13 +213,20 @@ class ContactOut(BaseModel):
 
 class ProfileResponse(BaseModel):
     customer_id: str
-    known: bool
+    known: bool = Field(description="the bank has history of this customer (a deposit, card payment, "
+                        "hotline call, purchase or profile); false: no segment, offers suit most customers")
     age: int | None
-    risk_tolerance: int | None
+    risk_tolerance: int | None = Field(description="the customer's risk tolerance 1..5, shown as C1..C5; a "
+                                       "product of risk level R1..R5 up to the same number suits; null: "
+                                       "not assessed")
+    risk_tolerance_label: Text | None = Field(description='e.g. "C3 balanced"; null when not assessed')
     employment: str | None
-    value_tier: str
-    vs_segment: str
-    strategy: Text
+    value_tier: str | None = Field(description="mass | affluent | high_net_worth | private; null when not known")
+    vs_segment: str | None = Field(description="value x satisfaction class A..G; null when not known "
+                                   "(not enough history)")
+    segment_label: Text = Field(description="what the class means, e.g. \"High value, dissatisfied\", or "
+                                "\"Not enough history\" when vs_segment is null")
+    strategy: Text | None = Field(description="what the bank does with this class; null when not known")
     behaviour: Behaviour
     holdings: list[HoldingOut]
     recent_transactions: list[TransactionOut]

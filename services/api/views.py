@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from decisioning import SERVICE_ACTIONS, Decision, talking_points
 from decisioning.memo import Memo
 from domain.catalog import Catalog, Product
-from domain.features import VS_STRATEGIES, FeatureParams, age_at, decayed
+from domain.features import VS_STRATEGIES, FeatureParams, age_at, flows_in_window, flows_window_start_s
 from domain.state import CustomerState
 from schemas.events import OfferChannel
 from services.api.models import (
@@ -36,6 +36,29 @@ from services.api.models import (
 #: What the profile calls recent: a salary credit within 45 days, a large inflow within 30.
 SALARY_RECENT_S = 45 * 86400
 LARGE_INFLOW_RECENT_S = 30 * 86400
+#: The days of the profile's money in and out totals.
+FLOW_WINDOW_DAYS = 30
+
+#: What each value x satisfaction class means (docs/FEATURES.md), (en, zh).
+SEGMENT_LABELS: dict[str, tuple[str, str]] = {
+    "A": ("High value, satisfied", "高价值、满意"),
+    "B": ("High value, neutral", "高价值、满意度一般"),
+    "C": ("High value, dissatisfied", "高价值、不满意"),
+    "D": ("Mass, satisfied", "大众、满意"),
+    "E": ("Mass, neutral", "大众、满意度一般"),
+    "F": ("Mass, dissatisfied", "大众、不满意"),
+    "G": ("Buys a lot, complains", "购买多、常投诉"),
+}
+NOT_ENOUGH_HISTORY = ("Not enough history: no value or satisfaction segment yet",
+                      "历史数据不足：暂无价值与满意度分群")
+#: Segment G whose complaints are all settled: there is no complaint to fix.
+G_SETTLED_STRATEGY = ("Buys a lot and has complained often (no complaint open now): win back satisfaction "
+                      "before selling.", "购买多且多次投诉（目前无未结投诉）：先挽回满意度，再谈销售。")
+#: The customer's risk tolerance 1..5 (C1..C5); products carry their own scale, R1..R5.
+RISK_TOLERANCE_NAMES: dict[int, tuple[str, str]] = {
+    1: ("conservative", "保守型"), 2: ("cautious", "谨慎型"), 3: ("balanced", "稳健型"),
+    4: ("growth", "积极型"), 5: ("aggressive", "激进型"),
+}
 
 
 def json_response(body: dict[str, Any]) -> Response:
@@ -87,14 +110,24 @@ _PRODUCT_PARTS: Memo[tuple[dict[str, Any], dict[str, Any]]] = Memo(max_entries=4
 
 def profile_view(state: CustomerState, catalog: Catalog, params: FeatureParams, customer_id: str,
                  now_s: float) -> ProfileResponse:
-    """What the agent screen shows about a customer at ``now_s`` (UTC epoch seconds): profile,
-    behaviour decayed to now (the top four spend categories and hotline intents), holdings by
-    product id, recent transactions and purchases, and the ten latest offer outcomes. Times are
-    ISO 8601 in UTC; a product the catalog no longer has is named by its id."""
-    half_life = params.inflow_half_life_days
+    """What the agent screen shows about a customer at ``now_s`` (UTC epoch seconds): profile
+    (no segment, tier or strategy for a customer without history), money in and out over the last
+    30 UTC days (exact sums), behaviour decayed to now (the top four spend categories and hotline
+    intents), holdings by product id, recent transactions and purchases, and the ten latest offer
+    outcomes. Times are ISO 8601 in UTC; a product the catalog no longer has is named by its id."""
     spend = sorted(state.pos_spend.items(), key=lambda kv: -kv[1])[:4]
     intents = sorted(state.hotline_intents.items(), key=lambda kv: -kv[1])[:4]
-    strategy = VS_STRATEGIES.get(state.vs_segment, ("", ""))
+    known = has_history(state)
+    if not known:
+        segment, label, strategy = None, NOT_ENOUGH_HISTORY, None
+    else:
+        segment, label = state.vs_segment, SEGMENT_LABELS.get(state.vs_segment, (state.vs_segment,) * 2)
+        strategy = (G_SETTLED_STRATEGY if segment == "G" and not state.open_complaint
+                    else VS_STRATEGIES.get(segment, ("", "")))
+    inflow, outflow = flows_in_window(state, now_s, FLOW_WINDOW_DAYS)
+    window_start_s = flows_window_start_s(now_s, FLOW_WINDOW_DAYS)
+    counted_from_s = max(window_start_s, state.daily_flows_from_s)
+    risk = RISK_TOLERANCE_NAMES.get(state.risk_tolerance or 0)
 
     def iso(at_s: float) -> str:
         return datetime.fromtimestamp(at_s, timezone.utc).isoformat()
@@ -116,20 +149,32 @@ def profile_view(state: CustomerState, catalog: Catalog, params: FeatureParams, 
         for pid, record in sorted(state.contacts.items(), key=lambda kv: -kv[1].last_outcome_at_s)[:10]
     ]
     return ProfileResponse(
-        customer_id=customer_id, known=state.events_applied > 0, age=age_at(state, now_s),
-        risk_tolerance=state.risk_tolerance, employment=state.employment, value_tier=state.value_tier,
-        vs_segment=state.vs_segment, strategy=Text(en=strategy[0], zh=strategy[1]),
+        customer_id=customer_id, known=known, age=age_at(state, now_s),
+        risk_tolerance=state.risk_tolerance,
+        risk_tolerance_label=Text(en=f"C{state.risk_tolerance} {risk[0]}", zh=f"C{state.risk_tolerance} {risk[1]}")
+        if risk else None,
+        employment=state.employment, value_tier=state.value_tier if known else None,
+        vs_segment=segment, segment_label=Text(en=label[0], zh=label[1]),
+        strategy=Text(en=strategy[0], zh=strategy[1]) if strategy else None,
         behaviour=Behaviour(
             balance_minor=state.balance_minor,
-            inflow_30d_minor=int(decayed(state.inflow_minor, state.as_of_s, now_s, half_life)),
-            outflow_30d_minor=int(decayed(state.outflow_minor, state.as_of_s, now_s, half_life)),
+            inflow_30d_minor=inflow, outflow_30d_minor=outflow,
+            flows_counted_from=iso(counted_from_s), flows_complete=counted_from_s <= window_start_s,
             salary_credit=now_s - state.last_salary_at_s < SALARY_RECENT_S,
             large_inflow_recent=now_s - state.last_large_inflow_at_s < LARGE_INFLOW_RECENT_S,
             top_spend_categories=[SpendCategory(category=c, amount_minor=int(a)) for c, a in spend],
             max_hotel_stars=state.max_hotel_stars,
             recent_hotline_intents=[IntentWeight(intent=i, weight=round(w, 3)) for i, w in intents],
-            open_complaint=state.open_complaint, satisfaction=round(state.satisfaction, 3),
+            open_complaint=state.open_complaint,
+            satisfaction=round(state.satisfaction, 3) if state.hotline_intents else None,
         ),
         holdings=holdings, recent_transactions=transactions, recent_purchases=purchases,
         contact_history=contacts,
     )
+
+
+def has_history(state: CustomerState) -> bool:
+    """The bank knows something of the customer: a deposit, card payment, hotline call, purchase
+    or profile was folded in (offer outcomes alone say nothing about the customer)."""
+    return bool(state.last_balance_at_s or state.card_use or state.pos_spend or state.hotline_intents
+                or state.purchases or state.profile_at_s)
