@@ -8,7 +8,10 @@ create the topics, and stop them again on exit — also on Ctrl-C and when the p
 
 Valkey keeps its data under ``<data_dir>/redis`` with AOF ``everysec``. Tansu runs with its
 memory storage: a broker restart loses topics and offsets, which is fine for a demo and tests
-and is why production uses Apache Kafka (docker-compose.yml).
+and is why production uses Apache Kafka (docker-compose.yml). So when both are embedded, the
+customer state Valkey kept from an earlier start is cleared at start (``Servers.cleared_keys``
+says how many keys): it was folded from a log that no longer exists, and its stored offsets and
+seen event ids would make the stream worker drop the new broker's records as already applied.
 """
 
 from __future__ import annotations
@@ -213,6 +216,8 @@ class Servers:
     kafka_bootstrap: str
     redis_url: str
     processes: list[ManagedProcess] = field(default_factory=list)
+    #: Keys of an earlier start's state cleared from the embedded Redis (0: it was empty, or external).
+    cleared_keys: int = 0
 
     def env(self) -> dict[str, str]:
         """Environment for child processes so they use these servers."""
@@ -229,6 +234,7 @@ class Servers:
 def start_servers(settings: Settings, topics: Sequence[str] = ALL_TOPICS) -> Servers:
     """Use the configured servers, or start embedded ones for whatever is not configured."""
     processes: list[ManagedProcess] = []
+    cleared = 0
     try:
         redis_url = settings.redis.url
         if redis_url is None:
@@ -238,12 +244,28 @@ def start_servers(settings: Settings, topics: Sequence[str] = ALL_TOPICS) -> Ser
         if bootstrap is None:
             proc, bootstrap = start_tansu(settings.data_dir / "logs")
             processes.append(proc)
+            if settings.redis.url is None:
+                cleared = clear_redis(redis_url)
         create_topics(bootstrap, topics, settings.kafka.partitions, settings.kafka.replication_factor)
     except BaseException:
         for proc in reversed(processes):
             proc.stop()
         raise
-    return Servers(bootstrap, redis_url, processes)
+    return Servers(bootstrap, redis_url, processes, cleared_keys=cleared)
+
+
+def clear_redis(url: str) -> int:
+    """Empty the (embedded) Redis at ``url``; returns how many keys it held."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        keys = int(client.dbsize())
+        if keys:
+            client.flushdb()
+        return keys
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager

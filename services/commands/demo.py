@@ -1,9 +1,14 @@
 """``nbo demo``: the whole loop on one machine, on simulated bank traffic.
 
-1. start the embedded broker and Redis (or use the configured ones),
-2. train a model on a simulated history and promote it (unless one is already current),
+1. start the embedded broker and Redis (or use the configured ones); the embedded broker keeps
+   nothing between runs, so the customer state an earlier run left in the embedded Redis is
+   cleared and the run starts clean (it says how many keys),
+2. train a model on a simulated history and promote it, or reuse the current one (it says which
+   version and when it was trained),
 3. start a stream worker and the offer API as child processes,
-4. publish recent simulated traffic and wait until the worker has applied all of it,
+4. publish recent simulated traffic and wait until the worker has taken all of it; it prints how
+   many events the worker applied, from the worker's own counters (duplicates and dead letters
+   named apart),
 5. print offers with reasons for a few customers on the teller, call-centre and mobile channels,
 6. print the URLs and serve until Ctrl-C (``--once``: stop and exit 0).
 
@@ -17,27 +22,31 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Callable, TypeVar
 
 import httpx
 
-from services.runtime import Servers, start_servers
+from bootstrap import state_store
 from bootstrap.settings import Settings, load_settings
+from schemas.topics import INPUT_TOPICS, TOPIC_FOR_TYPE
+from services.runtime import Servers, start_servers
 from services.stack import DEV_KEYS, Stack
 
 T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--once", action="store_true", help="print the offers, stop everything and exit 0")
+    parser.add_argument("--once", action="store_true",
+                        help="print the offers, stop everything and exit 0 (default: serve until Ctrl-C)")
     parser.add_argument("--customers", type=int, default=300, help="customers in the live traffic (default 300)")
     parser.add_argument("--days", type=int, default=30, help="days of live traffic, ending now (default 30)")
     parser.add_argument("--train-customers", type=int, default=5000,
-                        help="customers in the simulated history the first model is trained on")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--show", type=int, default=2, help="customers to show per channel")
+                        help="customers in the simulated history the first model is trained on (default 5000; "
+                             "unused when a model is already current)")
+    parser.add_argument("--seed", type=int, default=7,
+                        help="random seed of the simulated history (the live traffic uses seed + 1) (default 7)")
+    parser.add_argument("--show", type=int, default=2, help="customers to show per channel (default 2)")
 
 
 class Progress:
@@ -68,16 +77,32 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         print(f"      broker {servers.kafka_bootstrap}   redis {servers.redis_url}")
-        version = progress.step("training the first model on a simulated history",
-                                lambda: _ensure_model(settings, args))
+        if servers.cleared_keys:
+            print(f"      cleared {servers.cleared_keys:,} Redis keys of an earlier run: the embedded broker "
+                  "starts empty, and that customer state was folded from its lost log")
+        current = _current_model(settings)
+        if current is None:
+            version = progress.step("training the first model on a simulated history",
+                                    lambda: _train_model(settings, args))
+        else:
+            version, trained_at = current
+            progress.step(f"reusing model {version} trained at {trained_at} (nbo train makes a new one)",
+                          lambda: None)
         print(f"      serving model {version}")
         progress.step("starting the stream worker and the offer API", lambda: _start_children(stack))
-        events = progress.step("publishing simulated bank traffic", lambda: _publish_traffic(servers, args))
-        progress.step(f"waiting until the worker has applied {len(events)} events",
-                      lambda: _wait_applied(settings, servers, events, stack))
+        store = state_store(settings.with_servers(servers.kafka_bootstrap, servers.redis_url))
+        before = store.counters()
+        events = _simulate_traffic(args)
+        expected = sum(1 for e in events if TOPIC_FOR_TYPE[e.type] in INPUT_TOPICS)
+        progress.step(f"publishing {len(events)} simulated bank events", lambda: _publish(servers, events))
+        taken = progress.step(f"waiting for the stream worker to take the {expected} events",
+                              lambda: _wait_taken(store, before, expected, stack))
+        print(f"      the worker applied {taken['applied']} of the {expected} events"
+              + (f"; {taken['duplicates']} it had already applied" if taken["duplicates"] else "")
+              + (f"; {taken['dead_letters']} went to the dead-letter topic" if taken["dead_letters"] else ""))
         customers = _interesting_customers(events, args.show * 3)
-        progress.step("asking for offers", lambda: None)
-        _print_offers(stack, customers, args.show)
+        answers = progress.step("asking the offer API for offers", lambda: _ask_offers(stack, customers, args.show))
+        _print_offers(answers)
         _print_urls(stack, customers[0])
         if args.once:
             return 0
@@ -102,14 +127,20 @@ def _api_port(settings: Settings) -> int:
             return free_port()
 
 
-def _ensure_model(settings: Settings, args: argparse.Namespace) -> str:
+def _current_model(settings: Settings) -> tuple[str, str] | None:
+    """The registry's current version and when it was trained (``created_at``, UTC), if any."""
     from bootstrap import model_registry
-    from services.commands.train import train_on_simulation
 
     registry = model_registry(settings)
-    current = registry.current_version()
-    if current is not None:
-        return current
+    version = registry.current_version()
+    if version is None:
+        return None
+    return version, str(registry.metadata(version).get("created_at", "an unknown time"))
+
+
+def _train_model(settings: Settings, args: argparse.Namespace) -> str:
+    from services.commands.train import train_on_simulation
+
     return train_on_simulation(settings, customers=args.train_customers, seed=args.seed, promote=True)
 
 
@@ -118,40 +149,43 @@ def _start_children(stack: Stack) -> None:
     stack.start_api()
 
 
-def _publish_traffic(servers: Servers, args: argparse.Namespace) -> list:
+def _simulate_traffic(args: argparse.Namespace) -> list:
     from domain.catalog import load_catalog
     from simulator.bank import simulate_events
-    from services.commands.simulate import publish
 
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=args.days)
-    events = list(simulate_events(load_catalog(), customers=args.customers, days=args.days,
-                                  seed=args.seed + 1, start=start))
+    return list(simulate_events(load_catalog(), customers=args.customers, days=args.days,
+                                seed=args.seed + 1, start=start))
+
+
+def _publish(servers: Servers, events: list) -> None:
+    from services.commands.simulate import publish
+
     publish(events, servers.kafka_bootstrap)
-    return events
 
 
-def _wait_applied(settings: Settings, servers: Servers, events: list, stack: Stack, deadline_s: float = 180) -> None:
-    """Counts produced events per customer and waits until each customer's state has applied them."""
-    from bootstrap import state_store
+#: The stream worker's counters (``StateStore.counters``) of the records it has taken.
+TAKEN = ("applied", "duplicates", "dead_letters")
 
-    expected = Counter(e.customer_id for e in events if e.type != "offer_decision")
-    store = state_store(settings.with_servers(servers.kafka_bootstrap, servers.redis_url))
+
+def _wait_taken(store, before: dict[str, int], expected: int, stack: Stack,  # type: ignore[no-untyped-def]
+                deadline_s: float = 180) -> dict[str, int]:
+    """Waits until the worker's counters have grown by ``expected`` records (applied, skipped as
+    already applied, or dead-lettered) since ``before``; returns the growth of each."""
     deadline = time.monotonic() + deadline_s
-    pending = dict(expected)
-    while pending:
+    while True:
         for child in stack.children():
             if not child.alive():
                 raise SystemExit(f"{child.name} stopped:\n{child.tail(30)}")
-        for customer_id in list(pending)[:500]:
-            state = store.get(customer_id)
-            if state is not None and state.events_applied >= pending[customer_id]:
-                del pending[customer_id]
+        now = store.counters()
+        taken = {name: now.get(name, 0) - before.get(name, 0) for name in TAKEN}
+        if sum(taken.values()) >= expected:
+            return taken
         if time.monotonic() > deadline:
-            raise SystemExit(f"{len(pending)} customers still have unapplied events after {deadline_s:.0f} s; "
+            raise SystemExit(f"the worker took {sum(taken.values())} of {expected} events in {deadline_s:.0f} s; "
                              f"worker log:\n{stack.worker.tail(30) if stack.worker else ''}")
-        if pending:
-            print(".", end="", flush=True)
-            time.sleep(0.5)
+        print(".", end="", flush=True)
+        time.sleep(0.5)
 
 
 def _interesting_customers(events: list, count: int) -> list[str]:
@@ -163,16 +197,29 @@ def _interesting_customers(events: list, count: int) -> list[str]:
     return ranked[:count]
 
 
-def _print_offers(stack: Stack, customers: list[str], per_channel: int) -> None:
-    client = httpx.Client(base_url=stack.api_url, timeout=10)
-    for index, channel in enumerate(("teller", "call_centre", "mobile")):
+CHANNELS = ("teller", "call_centre", "mobile")
+
+
+def _ask_offers(stack: Stack, customers: list[str], per_channel: int) -> dict[str, list[dict]]:
+    """The offer API's answers, per channel, for ``per_channel`` of ``customers`` each."""
+    answers: dict[str, list[dict]] = {}
+    with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+        for index, channel in enumerate(CHANNELS):
+            answers[channel] = []
+            for customer_id in customers[index * per_channel:(index + 1) * per_channel]:
+                response = client.get(f"/v1/customers/{customer_id}/offers", params={"channel": channel},
+                                      headers={"X-API-Key": DEV_KEYS[channel]})
+                if response.status_code != 200:
+                    raise SystemExit(f"offer API answered {response.status_code}: {response.text}")
+                answers[channel].append(response.json())
+    return answers
+
+
+def _print_offers(answers: dict[str, list[dict]]) -> None:
+    for channel, bodies in answers.items():
         print(f"\n== {channel} ==")
-        for customer_id in customers[index * per_channel:(index + 1) * per_channel]:
-            response = client.get(f"/v1/customers/{customer_id}/offers", params={"channel": channel},
-                                  headers={"X-API-Key": DEV_KEYS[channel]})
-            if response.status_code != 200:
-                raise SystemExit(f"offer API answered {response.status_code}: {response.text}")
-            body = response.json()
+        for body in bodies:
+            customer_id = body["customer_id"]
             flag = "  (degraded)" if body.get("degraded") else ""
             print(f"{customer_id}  model {body['model_version']}{flag}")
             if body.get("service_action"):
