@@ -9,10 +9,26 @@ const TEXT = {
     segment: "Segment and strategy", behaviour: "Key behaviour", held: "Products held",
     offers: "Offers", contacts: "Contact history", hint: "Enter a customer id and your agent key.",
     tier: "Value tier", class: "Value x satisfaction", age: "Age", risk: "Risk tolerance",
-    balance: "Balance", inflow: "Money in (30 d)", outflow: "Money out (30 d)",
-    salary: "Salary credited", large_inflow: "Large inflow recently", transactions: "Recent deposits and withdrawals",
+    not_assessed: "not assessed",
+    balance: "Balance", inflow: "Money in, last 30 days", outflow: "Money out, last 30 days",
+    inflow_since: "Money in since {date}", outflow_since: "Money out since {date}",
+    salary: "Salary credited in the last 45 days", large_inflow: "A single credit of ¥50,000 or more in the last 30 days",
+    transactions: "Recent deposits and withdrawals",
     spend: "Card spend", hotel: "Hotel tier", stars: "stars", intents: "Recent hotline calls",
-    satisfaction: "Satisfaction", purchases: "Recent purchases", none: "none",
+    satisfaction: "Satisfaction", satisfaction_scale: "on a scale from -1 (unhappy) to 1 (happy)",
+    no_calls: "no hotline calls yet", no_behaviour: "No deposits, card payments or hotline calls on record.", purchases: "Recent purchases", none: "none",
+    relative_score: "relative score",
+    legend: "What these mean",
+    legend_segment: "The letter is the value x satisfaction class. High value: value tier affluent or above (assets with the bank of ¥200,000 or more). Satisfied: satisfaction 0.2 or more and no open complaint; dissatisfied: an open complaint or satisfaction below -0.2; neutral in between.",
+    legend_classes: [
+      "A: high value, satisfied", "B: high value, neutral", "C: high value, dissatisfied",
+      "D: mass, satisfied", "E: mass, neutral", "F: mass, dissatisfied",
+      "G: 4 or more purchases and complains (an open complaint or 2 or more complaints); checked first",
+    ],
+    legend_satisfaction: "Satisfaction: a moving average of the sentiment of the customer's hotline calls, from -1 (very unhappy) to 1 (very happy).",
+    legend_risk: "Risk: the customer's tolerance is C1 conservative, C2 cautious, C3 balanced, C4 growth, C5 aggressive; products carry a risk level R1 low, R2 medium-low, R3 medium, R4 medium-high, R5 high. A customer may be offered products up to the same number (C3: up to R3).",
+    legend_score: "Relative score: the ranking model's score for the product, against the best-scoring offer in this list (100). It is not the chance that the customer buys. The list order also weighs the product's value to the bank, the channel and the bank's priorities.",
+    legend_money: "Money in and out: the exact sums of deposits and withdrawals over today and the 29 days before (UTC).",
     complaint: "Open complaint: resolve it before offering anything.",
     say: "Say", points: "Talking points", accepted: "Accepted", declined: "Declined", not_now: "Not now",
     reason: "Reason", recorded: "Recorded", updating: "updating the list...",
@@ -44,11 +60,26 @@ const TEXT = {
     title: "95599 坐席工作台", customer: "客户号", key: "坐席密钥", look_up: "查询",
     segment: "客户分群与策略", behaviour: "关键行为", held: "已持有产品",
     offers: "推荐产品", contacts: "营销接触记录", hint: "请输入客户号和坐席密钥。",
-    tier: "价值层级", class: "价值×满意度分群", age: "年龄", risk: "风险承受等级",
+    tier: "价值层级", class: "价值×满意度分群", age: "年龄", risk: "风险承受能力",
+    not_assessed: "未评估",
     balance: "账户余额", inflow: "近30天流入", outflow: "近30天流出",
-    salary: "有代发工资", large_inflow: "近期大额转入", transactions: "近期存取款",
+    inflow_since: "自{date}起流入", outflow_since: "自{date}起流出",
+    salary: "近45天有代发工资", large_inflow: "近30天有单笔5万元及以上转入", transactions: "近期存取款",
     spend: "刷卡消费", hotel: "酒店档次", stars: "星", intents: "近期来电意图",
-    satisfaction: "满意度", purchases: "近期购买", none: "无",
+    satisfaction: "满意度", satisfaction_scale: "取值-1（不满意）至1（满意）",
+    no_calls: "暂无来电记录", no_behaviour: "暂无存取款、刷卡或来电记录。", purchases: "近期购买", none: "无",
+    relative_score: "相对评分",
+    legend: "说明",
+    legend_segment: "字母为价值×满意度分群。高价值：价值层级为富裕及以上（在本行资产20万元及以上）。满意：满意度0.2及以上且无未结投诉；不满意：有未结投诉或满意度低于-0.2；其余为一般。",
+    legend_classes: [
+      "A：高价值、满意", "B：高价值、满意度一般", "C：高价值、不满意",
+      "D：大众、满意", "E：大众、满意度一般", "F：大众、不满意",
+      "G：购买4次及以上且常投诉（有未结投诉或投诉2次及以上），优先判定",
+    ],
+    legend_satisfaction: "满意度：客户来电情绪的移动平均，取值-1（非常不满意）至1（非常满意）。",
+    legend_risk: "风险：客户风险承受能力为C1保守型、C2谨慎型、C3稳健型、C4积极型、C5激进型；产品风险等级为R1低风险、R2中低风险、R3中风险、R4中高风险、R5高风险。只可推荐不高于同一数字的产品（C3：最高R3）。",
+    legend_score: "相对评分：模型对该产品的评分，以本列表中评分最高的推荐为100。它不是客户购买的概率。列表顺序还考虑产品对银行的价值、渠道和银行的营销重点。",
+    legend_money: "流入与流出：今天及之前29天（UTC）存款与取款金额的精确合计。",
     complaint: "客户有未结投诉：先处理投诉，暂不营销。",
     say: "话术", points: "要点", accepted: "接受", declined: "拒绝", not_now: "以后再说",
     reason: "原因", recorded: "已记录", updating: "正在刷新列表……",
@@ -228,34 +259,21 @@ function renderProfile(p) {
   $("complaint").hidden = !(p && p.behaviour.open_complaint);
   $("complaint").textContent = t("complaint");
   if (!p) return;
-  put(segment, 
+  const known = p.vs_segment !== null;
+  put(segment,
     el("div", { class: "segment-line" },
-      el("span", { class: `class-badge class-${p.vs_segment}`, "data-testid": "vs-segment", text: p.vs_segment }),
-      el("span", { class: "tier", text: `${t("tier")}: ${t(p.value_tier)}` }),
+      known ? el("span", { class: `class-badge class-${p.vs_segment}`, "data-testid": "vs-segment", text: p.vs_segment }) : null,
+      el("span", { class: "segment-label", "data-testid": "segment-label", text: local(p.segment_label) }),
+      p.value_tier !== null ? el("span", { class: "tier", text: `${t("tier")}: ${t(p.value_tier)}` }) : null,
       p.age !== null ? el("span", { text: `${t("age")}: ${p.age}` }) : null,
-      p.risk_tolerance !== null ? el("span", { text: `${t("risk")}: R${p.risk_tolerance}` }) : null),
-    el("p", { class: "strategy", "data-testid": "strategy", text: local(p.strategy) }),
-    p.known ? null : el("p", { class: "muted", text: t("unknown") }));
+      p.known ? el("span", { "data-testid": "risk", text: `${t("risk")}: ${p.risk_tolerance_label ? local(p.risk_tolerance_label) : t("not_assessed")}` }) : null),
+    p.strategy ? el("p", { class: "strategy", "data-testid": "strategy", text: local(p.strategy) }) : null,
+    p.known ? null : el("p", { class: "muted", text: t("unknown") }),
+    legend());
 
-  const b = p.behaviour;
-  const flags = [b.salary_credit ? t("salary") : null, b.large_inflow_recent ? t("large_inflow") : null].filter(Boolean);
-  put(behaviour, 
-    row(t("balance"), yuan(b.balance_minor)),
-    row(t("inflow"), yuan(b.inflow_30d_minor), " / ", t("outflow"), " ", yuan(b.outflow_30d_minor)),
-    flags.length ? el("div", { class: "flags" }, flags.map((f) => el("span", { class: "flag", text: f }))) : null,
-    el("h3", { text: t("transactions") }),
-    p.recent_transactions.length
-      ? el("table", { class: "mini", "data-testid": "transactions" }, p.recent_transactions.map((x) =>
-        el("tr", {}, el("td", { text: day(x.at) }), el("td", { text: t(x.kind) }),
-          el("td", { class: `num ${x.kind}`, text: (x.kind === "withdrawal" ? "-" : "+") + yuan(x.amount_minor) }),
-          el("td", { class: "muted", text: code(x.channel) }))))
-      : el("p", { class: "muted", text: t("none") }),
-    row(t("spend"), b.top_spend_categories.length
-      ? b.top_spend_categories.map((c) => `${code(c.category)} ${yuan(c.amount_minor)}`).join(" · ") : t("none")),
-    b.max_hotel_stars ? row(t("hotel"), `${b.max_hotel_stars} ${t("stars")}`) : null,
-    row(t("intents"), b.recent_hotline_intents.length
-      ? b.recent_hotline_intents.map((i) => code(i.intent)).join(" · ") : t("none")),
-    row(t("satisfaction"), b.satisfaction.toFixed(2)));
+  if (!p.known) { // nothing to show but zeros and defaults, which would read as facts
+    behaviour.append(el("p", { class: "muted", "data-testid": "no-behaviour", text: t("no_behaviour") }));
+  } else renderBehaviour(behaviour, p);
 
   put(holdings, 
     p.holdings.length
@@ -277,6 +295,45 @@ function renderProfile(p) {
     : el("p", { class: "muted", text: t("none_yet") }));
 }
 
+function renderBehaviour(behaviour, p) {
+  const b = p.behaviour;
+  const flags = [b.salary_credit ? t("salary") : null, b.large_inflow_recent ? t("large_inflow") : null].filter(Boolean);
+  const since = b.flows_complete ? null : b.flows_counted_from.slice(0, 10);
+  put(behaviour,
+    row(t("balance"), yuan(b.balance_minor)),
+    el("div", { class: "row", "data-testid": "money-in" }, el("span", { class: "label", text: since ? t("inflow_since").replace("{date}", since) : t("inflow") }),
+      el("span", { class: "num", text: yuan(b.inflow_30d_minor) })),
+    el("div", { class: "row", "data-testid": "money-out" }, el("span", { class: "label", text: since ? t("outflow_since").replace("{date}", since) : t("outflow") }),
+      el("span", { class: "num", text: yuan(b.outflow_30d_minor) })),
+    flags.length ? el("div", { class: "flags" }, flags.map((f) => el("span", { class: "flag", text: f }))) : null,
+    el("h3", { text: t("transactions") }),
+    p.recent_transactions.length
+      ? el("table", { class: "mini", "data-testid": "transactions" }, p.recent_transactions.map((x) =>
+        el("tr", {}, el("td", { text: day(x.at) }), el("td", { text: t(x.kind) }),
+          el("td", { class: `num ${x.kind}`, text: (x.kind === "withdrawal" ? "-" : "+") + yuan(x.amount_minor) }),
+          el("td", { class: "muted", text: code(x.channel) }))))
+      : el("p", { class: "muted", text: t("none") }),
+    row(t("spend"), b.top_spend_categories.length
+      ? b.top_spend_categories.map((c) => `${code(c.category)} ${yuan(c.amount_minor)}`).join(" · ") : t("none")),
+    b.max_hotel_stars ? row(t("hotel"), `${b.max_hotel_stars} ${t("stars")}`) : null,
+    row(t("intents"), b.recent_hotline_intents.length
+      ? b.recent_hotline_intents.map((i) => code(i.intent)).join(" · ") : t("none")),
+    el("div", { class: "row", "data-testid": "satisfaction" }, el("span", { class: "label", text: t("satisfaction") }),
+      el("span", { text: b.satisfaction === null ? t("no_calls") : `${b.satisfaction.toFixed(2)} (${t("satisfaction_scale")})` })));
+}
+
+// What the badge letters, the scales and the offers' scores mean, folded away until asked.
+function legend() {
+  return el("details", { class: "legend", "data-testid": "legend" },
+    el("summary", { text: t("legend") }),
+    el("p", { text: t("legend_segment") }),
+    el("ul", {}, t("legend_classes").map((line) => el("li", { text: line }))),
+    el("p", { text: t("legend_satisfaction") }),
+    el("p", { text: t("legend_risk") }),
+    el("p", { text: t("legend_score") }),
+    el("p", { text: t("legend_money") }));
+}
+
 function renderOffers(response) {
   $("model").textContent = `${t("model")} ${response.model_version}`;
   const action = $("service-action");
@@ -285,10 +342,11 @@ function renderOffers(response) {
   const list = $("offers");
   list.replaceChildren();
   if (!response.offers.length) list.append(el("li", { class: "muted", text: t("no_offers") }));
-  for (const offer of response.offers) list.append(offerCard(offer));
+  const best = Math.max(0, ...response.offers.map((o) => o.propensity));
+  for (const offer of response.offers) list.append(offerCard(offer, best));
 }
 
-function offerCard(offer) {
+function offerCard(offer, best) {
   const points = offer.talking_points.filter((p) => local(p) !== local(offer.pitch)); // the pitch is said already
   const reasons = el("select", { "data-testid": `reason-${offer.product_id}`, "aria-label": t("reason") },
     Object.entries(TEXT[ui.lang].reasons).map(([code, label]) => el("option", { value: code, text: label })));
@@ -299,7 +357,8 @@ function offerCard(offer) {
   return el("li", { class: "offer", "data-product": offer.product_id, "data-testid": `offer-${offer.product_id}` },
     el("div", { class: "offer-head" },
       el("strong", { text: local({ en: offer.name, zh: offer.name_zh }) }),
-      el("span", { class: "score", text: `${Math.round(offer.propensity * 1000) / 10}%` })),
+      el("span", { class: "score", "data-testid": `score-${offer.product_id}`,
+        text: `${t("relative_score")} ${best > 0 ? Math.round((offer.propensity / best) * 100) : 0}` })),
     el("p", { class: "reason", text: local(offer.reason) }),
     el("p", { class: "pitch" }, el("span", { class: "label", text: `${t("say")}: ` }), local(offer.pitch)),
     points.length ? el("ul", { class: "points" }, points.map((p) => el("li", { text: local(p) }))) : null,

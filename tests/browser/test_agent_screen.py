@@ -24,6 +24,7 @@ import pytest
 from playwright.sync_api import expect
 
 from domain.catalog import load_catalog
+from schemas.events import CustomerProfileUpdated, DepositPosted, Event, HotlineCallEnded, ProductPurchased
 from simulator.bank import simulate_events
 from services.commands.simulate import publish
 from services.stack import DEV_KEYS, Stack
@@ -191,5 +192,120 @@ def test_an_accepted_offer_is_recorded_in_the_contact_history(stack, browser, cu
         page.click(f"[data-testid=accept-{product_id}]")
         expect(page.locator("#status")).to_have_text(re.compile(r"Recorded: .*, accepted\.$"), timeout=15_000)
         assert "accepted" in page.locator("[data-testid=contact-history]").inner_text()
+    finally:
+        page.close()
+
+
+# --- what the agent reads is true -----------------------------------------------------------------
+
+
+def _seed(stack: Stack, events: list[Event]) -> None:
+    """Publishes the events through the real broker and waits until the worker applied them all."""
+    publish(events, stack.servers.kafka_bootstrap)
+    expected: dict[str, int] = {}
+    for event in events:
+        expected[event.customer_id] = expected.get(event.customer_id, 0) + 1
+    _wait_until_applied(stack, expected)
+
+
+def _new_customer() -> str:
+    return "C" + uuid.uuid4().hex[:12].upper()
+
+
+def _head(customer_id: str, at: datetime) -> dict:
+    return {"event_id": f"ev-{uuid.uuid4().hex}", "customer_id": customer_id, "occurred_at": at}
+
+
+def _look_up(stack: Stack, browser, customer_id: str):
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page.goto(f"{stack.api_url}/agent?customer={customer_id}#key={DEV_KEYS['call_centre']}")
+    page.locator("[data-testid=segment-label]").wait_for(timeout=15_000)
+    page.locator("#offers li").first.wait_for(timeout=15_000)
+    return page
+
+
+def _screen_text(page) -> str:
+    """Everything the agent can read on the page (hidden elements are not in it)."""
+    return page.locator("body").inner_text()
+
+
+def test_a_customer_the_bank_knows_nothing_about_gets_no_segment_and_says_not_enough_history(stack, browser):
+    page = _look_up(stack, browser, _new_customer())
+    try:
+        assert page.locator("[data-testid=vs-segment]").count() == 0, "no value x satisfaction badge"
+        assert page.locator("[data-testid=strategy]").count() == 0, "no segment strategy"
+        text = _screen_text(page)
+        assert "Not enough history" in text
+        for claim in ("Value tier", "High value", "dissatisfied", "retain", "Open complaint", "¥0.00", "0.00",
+                      "Risk tolerance", "Satisfaction"):
+            assert claim not in text, f"the screen says {claim!r} about a customer it knows nothing of"
+        assert "No deposits, card payments or hotline calls on record." in text
+        assert "null" not in text and "undefined" not in text
+        page.click("#lang")
+        expect(page.locator("[data-testid=segment-label]")).to_contain_text("历史数据不足")
+    finally:
+        page.close()
+
+
+def test_segment_g_without_an_open_complaint_shows_no_open_complaint(stack, browser):
+    customer_id = _new_customer()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    buys = [ProductPurchased(**_head(customer_id, now - timedelta(days=30 - 5 * i)), source="core_banking",
+                             product_id=pid, channel="branch")
+            for i, pid in enumerate(["debit_card", "credit_card_standard", "fund_sip", "time_deposit_1y"])]
+    calls = [HotlineCallEnded(**_head(customer_id, now - timedelta(days=days)), source="cti", intent="complaint",
+                              duration_s=300, resolved=True, sentiment=-0.4) for days in (6, 3)]
+    _seed(stack, buys + calls)
+    page = _look_up(stack, browser, customer_id)
+    try:
+        assert page.locator("[data-testid=vs-segment]").inner_text() == "G"
+        assert page.locator("#complaint").is_hidden(), "no complaint banner without an open complaint"
+        text = _screen_text(page)
+        assert "Open complaint" not in text and "open complaint:" not in text.lower()
+        assert "fix the complaint" not in text
+        page.click("#lang")
+        assert "未结投诉：" not in _screen_text(page) and "未解决的投诉" not in _screen_text(page)
+    finally:
+        page.close()
+
+
+def test_money_in_and_out_are_the_last_30_days_totals_and_no_large_sum_is_claimed(stack, browser):
+    """Credits just under 50,000 CNY each and a balance of 900,000 CNY: an affluent customer whose
+    money arrived in pieces; one credit older than 30 days is not in the totals."""
+    customer_id = _new_customer()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+
+    def deposit(days_ago: float, amount_minor: int, kind: str = "deposit") -> DepositPosted:
+        return DepositPosted(**_head(customer_id, now - timedelta(days=days_ago)), source="core_banking", kind=kind,
+                             amount_minor=amount_minor, channel="counter", purpose="other",
+                             balance_after_minor=90_000_000)
+
+    _seed(stack, [
+        CustomerProfileUpdated(**_head(customer_id, now - timedelta(days=400)), source="core_banking",
+                               birth_year=1975, risk_tolerance=3, employment="salaried"),
+        deposit(40, 4_900_000),  # outside the window
+        deposit(25, 4_500_000), deposit(15, 4_500_000), deposit(1, 4_500_000),
+        deposit(10, 300_000, kind="withdrawal"), deposit(2, 254_900, kind="withdrawal"),
+    ])
+    page = _look_up(stack, browser, customer_id)
+    try:
+        money_in, money_out = page.locator("[data-testid=money-in]"), page.locator("[data-testid=money-out]")
+        assert money_in.inner_text().split("\n") == ["Money in, last 30 days", "¥135,000.00"]
+        assert money_out.inner_text().split("\n") == ["Money out, last 30 days", "¥5,549.00"]
+        assert "C3 balanced" in page.locator("[data-testid=risk]").inner_text()
+        text = _screen_text(page)
+        assert "large sum arrived" not in text and "¥50,000 or more" not in text
+        assert "%" not in page.locator("#offers").inner_text(), "no offer score is shown as a percentage"
+        assert "relative score" in page.locator("#offers").inner_text()
+
+        page.click("[data-testid=legend] summary")
+        legend = page.locator("[data-testid=legend]").inner_text()
+        assert "not the chance that the customer buys" in legend
+        assert "C: high value, dissatisfied" in legend and "from -1 (very unhappy) to 1 (very happy)" in legend
+        assert "R3 medium" in legend and "C3 balanced" in legend
+        page.screenshot(path=str(ARTIFACTS / "agent-screen-legend.png"))
+        page.click("#lang")
+        assert page.locator("[data-testid=money-in]").inner_text().split("\n") == ["近30天流入", "¥135,000.00"]
+        assert "大额资金入账" not in _screen_text(page)
     finally:
         page.close()
