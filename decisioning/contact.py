@@ -46,9 +46,10 @@ def accepted_pending(state: CustomerState, product_id: str, now_s: float, hold_d
 
 def hold_accepted(ctx: Context) -> None:
     """Exclude, as ``accepted_pending_purchase``, every candidate the customer accepted and has
-    not bought yet (``accepted_pending``): the same on every channel."""
-    for pid in list(ctx.candidates):
-        if accepted_pending(ctx.state, pid, ctx.now_s):
+    not bought yet (``accepted_pending``): the same on every channel. Walks the customer's few
+    contact records, not the candidates (the offer path's budget)."""
+    for pid, record in ctx.state.contacts.items():
+        if record.last_accepted_at_s and pid in ctx.candidates and accepted_pending(ctx.state, pid, ctx.now_s):
             ctx.exclude(pid, "accepted_pending_purchase")
 
 
