@@ -23,6 +23,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Each option's help ends with its default, ``(default: 3)``, unless the help already says what
+    the default is, or the option is a flag (off unless given) or has no default (``None``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, False, argparse.SUPPRESS) or action.nargs == 0
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The argument parser of ``nbo <name>``, its options added by the sub-command's module."""
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"nbo {name}", description=COMMANDS[name][1],
+                                     formatter_class=HelpWithDefaults)
+    module.add_arguments(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="nbo", description="Next-best-offer engine for retail banks")
@@ -40,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nbo {name}: not available in this build", file=sys.stderr)
             return 2
         raise
-    command_parser = argparse.ArgumentParser(prog=f"nbo {name}", description=COMMANDS[name][1])
-    module.add_arguments(command_parser)
-    args = command_parser.parse_args(argv[1:])
+    args = command_parser(name).parse_args(argv[1:])
     return int(module.run(args) or 0)
 
 

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slots", type=int, default=3, help="number of slots to fill (default 3)")
     parser.add_argument("--api", default=None, help="offer API base URL (default NBO_API_URL or the local API)")
     parser.add_argument("--key", default=None, help="mobile API key (default NBO_MOBILE_KEY, else the demo key)")
-    parser.add_argument("--table", action="store_true", help="a short table instead of JSON")
+    parser.add_argument("--table", action="store_true", help="a short table instead of JSON (default: the JSON the app receives)")
 
 
 def run(args: argparse.Namespace) -> int:

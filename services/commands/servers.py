@@ -15,7 +15,8 @@ from bootstrap.settings import load_settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--create-topics", action="store_true",
-                        help="create the topics on the configured broker (NBO_KAFKA__BOOTSTRAP) and exit")
+                        help="create the topics on the configured broker (NBO_KAFKA__BOOTSTRAP) and exit "
+                             "(default: start the embedded broker and Redis and serve until Ctrl-C)")
 
 
 def run(args: argparse.Namespace) -> int:

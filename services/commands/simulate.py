@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=int, default=1000, help="customers to simulate (default 1000)")
     parser.add_argument("--days", type=int, default=7, help="days of behaviour before the cutoff (default 7)")
     parser.add_argument("--seed", type=int, default=1, help="random seed; same seed, same bytes (default 1)")
-    parser.add_argument("--out", type=Path, default=None, help="JSONL file to write (one event a line)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSONL file to write, one event a line (default: none; give --out, --to-kafka or both)")
     parser.add_argument("--holdout-days", type=int, default=DEFAULT_HOLDOUT_DAYS,
                         help=f"days after the cutoff whose purchases are the labels (default {DEFAULT_HOLDOUT_DAYS})")
     parser.add_argument("--start", default=DEFAULT_START.date().isoformat(),
@@ -43,12 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "traffic that ends now (default %(default)s)")
     parser.add_argument("--truth", type=Path, default=None, help="truth file (default <out>.truth.npz)")
     parser.add_argument("--catalog", type=Path, default=None, help="product catalog CSV (default: packaged)")
-    parser.add_argument("--to-kafka", action="store_true", help="publish the events to the Kafka topics")
+    parser.add_argument("--to-kafka", action="store_true",
+                        help="publish the events to the Kafka topics (default: off)")
     parser.add_argument("--bootstrap", default=None, help="Kafka host:port (default NBO_KAFKA__BOOTSTRAP)")
     parser.add_argument("--validate-every", type=int, default=0,
                         help="validate every Nth event (1 = all; default: all up to "
                              f"{FULL_VALIDATION_LIMIT:,} customer-days, else every {_SAMPLE_EVERY}th)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (default: a progress bar on stderr)")
 
 
 def parse_start(value: str, days: int, now: datetime) -> datetime:

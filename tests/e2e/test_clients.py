@@ -8,6 +8,7 @@ import json
 import time
 
 import httpx
+import pytest
 
 from domain.catalog import load_catalog
 from services.cli import main
@@ -78,3 +79,102 @@ def test_client_mistakes_say_what_to_fix(stack, capsys):
 
     assert main(["mobile", "C000000001", "--api", f"http://127.0.0.1:{free_port()}"]) == 1
     assert "cannot reach the offer API" in capsys.readouterr().err
+
+
+def _teller_decisions(stack) -> float:
+    """Offer decisions the API has made on the teller channel (its ``nbo_decisions_total``)."""
+    text = httpx.get(f"{stack.api_url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('nbo_decisions_total{channel="teller"'))
+
+
+def _nbo(*args: str) -> list[str]:
+    from services.runtime import nbo_command
+
+    return nbo_command(*args)
+
+
+def test_teller_without_a_terminal_refuses_a_decline_without_reason_before_asking_for_an_offer(stack,
+                                                                                                unique_customer_id):
+    import subprocess
+
+    before = _teller_decisions(stack)
+    refused = subprocess.run(_nbo("teller", "--api", stack.api_url, "--customer", unique_customer_id,
+                                  "--deposit", "5000", "--answer", "declined"),
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert "--answer declined needs --reason" in refused.stderr
+    assert "Offer:" not in refused.stdout
+    assert _teller_decisions(stack) == before, "a decision was logged for a session that could not finish"
+
+    # The same session with the reason asks for the offer, and that is logged.
+    done = subprocess.run(_nbo("teller", "--api", stack.api_url, "--customer", unique_customer_id,
+                               "--deposit", "5000", "--answer", "declined", "--reason", "too_expensive"),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "declined (too expensive)" in done.stdout
+    assert _teller_decisions(stack) == before + 1
+
+
+def test_teller_at_a_terminal_asks_again_after_a_mistyped_answer(stack, unique_customer_id):
+    """The session runs on a pseudo-terminal, as at a counter: the teller types a wrong letter."""
+    import os
+    import select
+    import subprocess
+
+    master, slave = os.openpty()
+    session = subprocess.Popen(_nbo("teller", "--api", stack.api_url, "--customer", unique_customer_id,
+                                    "--deposit", "250000"),
+                               stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    screen = ""
+
+    def read_until(text: str, count: int = 1, deadline_s: float = 30) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + deadline_s
+        while screen.count(text) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"waited for {text!r}; the terminal shows:\n{screen}"
+            ready, _, _ = select.select([master], [], [], left)
+            if ready:
+                try:
+                    screen += os.read(master, 4096).decode("utf-8", "replace")
+                except OSError:  # the session ended and closed the terminal
+                    assert session.poll() is None, f"the session ended early:\n{screen}"
+
+    try:
+        read_until("Customer's answer:")
+        assert "Offer: " in screen
+        os.write(master, b"x\n")
+        read_until("try again.")
+        read_until("Customer's answer:", count=2)
+        os.write(master, b"n\n")
+        read_until("Recorded:")
+        assert session.wait(timeout=30) == 0, screen
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+        os.close(master)
+    assert "answer a (accepted), d (declined), n (not now) or s (skip); try again." in screen
+    assert "declined (bad timing)" in screen
+
+
+def test_api_serves_on_the_port_given_with_port(servers, tmp_path):
+    from services.runtime import ManagedProcess, child_env
+    from services.stack import wait_http_ok
+
+    port, configured = free_port(), free_port()
+    env = child_env(servers, NBO_API__ALLOW_DEV_KEYS="true", NBO_API__PORT=str(configured),
+                    NBO_DATA_DIR=str(tmp_path / "data"))
+    api = ManagedProcess("api", _nbo("api", "--port", str(port)), tmp_path / "api.log", env=env)
+    api.start()
+    try:
+        wait_http_ok(api, f"http://127.0.0.1:{port}/healthz", 60)
+        response = httpx.get(f"http://127.0.0.1:{port}/v1/mobile/customers/C000000001/slots",
+                             headers={"X-API-Key": DEV_KEYS["mobile"]}, timeout=10)
+        assert response.status_code == 200, response.text
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{configured}/healthz", timeout=2)
+    finally:
+        api.stop()
