@@ -15,7 +15,7 @@ const TEXT = {
     salary: "Salary credited in the last 45 days", large_inflow: "A single credit of ¥50,000 or more in the last 30 days",
     transactions: "Recent deposits and withdrawals",
     spend: "Card spend", hotel: "Hotel tier", stars: "stars", intents: "Recent hotline calls",
-    satisfaction: "Satisfaction", satisfaction_scale: "on a scale from -1 (unhappy) to 1 (happy)",
+    satisfaction: "Satisfaction", satisfaction_scale: ", on a scale from -1 (unhappy) to 1 (happy)",
     no_calls: "no hotline calls yet", no_behaviour: "No deposits, card payments or hotline calls on record.", purchases: "Recent purchases", none: "none",
     relative_score: "relative score",
     legend: "What these mean",
@@ -66,7 +66,7 @@ const TEXT = {
     inflow_since: "自{date}起流入", outflow_since: "自{date}起流出",
     salary: "近45天有代发工资", large_inflow: "近30天有单笔5万元及以上转入", transactions: "近期存取款",
     spend: "刷卡消费", hotel: "酒店档次", stars: "星", intents: "近期来电意图",
-    satisfaction: "满意度", satisfaction_scale: "取值-1（不满意）至1（满意）",
+    satisfaction: "满意度", satisfaction_scale: "（取值-1不满意至1满意）",
     no_calls: "暂无来电记录", no_behaviour: "暂无存取款、刷卡或来电记录。", purchases: "近期购买", none: "无",
     relative_score: "相对评分",
     legend: "说明",
@@ -319,7 +319,7 @@ function renderBehaviour(behaviour, p) {
     row(t("intents"), b.recent_hotline_intents.length
       ? b.recent_hotline_intents.map((i) => code(i.intent)).join(" · ") : t("none")),
     el("div", { class: "row", "data-testid": "satisfaction" }, el("span", { class: "label", text: t("satisfaction") }),
-      el("span", { text: b.satisfaction === null ? t("no_calls") : `${b.satisfaction.toFixed(2)} (${t("satisfaction_scale")})` })));
+      el("span", { text: b.satisfaction === null ? t("no_calls") : `${b.satisfaction.toFixed(2)}${t("satisfaction_scale")}` })));
 }
 
 // What the badge letters, the scales and the offers' scores mean, folded away until asked.
