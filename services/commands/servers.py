@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     with running_servers(settings) as servers:
         for name, value in servers.env().items():
             print(f"export {name}={value}")
+        if servers.cleared_keys:
+            print(f"# cleared {servers.cleared_keys:,} Redis keys of an earlier start: the embedded broker starts empty")
         print("# serving until Ctrl-C", flush=True)
         try:
             while not stop.wait(0.5):
