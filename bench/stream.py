@@ -9,11 +9,19 @@ NBO_KAFKA__BOOTSTRAP / NBO_REDIS__URL are set):
    each on its own key prefix and consumer group; exactly-once apply in Lua) draining the same
    pre-produced simulated traffic; timed from its first applied event to its last, so the
    consumer-group join is not counted;
-3. freshness: with the worker caught up, deposits are produced at a steady rate with
+3. idle: with the worker caught up and no traffic, the CPU time the broker, Redis and the
+   worker use over ``--idle-seconds`` (from ``/proc/<pid>/stat``), as % of one core; the
+   broker and Redis figures are of the embedded servers (null when external);
+4. freshness: with the worker caught up, deposits are produced at a steady rate with
    ``occurred_at`` = send time; a poller reads the touched customers' states every few ms and
    records (time seen in Redis - occurred_at) for every new version.
 
-Usage: ``python bench/stream.py [--events 60000] [--rate 5000] [--seconds 10] [--json]``.
+Phases 3 and 4 run for the direct engine, and with ``--faust`` for the faust engine too. The
+stream settings come from the environment as for ``nbo worker`` (``NBO_STREAM__FETCH_WAIT_MS=5
+NBO_STREAM__BATCH_TIMEOUT_MS=5`` gives the old busy-polling defaults, for a before/after).
+
+Usage: ``python bench/stream.py [--events 60000] [--rate 5000] [--seconds 10] [--idle-seconds 10]
+[--faust] [--json]``.
 The last line of output is one JSON object with the figures. ``--write-doc`` updates the
 ``bench/stream.py`` section of docs/BENCHMARKS.md.
 """
@@ -109,11 +117,16 @@ async def floor_rate(bootstrap: str, redis_url: str, total: int, prefix: str) ->
     return (seen - first) / elapsed
 
 
+def worker_process(servers, prefix: str, log_dir: Path, engine: str) -> ManagedProcess:
+    """``nbo worker`` on key prefix ``prefix`` in its own consumer group (the same one again on a restart)."""
+    return ManagedProcess("worker", nbo_command("worker"), log_dir / f"worker-{engine}.log",
+                          env=child_env(servers, NBO_REDIS__KEY_PREFIX=prefix, NBO_STREAM__GROUP_ID=f"g-{prefix}",
+                                        NBO_DATA_DIR=str(log_dir / "data"), NBO_STREAM__ENGINE=engine))
+
+
 def worker_rate(servers, store: RedisStateStore, total: int, prefix: str, log_dir: Path,
                 engine: str = "direct") -> tuple[float, ManagedProcess]:
-    worker = ManagedProcess("worker", nbo_command("worker"), log_dir / f"worker-{engine}.log",
-                            env=child_env(servers, NBO_REDIS__KEY_PREFIX=prefix, NBO_STREAM__GROUP_ID=f"g-{prefix}",
-                                          NBO_DATA_DIR=str(log_dir / "data"), NBO_STREAM__ENGINE=engine))
+    worker = worker_process(servers, prefix, log_dir, engine)
     t_launch = time.perf_counter()
     worker.start()
     deadline = time.monotonic() + 180
@@ -133,6 +146,48 @@ def worker_rate(servers, store: RedisStateStore, total: int, prefix: str, log_di
         time.sleep(0.01)
     elapsed = time.perf_counter() - started
     return (total - first_count) / elapsed, worker
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settled(store: RedisStateStore, worker: ManagedProcess, at_least: int = 0, quiet_s: float = 1.0,
+            deadline_s: float = 180) -> None:
+    """Return once the worker has applied ``at_least`` events and its applied counter has not
+    moved for ``quiet_s`` (caught up)."""
+    deadline = time.monotonic() + deadline_s
+    last, since = store.counters().get("applied", 0), time.monotonic()
+    while last < at_least or time.monotonic() - since < quiet_s:
+        if time.monotonic() > deadline or not worker.alive():
+            raise SystemExit(f"the worker did not settle:\n{worker.tail(40)}")
+        time.sleep(0.1)
+        now = store.counters().get("applied", 0)
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def idle_cpu(servers, worker: ManagedProcess, seconds: float) -> dict[str, float | None]:
+    """% of one core each process used over ``seconds`` of no traffic."""
+    pids = {"broker": _pid(servers, "kafka"), "redis": _pid(servers, "redis"), "worker": worker.pid}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+    started = time.monotonic()
+    time.sleep(seconds)  # the measurement window
+    elapsed = time.monotonic() - started
+    out: dict[str, float | None] = {name: None for name in pids}
+    for name, pid in pids.items():
+        if pid:
+            out[name] = round(100 * (cpu_seconds(pid) - before[name]) / elapsed, 2)
+    return out
+
+
+def _pid(servers, name: str) -> int | None:
+    try:
+        return servers.process(name).pid
+    except StopIteration:  # an external server
+        return None
 
 
 def freshness(bootstrap: str, store: RedisStateStore, rate: float, seconds: float) -> list[float]:
@@ -221,6 +276,20 @@ async def _send_steady(bootstrap: str, customers: list[str], rate: float, second
         await producer.stop()
 
 
+def idle_then_fresh(servers, store: RedisStateStore, worker: ManagedProcess, args: argparse.Namespace,
+                    at_least: int = 0) -> tuple[dict[str, float | None], list[float]]:
+    """The idle phase, then the freshness phase, on a worker caught up to ``at_least`` applied events."""
+    settled(store, worker, at_least)
+    log(f"idle for {args.idle_seconds:.0f} s ...")
+    idle = idle_cpu(servers, worker, args.idle_seconds)
+    log("  CPU % of one core: " + ", ".join(f"{k} {v}" for k, v in idle.items()))
+    log(f"freshness at {args.rate:,} events/s for {args.seconds:.0f} s ...")
+    samples = freshness(servers.kafka_bootstrap, store, args.rate, args.seconds)
+    if samples:
+        log(f"  p50 {statistics.median(samples):.0f} ms, p99 {percentile(samples, 0.99):.0f} ms")
+    return idle, samples
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -269,6 +338,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="(the JSON line is always printed last)")
     parser.add_argument("--write-doc", action="store_true", help="update docs/BENCHMARKS.md")
     parser.add_argument("--faust", action="store_true", help="also measure the faust engine on the same events")
+    parser.add_argument("--idle-seconds", type=float, default=10.0, help="length of the idle phase")
     args = parser.parse_args()
 
     load_at_start = round(os.getloadavg()[0], 2)  # the machine is shared: say how busy it was
@@ -282,25 +352,33 @@ def main() -> int:
             log("floor: plain aiokafka getmany loop ...")
             floor = asyncio.run(floor_rate(servers.kafka_bootstrap, servers.redis_url, len(records), prefix + "f"))
             log(f"  {floor:,.0f} events/s")
-            faust_rate = None
-            if args.faust:
+            faust_rate, faust_idle, faust_samples = None, None, []
+            if args.faust:  # its throughput first, on the same records as the direct engine's
                 log("nbo worker, faust engine ...")
                 faust_store = RedisStateStore(servers.redis_url, prefix + "q")
                 faust_rate, faust_worker = worker_rate(servers, faust_store, len(records), prefix + "q", Path(tmp),
                                                        engine="faust")
                 faust_worker.stop()
-                faust_store.close()
                 log(f"  {faust_rate:,.0f} events/s")
             store = RedisStateStore(servers.redis_url, prefix)
             log("nbo worker (direct engine, the default) ...")
             rate, worker = worker_rate(servers, store, len(records), prefix, Path(tmp))
             log(f"  {rate:,.0f} events/s")
             try:
-                log(f"freshness at {args.rate:,} events/s for {args.seconds:.0f} s ...")
-                samples = freshness(servers.kafka_bootstrap, store, args.rate, args.seconds)
+                idle, samples = idle_then_fresh(servers, store, worker, args)
             finally:
                 worker.stop()
                 store.close()
+            if args.faust:  # restarted in its group: it catches up the direct engine's freshness load first
+                log("nbo worker, faust engine, idle and freshness ...")
+                faust_worker = worker_process(servers, prefix + "q", Path(tmp), "faust")
+                caught_up = faust_store.counters().get("applied", 0) + int(args.rate * args.seconds)
+                faust_worker.start()
+                try:
+                    faust_idle, faust_samples = idle_then_fresh(servers, faust_store, faust_worker, args, caught_up)
+                finally:
+                    faust_worker.stop()
+                    faust_store.close()
     result = {
         "events": len(records),
         "load_average_1m_at_start": load_at_start,
@@ -313,6 +391,14 @@ def main() -> int:
         "freshness_samples": len(samples),
         "freshness_p50_ms": round(statistics.median(samples), 1) if samples else None,
         "freshness_p99_ms": round(percentile(samples, 0.99), 1) if samples else None,
+        "idle_seconds": args.idle_seconds,
+        "idle_cpu_percent": idle,
+        "faust_idle_cpu_percent": faust_idle,
+        "faust_freshness_samples": len(faust_samples),
+        "faust_freshness_p50_ms": round(statistics.median(faust_samples), 1) if faust_samples else None,
+        "faust_freshness_p99_ms": round(percentile(faust_samples, 0.99), 1) if faust_samples else None,
+        "stream_settings": {name: getattr(settings.stream, name)
+                            for name in ("fetch_wait_ms", "batch_timeout_ms", "take_window_ms")},
     }
     if args.write_doc:
         write_doc(result, "python bench/stream.py " + " ".join(sys.argv[1:]))

@@ -20,10 +20,12 @@ transcript in a field the contract does not have. The dead-letter topic, the wor
 - Text that passes both rules is shown as it is: ids, enum values, times, field names.
 
 Pure functions; the engine core (``streams.core``) applies them to every dead letter.
+``mask_worker_logs`` applies the card-number rule to every log line of a worker process.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Iterable
 
@@ -115,3 +117,34 @@ def parsed(value: bytes) -> tuple[bool, Any]:
         return True, orjson.loads(value)
     except orjson.JSONDecodeError:
         return False, None
+
+
+#: Loggers that dump whole protocol frames (record keys and values included) at DEBUG; the
+#: worker keeps them at INFO or above whatever its log level.
+PROTOCOL_DUMP_LOGGERS = ("aiokafka.conn", "kafka.conn", "kafka.protocol.parser")
+
+
+def mask_worker_logs() -> None:
+    """Make every log record of this process carry its message with card numbers masked (a log
+    record factory, so it holds for handlers configured later, faust's included), and keep the
+    protocol-dump loggers above DEBUG: free text cannot be recognised in a raw frame. Idempotent."""
+    for name in PROTOCOL_DUMP_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "masks_card_numbers", False):
+        return
+
+    def masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it for logging to report
+            return record
+        masked = mask_card_numbers(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return record
+
+    masked_record.masks_card_numbers = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(masked_record)

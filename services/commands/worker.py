@@ -3,7 +3,9 @@
 
 The engine comes from ``NBO_STREAM__ENGINE``: ``direct`` (default, ``streams.direct``) or
 ``faust`` (``streams.faust_engine``); both are transports over ``streams.core`` and build their
-parts through ``bootstrap.build_stream``."""
+parts through ``bootstrap.build_stream``. Every log line has card-number-like digits masked, and
+the Kafka client's protocol dumps (whole records) stay off even at ``--log-level debug``
+(``streams.masking.mask_worker_logs``)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         return _check(settings)
     engine = args.engine or settings.stream.engine
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from streams.masking import mask_worker_logs
+
+    mask_worker_logs()  # no card number in any log line, at any level
     if engine == "direct":
         from streams import direct
 

@@ -115,7 +115,7 @@ def join_sender(thread: threading.Thread, timeout_s: float = 120.0) -> None:
 
 def start_worker(servers: Servers, prefix: str, log_dir: Path, **env: str) -> ManagedProcess:
     worker = ManagedProcess(
-        "worker", nbo_command("worker", "--loglevel", "info"), log_dir / "worker.log",
+        "worker", nbo_command("worker", "--log-level", "info"), log_dir / "worker.log",
         env=child_env(servers, NBO_REDIS__KEY_PREFIX=prefix, NBO_STREAM__GROUP_ID=f"g-{prefix}",
                       NBO_DATA_DIR=str(log_dir / "data"), **env))
     worker.start()
