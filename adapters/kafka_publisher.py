@@ -60,7 +60,8 @@ def decision_record(decision_id: str, customer_id: str, channel: str, decision: 
         "occurred_at": at, "source": "offer_api", "type": "offer_decision", "decision_id": decision_id,
         "channel": channel,
         "offers": [{"product_id": o.product.product_id, "rank": i, "score": float(o.score),
-                    "propensity": min(1.0, max(0.0, float(o.propensity))), "reason_codes": list(o.reason_codes)}
+                    "propensity": min(1.0, max(0.0, float(o.propensity))), "reason_codes": list(o.reason_codes),
+                     "reason_facts": o.reason_facts or {}}
                    for i, o in enumerate(decision.offers, start=1)],
         "rules_applied": list(decision.rules_applied), "model_version": model_version[:64],
         "degraded": decision.degraded, "latency_ms": max(0.0, float(latency_ms)),

@@ -12,10 +12,12 @@ runs, by default:
                         action instead);
 5. ``arbitration``    — priority = propensity x value x channel fit x business lever;
 6. ``select``         — keep the best ``limit`` (fewer if a daily cap leaves less room);
-7. ``reasons``        — reason codes and a sentence in English and Chinese (for those kept).
+7. ``reasons``        — reason codes, a sentence in English and Chinese and the facts that make
+                        it true for this customer (for those kept; see ``reasons.py``).
 
 ``fallback`` (in ``fallback.py``) gives safe offers marked ``degraded`` when there is no state or
-no model. Each step is ``step(ctx) -> None`` on a ``Context``; steps are looked up by name, so a
+no model. A customer the bank knows nothing about (no event, no profile) gets ``cold_start``
+offers instead of the chain: low-risk, no credit, nothing personal claimed. Each step is ``step(ctx) -> None`` on a ``Context``; steps are looked up by name, so a
 policy file can reorder or leave one out. Time comes in as ``now_s`` (UTC epoch seconds);
 nothing here reads a clock or does I/O.
 """
@@ -29,12 +31,12 @@ from decisioning.arbitration import arbitration
 from decisioning.context import Context, Decision
 from decisioning.eligibility import eligibility
 from decisioning.contact import contact_policy
+from decisioning.fallback import cold_start, knows_nothing
 from decisioning.policy import STEP_NAMES, Policy
 from decisioning.reasons import reasons
 from decisioning.scoring import scoring, similar_boost
 from decisioning.scores import RankingModel
 from domain.state import CustomerState
-
 
 
 def select(ctx: Context) -> None:
@@ -56,7 +58,10 @@ assert tuple(STEPS) == STEP_NAMES, "a new step is named in policy.STEP_NAMES too
 def rank(state: CustomerState, model: RankingModel, catalog: Catalog, policy: Policy,
          channel: str, now_s: float, limit: int) -> Decision:
     """Run the chain; at most ``limit`` offers (fewer if a daily cap leaves less room), best first.
-    Ties break on product id, so the same input always gives the same answer."""
+    Ties break on product id, so the same input always gives the same answer. A customer the bank
+    knows nothing about gets the cold-start offers (``fallback.cold_start``)."""
+    if not state.events_applied and knows_nothing(state):
+        return cold_start(state, catalog, channel, limit)
     ctx = Context(state, model, catalog, policy, channel, now_s, limit)
     for name in policy.chain:
         STEPS[name](ctx)

@@ -1,7 +1,9 @@
 """The contact-policy step: when not to sell, and how often.
 
 - no selling while a complaint is open, nor to value x satisfaction segment G (buys a lot,
-  complains): every candidate is dropped and the service action ``resolve_complaint`` is set;
+  complains): every candidate is dropped and a service action is set that matches the data,
+  ``resolve_complaint`` while a complaint is open, else (segment G, complaints settled)
+  ``address_satisfaction``;
 - a product declined recently is held back for a cool-down that depends on the reason
   (long for ``not_interested``, short for ``bad_timing``);
 - a product accepted is held back on every channel until its purchase arrives (then it is held,
@@ -61,7 +63,7 @@ def day_of(at_s: float) -> str:
 def contact_policy(ctx: Context) -> None:
     state, policy = ctx.state, ctx.policy
     if state.open_complaint or state.vs_segment == "G":
-        ctx.decision.service_action = "resolve_complaint"
+        ctx.decision.service_action = "resolve_complaint" if state.open_complaint else "address_satisfaction"
         rule = "open_complaint" if state.open_complaint else "segment_g_fix_first"
         for pid in list(ctx.candidates):
             ctx.exclude(pid, rule)

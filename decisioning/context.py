@@ -4,6 +4,7 @@ built, and the ``Context`` one request's chain works on."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from domain.catalog import Catalog, Product
 from domain.features import tokens_at
@@ -15,7 +16,10 @@ from domain.state import CustomerState
 @dataclass
 class Offer:
     """One candidate product. ``propensity`` in [0, 1] (the model's chance of taking it);
-    ``similar_boost`` >= 0; ``score`` is the arbitrated priority (higher first)."""
+    ``similar_boost`` >= 0; ``score`` is the arbitrated priority (higher first). ``reason_facts``
+    are the customer's facts at the decision time that made ``reason_codes`` true (name -> a JSON
+    scalar, e.g. ``{"large_inflow_recent": True, "large_inflow_days_ago": 3}``); None until the
+    ``reasons`` step ran."""
 
     product: Product
     propensity: float
@@ -25,6 +29,7 @@ class Offer:
     reason_codes: list[str]
     reason_en: str = ""
     reason_zh: str = ""
+    reason_facts: dict[str, Any] | None = None
 
 
 @dataclass
@@ -34,7 +39,7 @@ class Decision:
     offers: list[Offer]
     rules_applied: list[str]
     degraded: bool = False
-    service_action: str | None = None  # e.g. "resolve_complaint"
+    service_action: str | None = None  # a key of reasons.SERVICE_ACTIONS, e.g. "resolve_complaint"
     excluded: dict[str, str] = field(default_factory=dict)  # product id -> rule that excluded it
     max_offers: int | None = None  # set by the contact policy when a daily cap leaves room for fewer
 

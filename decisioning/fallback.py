@@ -1,11 +1,23 @@
-"""Fallback: safe, broadly suitable offers when the customer's state or the model is unavailable.
+"""Offers without a personal ranking: the degraded fallback and the cold start.
 
-Only low-risk (R1-R2), no-minimum products that suit every value tier, marked ``degraded``."""
+``fallback``: the customer's state or the model is unavailable. Low-risk (R1-R2) products that suit
+every value tier, marked ``degraded``; the reason is the product's own pitch (nothing about the
+customer, whom the service cannot see).
+
+``cold_start``: the state was read and the bank knows nothing about the customer (no event folded
+in, no profile: ``knows_nothing``). No personal claim can be true, so no ranking by the model
+either: the R1, non-credit products of ``SAFE_FALLBACK`` that pass the eligibility rules for what
+is known (channel, no age, no assets, cautious risk tolerance, the default tier), in that order,
+with reason code ``cold_start`` and a sentence that says exactly that (``reasons.COLD_START``).
+"""
 
 from __future__ import annotations
 
 from domain.catalog import Catalog
+from domain.state import CustomerState
 from decisioning.context import Decision, Offer
+from decisioning.eligibility import UNKNOWN_RISK_TOLERANCE, static_rule
+from decisioning.reasons import COLD_START, CREDIT_FAMILIES
 
 #: Products that suit nearly everyone, in the order they are offered.
 SAFE_FALLBACK = ("mobile_banking", "time_deposit_1y", "money_market_fund", "utility_autopay", "debit_card")
@@ -19,5 +31,38 @@ def fallback(catalog: Catalog, channel: str, limit: int) -> Decision:
         product = catalog.get(pid)
         if channel in product.channels and product.risk_level <= 2:
             offers.append(Offer(product, 0.0, 0.0, 0.0, None, ["fallback_safe_offer"],
-                                product.pitch_en, product.pitch_zh))
+                                product.pitch_en, product.pitch_zh, {}))
     return Decision(offers[:limit], ["fallback"], degraded=True)
+
+
+_EMPTY = CustomerState("").to_dict()
+del _EMPTY["customer_id"]
+
+
+def knows_nothing(state: CustomerState) -> bool:
+    """True when no event was folded into ``state`` and it holds nothing but defaults (no
+    profile, balance, holdings, behaviour or contact history)."""
+    if state.events_applied or state.birth_year is not None or state.holdings or state.tokens:
+        return False
+    data = state.to_dict()
+    del data["customer_id"]
+    return data == _EMPTY
+
+
+def cold_start(state: CustomerState, catalog: Catalog, channel: str, limit: int) -> Decision:
+    """The cold-start offers for a customer the bank knows nothing about (``knows_nothing``)."""
+    offers, excluded = [], {}
+    for pid in SAFE_FALLBACK:
+        if pid not in catalog:
+            continue
+        product = catalog.get(pid)
+        rule = static_rule(product, channel, None, 0, state.risk_tolerance or UNKNOWN_RISK_TOLERANCE,
+                           state.value_tier)
+        if rule is None and (product.risk_level > 1 or product.family in CREDIT_FAMILIES):
+            rule = "cold_start_low_risk_only"
+        if rule is None:
+            offers.append(Offer(product, 0.0, 0.0, 0.0, None, ["cold_start"], COLD_START[0], COLD_START[1],
+                                {"events_applied": 0, "profile_known": False}))
+        else:
+            excluded[pid] = rule
+    return Decision(offers[:limit], ["cold_start"], excluded=excluded)

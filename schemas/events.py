@@ -322,6 +322,10 @@ class CustomerProfileUpdated(Event):
     city_tier: int = Field(default=2, ge=1, le=4, strict=True)
 
 
+#: A value of ``OfferedItem.reason_facts``: a flag, a count, an amount in minor units, a weight or a name.
+FactValue = Union[bool, int, float, Annotated[str, Field(max_length=64)], None]
+
+
 class OfferedItem(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -330,6 +334,9 @@ class OfferedItem(BaseModel):
     score: float
     propensity: float = Field(ge=0.0)
     reason_codes: tuple[Annotated[str, Field(max_length=64)], ...] = Field(default=(), max_length=16)
+    #: The customer's facts that made the reason true at the decision time (name -> JSON scalar);
+    #: optional with a default, so records written before it still decode.
+    reason_facts: dict[Annotated[str, Field(max_length=64)], FactValue] = Field(default_factory=dict, max_length=16)
 
 
 class OfferDecisionMade(Event):

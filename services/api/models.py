@@ -34,6 +34,9 @@ class OfferOut(BaseModel):
     propensity: float
     reason_codes: list[str]
     reason: Text
+    reason_facts: dict[str, bool | int | float | str | None] = Field(
+        default_factory=dict, description="the customer's facts at the decision time that make the reason true, "
+        "e.g. {\"large_inflow_recent\": true, \"large_inflow_days_ago\": 3}; empty when the reason states none")
     pitch: Text
     talking_points: list[Text]
     creative_id: str | None = None

@@ -74,7 +74,8 @@ def offer_view(decision: Decision, decision_id: str, customer_id: str, channel: 
         head, tail = product_parts(offer.product, channel)
         offers.append({
             **head, "rank": position, "score": round(offer.score, 6), "propensity": round(offer.propensity, 6),
-            "reason_codes": offer.reason_codes, "reason": {"en": offer.reason_en, "zh": offer.reason_zh}, **tail,
+            "reason_codes": offer.reason_codes, "reason": {"en": offer.reason_en, "zh": offer.reason_zh},
+            "reason_facts": offer.reason_facts or {}, **tail,
         })
     action = SERVICE_ACTIONS.get(decision.service_action or "")
     return {"decision_id": decision_id, "customer_id": customer_id, "channel": channel.value,

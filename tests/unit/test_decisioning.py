@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from domain.catalog import Catalog, load_catalog
-from decisioning import Offer, Policy, cooldown_days, decide, explain, fallback
+from decisioning import Policy, cooldown_days, decide, fallback
+from decisioning.reasons import in_sentence
 from decisioning.memo import Memo
 from recommender.model import PriorModel, ScoredProducts
 from domain.state import ContactRecord, CustomerState, Holding
@@ -174,10 +175,17 @@ def test_a_reason_reads_as_a_sentence_and_does_not_repeat_the_pitch():
     state.holdings = {}
     offers = decide(state, FixedModel("mobile_banking"), CATALOG, Policy(), "teller", NOW_S, 5).offers
     banking = next(o for o in offers if o.product.product_id == "mobile_banking")
-    assert banking.reason_en == "Customers like you often choose our mobile banking."
+    # Nothing this customer did explains mobile banking, so only what is certain is said.
+    assert banking.reason_codes == ["open_to_you"]
+    assert banking.reason_en == "This is one of the products you can take up with us."
     assert all(o.product.pitch_en not in o.reason_en and o.product.pitch_zh not in o.reason_zh for o in offers)
-    qdii = Offer(CATALOG.get("qdii_fund"), 0.1, 0.0, 0.1, None, [])
-    assert "our QDII global fund" in explain(qdii, {}, CATALOG)[1]
+    assert in_sentence("QDII global fund") == "QDII global fund" and in_sentence("Bond fund") == "bond fund"
+
+
+def test_no_offer_claims_what_other_customers_choose():
+    decision = decide(customer(), PriorModel(CATALOG), CATALOG, Policy(), "call_centre", NOW_S, 5)
+    assert decision.offers
+    assert all("like you" not in o.reason_en and "相似" not in o.reason_zh for o in decision.offers)
 
 
 def test_fallback_is_degraded_and_low_risk():

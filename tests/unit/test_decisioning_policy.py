@@ -99,10 +99,14 @@ def test_the_chain_is_configured_by_name_and_a_left_out_step_does_not_run():
     assert rank(state, MODEL, CATALOG, Policy(), "call_centre", NOW_S, 3).offers == []
 
 
-def test_segment_g_gets_the_complaint_fixed_before_any_offer():
-    decision = rank(customer(vs_segment="G"), MODEL, CATALOG, Policy(), "teller", NOW_S, 1)
-    assert decision.offers == [] and decision.service_action == "resolve_complaint"
+def test_segment_g_gets_satisfaction_seen_to_before_any_offer():
+    # Buys a lot, complained twice, nothing open now: no selling, and not the open-complaint text.
+    decision = rank(customer(vs_segment="G", purchases=5, complaints=2), MODEL, CATALOG, Policy(), "teller", NOW_S, 1)
+    assert decision.offers == [] and decision.service_action == "address_satisfaction"
     assert set(decision.excluded.values()) >= {"segment_g_fix_first"}
+    opened = rank(customer(vs_segment="G", purchases=5, complaints=3, open_complaint=True), MODEL, CATALOG, Policy(),
+                  "teller", NOW_S, 1)
+    assert opened.offers == [] and opened.service_action == "resolve_complaint"
 
 
 def test_the_daily_cap_leaves_room_only_for_what_is_left_and_counts_all_channels():
