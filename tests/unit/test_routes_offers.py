@@ -133,7 +133,7 @@ def test_the_agents_profile_shows_the_known_state(api):
     behaviour = profile["behaviour"]
     assert behaviour["balance_minor"] == 500_000
     assert behaviour["salary_credit"] is True  # 20 days ago
-    assert 0 < behaviour["inflow_30d_minor"] < 500_000  # decayed over 20 days, half-life 30
+    assert behaviour["inflow_30d_minor"] == 500_000  # the one credit, 20 days ago: inside the 30-day window
     assert behaviour["open_complaint"] is False
     assert {h["product_id"]: (h["name"], h["count"]) for h in profile["holdings"]} == {
         "bond_fund": (CATALOG.get("bond_fund").name, 1)}
