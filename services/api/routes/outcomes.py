@@ -1,7 +1,7 @@
 """What became of an offer (shown, accepted, declined with a reason, ignored), sent by any
 touchpoint and recorded as an ``OfferOutcomeRecorded`` event once the broker acknowledged it —
 only for a product the named decision offered to that customer on that channel, within the
-outcome window (``services.api.offers.decided``)."""
+outcome window (``services.api.outcome_checks.decided``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from adapters.kafka_publisher import PublishError
 from services.api.auth import ApiError
 from services.api.deps import ERROR_RESPONSES, ApiKey, ServicesDep
 from services.api.models import OutcomeAck, OutcomeRequest, Problem
-from services.api.offers import decided
+from services.api.outcome_checks import decided
 
 router = APIRouter(tags=["outcomes"])
 
