@@ -241,26 +241,27 @@ COLD_START = ("We have no record of your banking with us yet, so this is a simpl
 
 
 def reasons(ctx: Context) -> None:
-    found: dict[str, Facts | None] = {}  # state-level conditions, evaluated at most once per request
+    # State-level conditions are evaluated at most once per request; "_boost_applies" too.
+    found: dict[str, Any] = {"_boost_applies": similar_weight(ctx.model, ctx.policy) > 0}
     for offer in ctx.candidates.values():
         offer.reason_codes, offer.reason_en, offer.reason_zh, offer.reason_facts = explain(offer, ctx, found)
 
 
-def explain(offer: Offer, ctx: Context, found: dict[str, Facts | None] | None = None
+def explain(offer: Offer, ctx: Context, found: dict[str, Any] | None = None
             ) -> tuple[list[str], str, str, Facts]:
     """(reason codes, sentence en, sentence zh, facts) for ``offer`` in ``ctx``: the first line
     whose condition holds for the customer at ``ctx.now_s`` and that is true for the product; else
     the neutral line. The pitch is not repeated here: the offer carries it separately."""
     p = offer.product
-    facts = similar_after_purchase_facts(offer, ctx)
+    if found is None:
+        found = {"_boost_applies": similar_weight(ctx.model, ctx.policy) > 0}
+    facts = similar_after_purchase_facts(offer, ctx, found["_boost_applies"]) if offer.because_of else None
     if facts is not None:
         bought = ctx.catalog.get(facts["purchased_product_id"])
         return (["similar_after_purchase"],
                 f"You recently opened our {in_sentence(bought.name)}; other customers who hold it also hold our "
                 f"{in_sentence(p.name)}.",
                 f"您最近开通了{bought.name_zh}，持有该产品的其他客户也持有{p.name_zh}。", facts)
-    if found is None:
-        found = {}
     for line in _LINES_BY_PRODUCT.get(p.product_id, ()):
         if line.code not in found:
             found[line.code] = STATE_CONDITIONS[line.code](ctx.state, ctx.now_s, ctx.tokens)
@@ -278,14 +279,13 @@ def explain(offer: Offer, ctx: Context, found: dict[str, Facts | None] | None = 
     return ["open_to_you"], "This is one of the products you can take up with us.", "这是您可以在我行办理的产品之一。", {}
 
 
-def similar_after_purchase_facts(offer: Offer, ctx: Context) -> Facts | None:
+def similar_after_purchase_facts(offer: Offer, ctx: Context, weighted: bool = True) -> Facts | None:
     """The purchase behind ``offer``'s similar-after-purchase boost, when the boost applies (> 0,
-    weighted > 0) and the purchase is a catalog product in the customer's recent purchases,
-    bought at most ``RECENT_PURCHASE_S`` before ``ctx.now_s``; else None."""
+    and ``weighted``: the chain's similar weight > 0) and the purchase is a catalog product in the
+    customer's recent purchases, bought at most ``RECENT_PURCHASE_S`` before ``ctx.now_s``; else None."""
     bought = offer.because_of
-    if not bought or offer.similar_boost <= 0 or bought == offer.product.product_id or bought not in ctx.catalog:
-        return None
-    if similar_weight(ctx.model, ctx.policy) <= 0:
+    if not weighted or not bought or offer.similar_boost <= 0 or bought == offer.product.product_id \
+            or bought not in ctx.catalog:
         return None
     for pid, at_s in ctx.state.recent_purchases:
         if pid == bought:
