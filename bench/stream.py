@@ -18,7 +18,7 @@ NBO_KAFKA__BOOTSTRAP / NBO_REDIS__URL are set):
 
 Phases 3 and 4 run for the direct engine, and with ``--faust`` for the faust engine too. The
 stream settings come from the environment as for ``nbo worker`` (``NBO_STREAM__FETCH_WAIT_MS=5
-NBO_STREAM__BATCH_TIMEOUT_MS=5`` gives the old busy-polling defaults, for a before/after).
+NBO_STREAM__IDLE_FETCH_WAIT_MS=5`` gives the old busy polling while idle, for a before/after).
 
 Usage: ``python bench/stream.py [--events 60000] [--rate 5000] [--seconds 10] [--idle-seconds 10]
 [--faust] [--json]``.
@@ -398,7 +398,8 @@ def main() -> int:
         "faust_freshness_p50_ms": round(statistics.median(faust_samples), 1) if faust_samples else None,
         "faust_freshness_p99_ms": round(percentile(faust_samples, 0.99), 1) if faust_samples else None,
         "stream_settings": {name: getattr(settings.stream, name)
-                            for name in ("fetch_wait_ms", "batch_timeout_ms", "take_window_ms")},
+                            for name in ("fetch_wait_ms", "batch_timeout_ms", "idle_fetch_wait_ms", "idle_after_ms",
+                                         "take_window_ms")},
     }
     if args.write_doc:
         write_doc(result, "python bench/stream.py " + " ".join(sys.argv[1:]))

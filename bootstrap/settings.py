@@ -57,14 +57,16 @@ class StreamSettings(BaseModel):
     engine: Literal["direct", "faust"] = Field(
         default="direct", description="direct = one aiokafka group member (fast); faust = one faust agent per topic")
     group_id: str = "nbo-stream"
-    fetch_wait_ms: int = Field(default=500, ge=1, le=5000,
-                               description="longest the broker holds a fetch while it has no new record (long "
-                               "polling: a record arriving ends the wait, so this sets how often an idle worker "
-                               "asks, not freshness)")
+    fetch_wait_ms: int = Field(default=5, ge=1, le=5000,
+                               description="max broker fetch wait while records flow; bounds freshness")
+    idle_fetch_wait_ms: int = Field(default=500, ge=1, le=5000,
+                                    description="direct engine: broker fetch wait and poll timeout once no record "
+                                    "came for idle_after_ms (the broker answers at once when one arrives)")
+    idle_after_ms: int = Field(default=1000, ge=1, le=600_000,
+                               description="direct engine: quiet time after which the idle waits apply")
     batch_size: int = Field(default=2000, ge=1, le=100_000)
-    batch_timeout_ms: int = Field(default=200, ge=1, le=10_000,
-                                  description="direct engine: longest one poll waits while no record is buffered "
-                                  "(a record ends the wait at once); bounds how often an idle worker wakes")
+    batch_timeout_ms: int = Field(default=5, ge=1, le=10_000,
+                                  description="direct engine: longest one poll waits while records flow")
     take_window_ms: int = Field(default=50, ge=1, le=10_000,
                                 description="faust engine: how long take_events gathers a batch (adds up to this "
                                 "to freshness under light load; faust's per-batch cost is high below 50)")

@@ -341,6 +341,34 @@ class OffsetCommits(Generic[K]):
         return len(self.gate) + len(self._settled)
 
 
+class FetchPacing:
+    """How long to wait for records: short while they flow, long once the stream is idle.
+
+    A broker fetch with a long wait is answered as soon as records arrive (long polling), but a
+    client that fetches partitions in turn may hold a partition's next records behind a long
+    fetch of the others, so under load short waits keep freshness and throughput; while idle,
+    short waits make the broker and the worker spin. After ``idle_after_s`` without a record
+    the waits go from ``busy_ms`` to ``idle_ms``; the first record back sets them short again.
+    Pure; times in seconds of one monotonic clock."""
+
+    def __init__(self, busy_ms: int, idle_ms: int, idle_after_s: float) -> None:
+        self.busy_ms = busy_ms
+        self.idle_ms = max(idle_ms, busy_ms)
+        self.idle_after_s = idle_after_s
+        self._last_record_at: float | None = None
+
+    def polled(self, records: int, now: float) -> int:
+        """Record a poll's outcome; returns the wait (ms) for the next fetch and poll."""
+        if records or self._last_record_at is None:  # a start counts as busy: there is a backlog to read
+            self._last_record_at = now
+        return self.wait_ms(now)
+
+    def wait_ms(self, now: float) -> int:
+        if self._last_record_at is not None and now - self._last_record_at < self.idle_after_s:
+            return self.busy_ms
+        return self.idle_ms
+
+
 def raw_of(records: Iterable[Any]) -> list[RawRecord]:
     """(topic, partition, offset, key, value) of Kafka records (aiokafka ``ConsumerRecord`` and
     faust ``Message`` both have these attributes)."""

@@ -8,11 +8,12 @@ and they are committed every ``commit_interval_ms``, beside the next batch. A cr
 before the commit redelivers the records, and the store drops what it already applied; a Redis
 that stays down past the bounded retries stops the process with exit code 3 without committing.
 
-Idle cost: the broker holds each fetch up to ``fetch_wait_ms`` (500 ms) while it has nothing new
-and answers as soon as a record arrives (Kafka's long polling, which Tansu implements too), and a
-poll waits up to ``batch_timeout_ms`` (200 ms) while nothing is buffered, ending as soon as a
-fetch brings records; so an idle worker wakes a few times a second, and a record still goes
-through at once.
+Idle cost (``core.FetchPacing``): while records flow the broker fetch waits ``fetch_wait_ms`` (5)
+and a poll ``batch_timeout_ms`` (5), which keeps freshness and throughput; after ``idle_after_ms``
+(1 s) without a record both wait ``idle_fetch_wait_ms`` (500), so an idle worker and broker
+wake a few times a second. The broker answers a waiting fetch as soon as a record arrives (long
+polling, which Kafka and Tansu do), so the first record after a quiet spell is not held back,
+and the waits go short again.
 
 This is the default engine (``NBO_STREAM__ENGINE=direct``); ``streams.faust_engine`` does the
 same through faust agents.
@@ -32,7 +33,7 @@ from aiokafka.errors import KafkaError
 from bootstrap import build_stream
 from bootstrap.settings import Settings
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
-from streams.core import BatchHandler, DeadLetter, KnownProducts, OffsetCommits, raw_of, stop_process
+from streams.core import BatchHandler, DeadLetter, FetchPacing, KnownProducts, OffsetCommits, raw_of, stop_process
 
 log = logging.getLogger("nbo.worker")
 
@@ -47,18 +48,29 @@ class Consumer(Protocol):
 
 
 async def consume(consumer: Consumer, handler: BatchHandler, commits: OffsetCommits, stopping: asyncio.Event, *,
-                  batch_size: int, batch_timeout_ms: int, clock: Callable[[], float] = time.monotonic) -> None:
+                  batch_size: int, batch_timeout_ms: int, clock: Callable[[], float] = time.monotonic,
+                  pacing: FetchPacing | None = None, set_fetch_wait: Callable[[int], None] | None = None) -> None:
     """Poll, handle, commit until ``stopping`` is set; then commit what has settled and return.
 
     A commit runs beside the next poll and only ever covers records already handled; a failed
-    commit (a rebalance) is logged and dropped: the next owner re-reads and the store skips."""
+    commit (a rebalance) is logged and dropped: the next owner re-reads and the store skips.
+    With ``pacing`` the poll timeout (and, through ``set_fetch_wait``, the broker fetch wait)
+    follows it: ``batch_timeout_ms`` while records flow, its idle wait once they stop."""
     committing: asyncio.Future | None = None
+    wait_ms = batch_timeout_ms
+    fetch_ms = pacing.busy_ms if pacing is not None else None
     while not stopping.is_set():
         if committing is None or committing.done():
             offsets = commits.due(clock())
             if offsets:
                 committing = asyncio.ensure_future(_commit(consumer, offsets))
-        batches = await consumer.getmany(timeout_ms=batch_timeout_ms, max_records=batch_size)
+        batches = await consumer.getmany(timeout_ms=wait_ms, max_records=batch_size)
+        if pacing is not None:
+            next_ms = pacing.polled(sum(len(r) for r in batches.values()), clock())
+            if set_fetch_wait is not None and next_ms != fetch_ms:
+                set_fetch_wait(next_ms)
+                fetch_ms = next_ms
+            wait_ms = batch_timeout_ms if next_ms == pacing.busy_ms else next_ms
         if not batches:
             continue
         await handler.handle(raw_of(r for records in batches.values() for r in records))
@@ -75,6 +87,14 @@ async def _commit(consumer: Consumer, offsets: Mapping[Any, int]) -> None:
         await consumer.commit(offsets)
     except KafkaError as exc:  # CommitFailedError is one: a rebalance
         log.warning("offset commit failed (%s); the next owner re-reads and skips these records", exc)
+
+
+def _set_fetch_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
+    """The broker wait of the consumer's next fetches (aiokafka reads it per request; it has no
+    public setter). On an aiokafka without the attribute the fixed ``fetch_wait_ms`` stays."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+        fetcher._fetch_max_wait_ms = wait_ms
 
 
 class _Revocations(ConsumerRebalanceListener):
@@ -129,7 +149,9 @@ async def run(settings: Settings) -> int:
     log.info("direct engine consuming %s as group %s", ", ".join(INPUT_TOPICS), stream.group_id)
     try:
         await consume(consumer, handler, commits, stopping, batch_size=stream.batch_size,
-                      batch_timeout_ms=stream.batch_timeout_ms)
+                      batch_timeout_ms=stream.batch_timeout_ms,
+                      pacing=FetchPacing(stream.fetch_wait_ms, stream.idle_fetch_wait_ms, stream.idle_after_ms / 1000),
+                      set_fetch_wait=lambda ms: _set_fetch_wait(consumer, ms))
     except Exception as exc:
         stop_process(f"stream engine failed ({type(exc).__name__}: {exc})", exc)
     finally:

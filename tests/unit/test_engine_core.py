@@ -209,3 +209,15 @@ def test_offset_commits_forget_revoked_partitions_settled_or_not():
     assert commits.due(now=2.5) == {}  # settled, held back by the interval
     commits.forget({"p1"})
     assert commits.due(now=20.0) == {"p0": 3}
+
+
+def test_fetch_pacing_waits_short_while_records_flow_and_long_once_idle():
+    from streams.core import FetchPacing
+
+    pacing = FetchPacing(busy_ms=5, idle_ms=500, idle_after_s=1.0)
+    assert pacing.polled(0, now=100.0) == 5  # a start is busy: there may be a backlog
+    assert pacing.polled(0, now=100.9) == 5
+    assert pacing.polled(0, now=101.0) == 500  # a quiet second: the broker and worker rest
+    assert pacing.polled(0, now=160.0) == 500
+    assert pacing.polled(3, now=160.1) == 5  # the first record back makes the waits short again
+    assert pacing.polled(0, now=160.5) == 5
