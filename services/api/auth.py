@@ -7,15 +7,12 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from fastapi.responses import JSONResponse
 
 from bootstrap.settings import ClientKey
 from schemas.events import OfferChannel
-
-if TYPE_CHECKING:
-    from services.api.deps import Services
 
 #: Development keys, accepted only with NBO_API__ALLOW_DEV_KEYS=true (the demo and tests).
 DEV_KEYS: dict[str, ClientKey] = {
@@ -97,6 +94,13 @@ class RateLimiter:
         bucket.tokens -= 1.0
 
 
+class KeyGuards(Protocol):
+    """What the middleware needs of the app's parts (``deps.Services`` has both)."""
+
+    auth: "Authenticator"
+    limiter: "RateLimiter"
+
+
 class ChannelKeys:
     """Pure ASGI middleware: the key check and rate limit of the channel routes, chosen by path
     prefix, before FastAPI parses anything (so a request without a valid key gets 401/403/429
@@ -129,6 +133,6 @@ class ChannelKeys:
 
     @staticmethod
     def _check(scope: dict[str, Any], channel: str) -> None:
-        services: Services = scope["app"].state.services
+        services: KeyGuards = scope["app"].state.services
         key = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"x-api-key"), None)
         services.limiter.check(services.auth.authenticate(key, channel))

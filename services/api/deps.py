@@ -21,7 +21,7 @@ from schemas.events import CUSTOMER_ID_PATTERN, OfferChannel
 from services.api.auth import Authenticator, Client, RateLimiter
 from services.api.metrics import Metrics
 from services.api.models import Problem
-from services.api.offers import DecisionIds
+from services.api.decision_ids import DecisionIds
 
 
 class Services:

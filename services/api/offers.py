@@ -9,9 +9,7 @@ never an error: the offer routes always answer 200.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -77,15 +75,3 @@ def teller_event_id(decision_id: str) -> str:
     """The event id of the transaction folded in for a decision (one per decision)."""
     return f"teller-{decision_id[2:]}"
 
-
-class DecisionIds:
-    """Decision ids, "d-" + 32 hex digits: 16 random ones drawn when the process starts, then a
-    counter. Unique across replicas and restarts (a 64-bit random prefix each) without a system
-    call per request, as ``uuid4`` makes."""
-
-    def __init__(self) -> None:
-        self._prefix = "d-" + os.urandom(8).hex()
-        self._counter = itertools.count()
-
-    def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):016x}"

@@ -6,7 +6,7 @@ import re
 
 from domain.catalog import load_catalog
 from schemas.events import DECISION_ID_PATTERN, OfferChannel
-from services.api.offers import DecisionIds
+from services.api.decision_ids import DecisionIds
 from services.api.views import product_parts
 
 
