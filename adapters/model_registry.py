@@ -57,6 +57,8 @@ def model_to_bytes(model: NboModel) -> bytes:
         "segment_popularity": (np.stack([model.segment_popularity[s] for s in segments])
                                if segments else np.zeros((0, len(model.product_ids)))),
     }
+    if model.transitions is not None:
+        arrays["transitions"] = model.transitions.astype(np.float32)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -79,6 +81,8 @@ def model_from_bytes(data: bytes, version: str, params: ModelParams, metadata: M
             single_hold=z["single_hold"].astype(bool),
             segment_popularity={s: seg_pop[i].astype(np.float64) for i, s in enumerate(segments)},
             metadata=dict(metadata),
+            # absent from artifacts saved before the after-purchase transitions: boost by ``similar``
+            transitions=z["transitions"].astype(np.float64) if "transitions" in z.files else None,
         )
 
 

@@ -29,10 +29,13 @@ from decisioning.policy import CHANNELS
 from domain.catalog import Catalog
 from domain.features import FeatureParams
 from domain.state import CustomerState
-from recommender.matrix import FoldedLog, InteractionMatrix, build_matrix, label_matrix, token_vocabulary
+from recommender.after_purchase import fit_transitions
+from recommender.matrix import FoldedLog, InteractionMatrix, Purchase, build_matrix, label_matrix, token_vocabulary
 from recommender.model import ModelParams, NboModel, family_prior, train_model
 
 DAY_S = 86_400.0
+#: A customer is a recent purchaser when they bought something in this many days before the cutoff.
+RECENT_DAYS = 30.0
 METRICS: tuple[str, ...] = ("ndcg", "map", "recall", "hit_rate", "coverage")
 #: The channel of the headline figures: the teller sells every product but one.
 EVAL_CHANNEL = "teller"
@@ -98,6 +101,11 @@ class TrainingSet:
     x: InteractionMatrix
     labels: sparse.csr_matrix
     windows: list[tuple[float, float]]
+    #: every purchase of the log (the after-purchase transitions use those before the newest
+    #: window's end, in order); ``observed_from_s``: purchases from then on (one window before
+    #: the oldest start) trigger a transition, older ones only make their buyer a holder
+    purchases: Sequence[Purchase] = ()
+    observed_from_s: float | None = None
 
 
 def training_set(folded: FoldedLog, catalog: Catalog, starts_s: Sequence[float], window_s: float,
@@ -119,19 +127,27 @@ def training_set(folded: FoldedLog, catalog: Catalog, starts_s: Sequence[float],
         recent += m.recent
     x = InteractionMatrix(ids * len(starts), catalog.ids, vocab, sparse.vstack(xs).tocsr(), tuple(segments), recent,
                           starts[-1])
-    return TrainingSet(x, sparse.vstack(ys).tocsr(), [(s, s + window_s) for s in starts])
+    return TrainingSet(x, sparse.vstack(ys).tocsr(), [(s, s + window_s) for s in starts], folded.purchases,
+                       starts[0] - window_s)
 
 
 def fit(ts: TrainingSet, catalog: Catalog, params: ModelParams = ModelParams(), version: str = "dev",
         seed: int = 0, max_rows: int = 120_000) -> NboModel:
+    """Train on ``ts``; the after-purchase transitions come from its purchases before the end of
+    its newest window (none when it carries no purchases)."""
     single = np.array([not p.multi_hold for p in catalog.products])
+    transitions = None
+    if ts.purchases:
+        end = max(b for _, b in ts.windows)
+        start = ts.observed_from_s if ts.observed_from_s is not None else min(a for a, _ in ts.windows)
+        transitions = fit_transitions(ts.purchases, catalog.ids, single, start, end, params.after_purchase_days)
     meta = {
         "catalog_hash": catalog.content_hash(),
         "data_window": {"windows": [[_iso(a), _iso(b)] for a, b in ts.windows],
                         "rows": len(ts.x.customer_ids), "purchases": int(ts.labels.nnz)},
     }
     return train_model(ts.x.x, ts.labels, ts.x.segments, catalog.ids, ts.x.token_ids, single, params,
-                       version=version, seed=seed, metadata=meta, max_rows=max_rows)
+                       version=version, seed=seed, metadata=meta, max_rows=max_rows, transitions=transitions)
 
 
 def _iso(epoch_s: float) -> str:
@@ -146,6 +162,9 @@ class EvalReport:
     info: dict[str, Any] = field(default_factory=dict)
     #: channel -> ranker -> metrics, each ranking masked by that channel's eligibility
     channels: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    #: purchase recency group (``recent_purchasers``: bought something in the ``RECENT_DAYS``
+    #: before the cutoff; ``others``) -> channel -> ranker -> metrics
+    recency: dict[str, dict[str, dict[str, dict[str, float]]]] = field(default_factory=dict)
 
     def ratios(self) -> dict[str, float]:
         model = self.rows.get("model", {}).get("ndcg", 0.0)
@@ -158,7 +177,7 @@ class EvalReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"k": self.k, "rows": self.rows, "ratios": self.ratios(), "segments": self.segments,
-                "channels": self.channels, "info": self.info}
+                "channels": self.channels, "recency": self.recency, "info": self.info}
 
     def table(self) -> str:
         head = f"{'ranker':<20}" + "".join(f"{m + '@' + str(self.k) if m != 'coverage' else m:>12}" for m in METRICS)
@@ -183,6 +202,15 @@ class EvalReport:
             for channel, rows in self.channels.items():
                 n = next(iter(rows.values())).get("customers", 0)
                 lines.append(f"{channel:<20}{n:>10}" + "".join(f"{rows[r]['ndcg']:>20.4f}" for r in names))
+        if self.recency:
+            lines.append("")
+            names = list(self.rows)
+            lines.append(f"{'recency (ndcg@' + str(self.k) + ')':<20}{'customers':>10}" + "".join(f"{n[:18]:>20}" for n in names))
+            for group, by_channel in self.recency.items():
+                for channel, rows in by_channel.items():
+                    n = next(iter(rows.values())).get("customers", 0)
+                    label = f"{group[:12]}/{channel[:7]}"
+                    lines.append(f"{label:<20}{n:>10}" + "".join(f"{rows[r]['ndcg']:>20.4f}" for r in names))
         return "\n".join(lines)
 
 
@@ -224,7 +252,8 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
                params: ModelParams = ModelParams(), k: int = 3, seed: int = 0,
                truth: Any = None, label_end_s: float | None = None,
                train_starts_s: Sequence[float] | None = None,
-               channels: Sequence[str] = (EVAL_CHANNEL,)) -> tuple[EvalReport, NboModel]:
+               channels: Sequence[str] = (EVAL_CHANNEL,),
+               similar_weights: Sequence[float] = ()) -> tuple[EvalReport, NboModel]:
     """Train on states at ``cutoff - window`` with purchases in ``[cutoff - window, cutoff)``,
     then rank at ``cutoff`` and score the purchases in the next window (``truth.holdout_pairs``
     when a simulator truth is given, else purchases in the log from ``cutoff`` to ``label_end_s``).
@@ -232,7 +261,10 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
     rows and segments are for the first, ``report.channels`` has them all.
 
     ``train_starts_s`` (default ``[cutoff - window]``) stacks several training windows; each
-    must end by the cutoff. ``folded`` must hold states at every start and at ``cutoff``."""
+    must end by the cutoff. ``folded`` must hold states at every start and at ``cutoff``.
+    ``report.recency`` splits every channel's rows into recent purchasers (a purchase in the
+    ``RECENT_DAYS`` before the cutoff) and the others. Each of ``similar_weights`` adds a ranker
+    ``model_w<weight>``: the same model with that after-purchase weight (for tuning)."""
     starts = list(train_starts_s or [cutoff_s - window_days * DAY_S])
     channels = tuple(channels)
     if not channels or any(ch not in CHANNELS for ch in channels):
@@ -262,20 +294,43 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
     rankers = {"model": model.score_batch(test.x, recent=test.recent, now_s=cutoff_s, segments=test.segments)}
     score_s = time.perf_counter() - t1
     rankers["model_no_similar"] = model.score_batch(test.x, now_s=cutoff_s, segments=test.segments, similar_weight=0.0)
+    for w in similar_weights:
+        rankers[f"model_w{w:g}"] = model.score_batch(test.x, recent=test.recent, now_s=cutoff_s,
+                                                     segments=test.segments, similar_weight=float(w))
     rankers.update(baseline_scores(ts.labels.toarray() > 0, ts.x.segments, test.segments, catalog, seed))
     if truth is not None:
         rankers["oracle"] = np.asarray(truth.propensity, dtype=np.float64)
     report = compare(rankers, labels, allowed[channels[0]], k, groups, group_names)
     report.channels = {ch: {name: ranking_metrics(scores, labels, allowed[ch], k) for name, scores in rankers.items()}
                        for ch in channels}
+    recent = recent_purchasers(folded, ids, cutoff_s)
+    for group, sel in (("recent_purchasers", recent), ("others", ~recent)):
+        report.recency[group] = {ch: {name: ranking_metrics(scores[sel], labels[sel], allowed[ch][sel], k)
+                                      for name, scores in rankers.items()} for ch in channels}
     report.info = {
         "mode": "time_split", "customers": len(ids), "cutoff": _iso(cutoff_s), "window_days": window_days,
         "channel": channels[0],
         "train_purchases": int(ts.labels.nnz), "test_purchases": int(labels.sum()),
         "tokens": len(model.token_ids), "train_s": round(train_s, 2),
+        "recent_purchasers": int(recent.sum()), "similar_weight": model.similar_weight,
+        "half_life_days": model.params.half_life_days, "after_purchase": model.metadata.get("after_purchase"),
         "score_us_per_customer": round(1e6 * score_s / max(len(ids), 1), 2), "params": params.to_dict(),
     }
     return report, model
+
+
+def recent_purchasers(folded: FoldedLog, customer_ids: Sequence[str], cutoff_s: float,
+                      days: float = RECENT_DAYS) -> np.ndarray:
+    """bool [C]: bought something in ``[cutoff - days, cutoff)`` (UTC epoch s)."""
+    rows = {c: i for i, c in enumerate(customer_ids)}
+    out = np.zeros(len(customer_ids), dtype=bool)
+    lo = cutoff_s - days * DAY_S
+    for p in folded.purchases:
+        if lo <= p.at_s < cutoff_s:
+            i = rows.get(p.customer_id)
+            if i is not None:
+                out[i] = True
+    return out
 
 
 def leave_one_out(x: InteractionMatrix, catalog: Catalog, params: ModelParams = ModelParams(), k: int = 3,
@@ -365,7 +420,7 @@ def train_at(split: LogSplit, catalog: Catalog, params: ModelParams, window_days
 
 
 def validation_split(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, k: int = 3,
-                     seed: int = 0) -> EvalReport:
+                     seed: int = 0, similar_weights: Sequence[float] = ()) -> EvalReport:
     """Tune-time evaluation without a truth file: train on the windows before ``cutoff - window``
     and rank the purchases of the last window ``[cutoff - window, cutoff)`` from the log."""
     val_cut = split.cutoff_s - window_days * DAY_S
@@ -373,5 +428,20 @@ def validation_split(split: LogSplit, catalog: Catalog, params: ModelParams, win
     if not starts:
         raise ValueError("tuning needs at least two training windows before the cutoff (--windows 2)")
     report, _ = time_split(split.folded, catalog, val_cut, window_days, params, k, seed,
-                           label_end_s=split.cutoff_s, train_starts_s=starts)
+                           label_end_s=split.cutoff_s, train_starts_s=starts, similar_weights=similar_weights)
     return report
+
+
+#: The after-purchase weights ``tune_similar_weight`` tries by default.
+SIMILAR_WEIGHTS: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0, 10.0)
+
+
+def tune_similar_weight(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, k: int = 3,
+                        seed: int = 0, weights: Sequence[float] = SIMILAR_WEIGHTS) -> tuple[float, dict[float, float]]:
+    """The after-purchase weight with the best NDCG@k on the validation window (the last window
+    before the cutoff, purchases from the log: never the holdout), trained once for all
+    ``weights``; ties go to the smaller weight. Returns (best weight, {weight: ndcg})."""
+    report = validation_split(split, catalog, params, window_days, k, seed, similar_weights=weights)
+    ndcg = {float(w): report.rows[f"model_w{w:g}"]["ndcg"] for w in weights}
+    best = min(ndcg, key=lambda w: (-round(ndcg[w], 6), w))
+    return best, ndcg

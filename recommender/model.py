@@ -20,9 +20,13 @@ How a score is made (pure numpy, no I/O, ~30-60 us):
    ``T - window``, labels = purchases in ``[T - window, T)``). Its bias is the log-odds of the
    product's purchase rate (the popularity prior); ``propensity = sigmoid(logit)`` is the chance
    to take the product in the label window (``window_days``), in [0, 1].
-3. **Similar after purchase.** Item-item cosine over products (``implicit`` CosineRecommender
-   on who holds what); a purchase ``d`` days ago boosts similar products by
-   ``similarity * 0.5 ** (d / half_life_days)``; ``because_of`` names that purchase.
+3. **After purchase.** ``transitions`` [P, P] (``recommender.after_purchase``): how much more
+   likely Y is in the weeks after buying X than for a customer who simply holds X (lift - 1,
+   learned from ordered purchase pairs in the log, shrunk toward no effect); a purchase ``d``
+   days ago boosts Y by ``transitions[X, Y] * 0.5 ** (d / half_life_days)``, the half-life the
+   same data shows (``params.half_life_days`` when it cannot tell); ``because_of`` names that
+   purchase. Models saved before transitions existed boost by the item-item cosine over
+   co-holdings (``similar``, implicit CosineRecommender), still fitted and saved.
 4. ``score = propensity * (1 + similar_weight * similar_boost)``, the blend used for ranking.
    ``similar_weight`` is ``params.similar_weight`` (tuned by ``nbo tune``, saved with the
    artifact); the decisioning chain's ``similar_boost`` step ranks with the same weight
@@ -39,13 +43,16 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from decisioning.scores import RankingModel, Scores, ScoredProducts  # noqa: F401  (re-exported)
 from domain.catalog import Catalog
+
+if TYPE_CHECKING:
+    from recommender.after_purchase import Transitions
 
 DAY_S = 86_400.0
 
@@ -70,8 +77,10 @@ class ModelParams:
     max_iter: int = 80  # L-BFGS iterations of the logistic layer
     l2: float = 3.0  # logistic layer L2 (per weight, summed over products)
     window_days: float = 14.0  # label window of the next-purchase layer
-    half_life_days: float = 30.0  # fade of the similar-after-purchase boost
+    half_life_days: float = 30.0  # fade of the after-purchase boost (replaced by the data's, see below)
     similar_weight: float = 0.3
+    after_purchase_days: float = 60.0  # X then Y within this many days is an after-purchase pair
+    half_life_from_data: bool = True  # fit sets half_life_days to the fade the purchase log shows
     max_token_columns: int = 400  # the most frequent tokens become columns
     min_token_customers: int = 5
 
@@ -129,6 +138,8 @@ class NboModel:
     single_hold: np.ndarray  # bool [P]
     segment_popularity: dict[str, np.ndarray]  # value tier -> [P] purchase rate in the window
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: [P, P] after-purchase excess lift (X row, Y column), zero diagonal; None: boost by ``similar``
+    transitions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.product_ids = tuple(self.product_ids)
@@ -145,6 +156,7 @@ class NboModel:
         self._factor_coef = self.factor_coef.astype(np.float64)
         self._bias = self.bias.astype(np.float64)
         self._similar = self.similar.astype(np.float64)
+        self._boost_source = self._similar if self.transitions is None else self.transitions.astype(np.float64)
         self._overall = _sigmoid(self._bias)
 
     @property
@@ -219,7 +231,7 @@ class NboModel:
                 fades.append(0.5 ** (max(0.0, now_s - float(at_s)) / half_life_s))
         if not bought:
             return np.zeros(n), (None,) * n
-        faded = self._similar[bought] * np.array(fades)[:, None]  # [purchases, P]
+        faded = self._boost_source[bought] * np.array(fades)[:, None]  # [purchases, P]
         best = faded.argmax(axis=0)  # per product: the purchase it is most similar to (first on ties)
         boost = np.maximum(faded.max(axis=0), 0.0)
         because: list[str | None] = [None] * n
@@ -407,14 +419,17 @@ def segment_rates(labels: np.ndarray, mask: np.ndarray, segments: Sequence[str],
 def train_model(train_x: "Any", labels: "Any", segments: Sequence[str], product_ids: Sequence[str],
                 token_ids: Sequence[str], single_hold: np.ndarray, params: ModelParams = ModelParams(),
                 version: str = "dev", max_rows: int = 120_000, seed: int = 0,
-                metadata: Mapping[str, Any] | None = None) -> NboModel:
+                metadata: Mapping[str, Any] | None = None, transitions: "Transitions | None" = None) -> NboModel:
     """Fit the whole model on a time split.
 
     ``train_x``: raw-weight CSR [C, P + T] of the customers' states at ``T - window``;
     ``labels``: [C, P] purchases in ``[T - window, T)``; ``segments``: value tier per row.
     ALS and the item-item similarity are fit on ``train_x``; the logistic layer learns which
     features (and folded-in factors) precede which purchase. Rows beyond ``max_rows`` are
-    subsampled (at most half buyers), weighted to stand for the rows they replace."""
+    subsampled (at most half buyers), weighted to stand for the rows they replace.
+    ``transitions`` (``recommender.after_purchase.fit_transitions`` on the same log) become the
+    after-purchase boost; with ``params.half_life_from_data`` their half-life replaces
+    ``params.half_life_days``. Without them the boost is the co-holding cosine (``similar``)."""
     from scipy import sparse
 
     x = sparse.csr_matrix(train_x, dtype=np.float32)
@@ -453,6 +468,14 @@ def train_model(train_x: "Any", labels: "Any", segments: Sequence[str], product_
     xl.data = np.log1p(xl.data)
     w, v, b = fit_logistic(xl, u, y[rows], mask[rows], params.l2, sample_weight=weight[rows], max_iter=params.max_iter)
     seg_pop = segment_rates(y, mask, segments)
+    meta = dict(metadata or {})
+    excess = None
+    if transitions is not None:
+        excess = np.asarray(transitions.excess, dtype=np.float64)
+        if params.half_life_from_data and transitions.half_life_days is not None:
+            params = replace(params, half_life_days=float(transitions.half_life_days))
+        meta["after_purchase"] = {"window_days": transitions.window_days,
+                                  "half_life_days": transitions.half_life_days, **transitions.info}
     return NboModel(version=version, product_ids=tuple(product_ids), token_ids=tuple(token_ids), params=params,
                     item_factors=item_factors, coef=w, factor_coef=v, bias=b, similar=similar,
-                    single_hold=single, segment_popularity=seg_pop, metadata=dict(metadata or {}))
+                    single_hold=single, segment_popularity=seg_pop, metadata=meta, transitions=excess)

@@ -13,8 +13,9 @@ from recommender.evaluation import METRICS, EvalReport
 
 
 def write_chart(report: EvalReport, path: Path) -> bool:
-    """Write the chart of ``report.rows`` to ``path`` (PNG, 1100 x 495 px). False when matplotlib
-    is not installed (nothing is written)."""
+    """Write the chart of ``report.rows`` to ``path`` (PNG, 1100 x 495 px; 1100 x 880 px with a
+    second panel of NDCG@k for recent purchasers and the others when ``report.recency`` is set).
+    False when matplotlib is not installed (nothing is written)."""
     try:
         import matplotlib
 
@@ -23,7 +24,12 @@ def write_chart(report: EvalReport, path: Path) -> bool:
     except ImportError:
         return False
     names = list(report.rows)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    channel = report.info.get("channel")
+    groups = [g for g in report.recency if channel in report.recency[g]]
+    if groups:
+        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 8), gridspec_kw={"height_ratios": [1.1, 0.9]})
+    else:
+        fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(names)
     xs = np.arange(len(METRICS))
     for i, name in enumerate(names):
@@ -34,6 +40,16 @@ def write_chart(report: EvalReport, path: Path) -> bool:
     ax.set_ylim(0, 1)
     ax.set_title(f"Offline evaluation ({report.info.get('mode', '')}, {report.info.get('customers', '')} customers)")
     ax.legend(fontsize=8, ncol=3)
+    if groups:
+        gx = np.arange(len(groups))
+        for i, name in enumerate(names):
+            ax2.bar(gx + i * width, [report.recency[g][channel][name]["ndcg"] for g in groups], width, label=name)
+        ax2.set_xticks(gx + width * (len(names) - 1) / 2)
+        ax2.set_xticklabels([f"{g.replace('_', ' ')} ({report.recency[g][channel][names[0]]['customers']:,})"
+                             for g in groups])
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel(f"ndcg@{report.k}")
+        ax2.set_title(f"By purchase recency ({channel}): a purchase in the 30 days before the cutoff, or not")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -20,9 +20,17 @@ purchase hazard of its products rises, about 7x more once it has shown. POS cate
 level follow wealth. Complaints damp purchases until they are resolved.
 
 Purchases on day ``d`` are drawn from each customer's daily hazard per product, computed from the
-state at the start of day ``d``: segment base rate x family affinity x co-ownership boost x need
-conversion x tier fit x eligibility (age, minimum assets, risk tolerance >= risk level, not held
-unless ``multi_hold``).
+state at the start of day ``d``: (segment base rate x co-ownership boost x need conversion, or the
+repeat rate of a held multi-hold product, + the after-purchase hazard) x family affinity x tier
+fit x eligibility (age, minimum assets, risk tolerance >= risk level, not held unless ``multi_hold``).
+
+After purchase (sequential signal): buying a product raises, from the next day on, the hazard of
+a few related products (``_AFTER_PURCHASE``: mortgage -> home insurance and a home equity
+(renovation) loan; a first credit card -> card instalment plan; large CD -> wealth R2/R3; car
+loan -> accident insurance; payroll account -> credit card, pension account), fading with a
+half-life of ``_AFTER_PURCHASE_HALF_LIFE_DAYS`` (10) days. Only purchases in the simulated days
+plant it (the backdated history is older than its fade). It is a time effect on top of
+co-ownership, which lasts as long as the product is held.
 
 Output and ground truth
 -----------------------
@@ -50,8 +58,12 @@ holdout_day      int16 [N]             day of each holdout purchase, 0 = first d
 held_at_cutoff   bool [C, P]           products held at the cutoff
 segment          int8 [C]              index into segment_names
 segment_names    str  [7]              ``SEGMENTS``
+after_hazard     float32 [C, P]        the after-purchase daily hazard at the cutoff (before
+                                       affinity, tier fit, eligibility); the oracle's
+                                       propensity averages it over the holdout's fade
 meta             str  (0-d)            JSON: seed, customers, days, holdout_days, start,
-                                       cutoff (ISO UTC), catalog_hash, counts
+                                       cutoff (ISO UTC), catalog_hash, counts, the planted
+                                       after-purchase table and half-life
 ================ ===================== ==================================================
 
 and a readable sidecar ``<events>.truth.json`` with ``meta``, ``product_ids`` and
@@ -255,6 +267,25 @@ _CO_OWNERSHIP: dict[str, dict[str, float]] = {
     "annuity_insurance": {"whole_life_insurance": 2.0},
     "gold_accumulation": {"physical_gold": 2.0},
 }
+#: After purchase: buying the key adds, from the next day on, this daily hazard to each listed
+#: product (before affinity, tier fit and eligibility), fading with ``_AFTER_PURCHASE_HALF_LIFE_DAYS``.
+#: It comes on top of co-ownership (``_CO_OWNERSHIP``, which lasts as long as the key is held): a
+#: mortgage is followed within weeks by home insurance and a renovation (home equity) loan; a
+#: customer's first credit card by an instalment plan; a large CD (bought when an older one
+#: matures and is rolled over) by a wealth product; a car loan by accident cover; a new payroll
+#: account by a credit card and a pension account.
+_AFTER_PURCHASE: dict[str, dict[str, float]] = {
+    "mortgage": {"home_insurance": 0.030, "home_equity_loan": 0.012},
+    "credit_card_standard": {"card_instalment": 0.025},
+    "credit_card_gold": {"card_instalment": 0.025},
+    "large_cd": {"wealth_r2": 0.012, "wealth_r3": 0.008},
+    "large_cd_3y": {"wealth_r2": 0.010, "wealth_r3": 0.006},
+    "car_loan": {"accident_insurance": 0.020},
+    "payroll_service": {"credit_card_standard": 0.015, "personal_pension_account": 0.006},
+}
+#: Keys whose after-purchase boost needs the customer to have held no credit card before (a *first* card).
+_AFTER_PURCHASE_FIRST_CARD = ("credit_card_standard", "credit_card_gold")
+_AFTER_PURCHASE_HALF_LIFE_DAYS = 10.0
 #: Products that need another product first (any of the listed families or ids).
 _REQUIRES_CREDIT_CARD = ("card_instalment",)
 
@@ -385,6 +416,9 @@ class Truth:
     segment: np.ndarray
     segment_names: tuple[str, ...]
     meta: dict
+    #: float32 [C, P]: the after-purchase daily hazard at the cutoff (before affinity, tier fit and
+    #: eligibility); ``None`` in truth files written before the simulator planted it
+    after_hazard: np.ndarray | None = None
 
     @property
     def cutoff(self) -> datetime:
@@ -413,6 +447,8 @@ class Truth:
             "segment_names": np.array(self.segment_names, dtype="U32"),
             "meta": np.array(json.dumps(self.meta, sort_keys=True)),
         }
+        if self.after_hazard is not None:
+            arrays["after_hazard"] = self.after_hazard.astype(np.float32)
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name, value in arrays.items():
                 info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -454,6 +490,7 @@ def load_truth(path: Path) -> Truth:
             segment=data["segment"],
             segment_names=tuple(str(s) for s in data["segment_names"]),
             meta=json.loads(data["meta"].item()),
+            after_hazard=data["after_hazard"] if "after_hazard" in data.files else None,
         )
 
 
@@ -648,6 +685,15 @@ class Simulator:
                     if target in cat:
                         log_boost[cat.index[key], cat.index[target]] = np.log(factor)
         self.log_boost = log_boost
+        after = np.zeros((P, P), dtype=np.float32)
+        for key, targets in _AFTER_PURCHASE.items():
+            if key in cat:
+                for target, rate in targets.items():
+                    if target in cat:
+                        after[cat.index[key], cat.index[target]] = rate
+        self.after_rate = after  # [key, target] daily hazard added right after buying the key
+        self.after_first_card = np.array([pid in _AFTER_PURCHASE_FIRST_CARD for pid in cat.ids])
+        self.after_fade = np.float32(0.5 ** (1.0 / _AFTER_PURCHASE_HALF_LIFE_DAYS))  # per day
         conv = np.zeros((len(NEEDS), P), dtype=np.float32)
         for k, need in enumerate(NEEDS):
             for pid, rate in _NEED_CONVERSION[need].items():
@@ -722,6 +768,9 @@ class Simulator:
         self.need_active = rng.random((n, K), dtype=np.float32) < _NEED_START[seg] * _INITIAL_NEED_DAYS
         self.need_shown = np.zeros((n, K), dtype=bool)
         self.complaint_until = np.full(n, -1, dtype=np.int32)
+        # After-purchase hazard [n, P] at the current day (faded daily); rows with a kick listed.
+        self.after = np.zeros((n, P), dtype=np.float32)
+        self.after_rows = np.zeros(0, dtype=np.int64)
 
     def _static_eligibility(self, rows: np.ndarray) -> np.ndarray:
         age = self.age[rows, None]
@@ -729,8 +778,10 @@ class Simulator:
         return ok & self.seg_gate[self.segment[rows]]
 
     # ---- hazards --------------------------------------------------------------------------
-    def hazard(self, rows: np.ndarray) -> np.ndarray:
-        """Daily purchase hazard [len(rows), P] from the current state (float32)."""
+    def hazard(self, rows: np.ndarray, after_scale: float = 1.0) -> np.ndarray:
+        """Daily purchase hazard [len(rows), P] from the current state (float32). The fading
+        after-purchase part is multiplied by ``after_scale`` (the truth uses it to average that
+        part over the holdout window)."""
         seg = self.segment[rows]
         held = self.held[rows]
         bal = self.balance[rows]
@@ -739,7 +790,10 @@ class Simulator:
         fresh = (organic + weight.astype(np.float32) @ self.conversion) * self.co_boost[rows]
         # Co-ownership raises first purchases; a held multi-hold product is bought again at its
         # repeat rate (rollovers, new instalments).
-        h = np.where(held, self.repeat_rate, fresh) * self.affinity_p[rows]
+        h = np.where(held, self.repeat_rate, fresh)
+        if self.after_rows.size:
+            h += self.after[rows] * np.float32(after_scale)
+        h *= self.affinity_p[rows]
         fit = self.tier_fit[_tier_index(bal)]
         h *= np.where(fit, np.float32(1.0), np.float32(_OFF_TIER_FACTOR))
         ok = self.static_ok[rows] & (bal[:, None] >= self.min_assets) & (~held | self.multi)
@@ -917,7 +971,9 @@ class Simulator:
                 np.add.at(self.balance, c, signed)
 
         # Apply purchases to the state.
+        self._fade_after()
         if len(bc):
+            self._kick_after(bc, bj)
             newly = ~self.held[bc, bj]
             self.held[bc, bj] = True
             nb = bc[newly]
@@ -934,6 +990,29 @@ class Simulator:
         self._count(batch)
         self.day += 1
         return batch, pairs
+
+    def _fade_after(self) -> None:
+        if self.after_rows.size:
+            rows = self.after_rows
+            faded = self.after[rows] * self.after_fade
+            faded[faded < 1e-6] = 0.0
+            self.after[rows] = faded
+            self.after_rows = rows[faded.any(axis=1)]
+
+    def _kick_after(self, bc: np.ndarray, bj: np.ndarray) -> None:
+        """Today's purchases (before they are applied to ``held``) raise tomorrow's hazards."""
+        keys = self.after_rate[bj].any(axis=1)
+        if not keys.any():
+            return
+        c, j = bc[keys], bj[keys]
+        first = self.after_first_card[j]
+        if first.any():
+            had_card = self.held[c][:, self.is_credit_card].any(axis=1)
+            keep = ~(first & had_card)
+            c, j = c[keep], j[keep]
+        if len(c):
+            np.add.at(self.after, c, self.after_rate[j])
+            self.after_rows = np.union1d(self.after_rows, c)
 
     def _count(self, batch: EventBatch) -> None:
         self.seq += len(batch)
@@ -1096,9 +1175,13 @@ class Simulator:
         cutoff = self.start + timedelta(days=days)
         held_at_cutoff = self.held.copy()
         propensity = np.empty((self.n, self.P), dtype=np.float32)
+        # The after-purchase part fades over the holdout: its mean over the window's days.
+        fades = self.after_fade ** np.arange(holdout_days, dtype=np.float64)
+        after_scale = float(fades.mean()) if holdout_days else 1.0
+        after_at_cutoff = self.after.copy()
         for lo in range(0, self.n, _CHUNK):
             rows = np.arange(lo, min(lo + _CHUNK, self.n))
-            propensity[rows] = -np.expm1(-self.hazard(rows).astype(np.float64) * holdout_days)
+            propensity[rows] = -np.expm1(-self.hazard(rows, after_scale).astype(np.float64) * holdout_days)
         pairs, pair_day = [], []
         for h in range(holdout_days):
             _, p = self.step(emit=False)
@@ -1114,6 +1197,10 @@ class Simulator:
             "events_by_type": dict(zip(TYPE_NAMES, self.events_by_type)),
             "holdout_purchases": int(len(holdout)),
             "customer_id_format": "C{index:09d}",
+            "after_purchase": {k: dict(v) for k, v in _AFTER_PURCHASE.items()},
+            "after_purchase_half_life_days": _AFTER_PURCHASE_HALF_LIFE_DAYS,
+            "after_purchase_first_card": list(_AFTER_PURCHASE_FIRST_CARD),
+            "customers_with_after_purchase_boost": int((after_at_cutoff > 0).any(axis=1).sum()),
         }
         return Truth(
             customer_ids=np.array([f"C{i:09d}" for i in range(self.n)], dtype="U10"),
@@ -1125,6 +1212,7 @@ class Simulator:
             segment=self.segment.copy(),
             segment_names=SEGMENTS,
             meta=meta,
+            after_hazard=after_at_cutoff,
         )
 
 

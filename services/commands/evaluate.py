@@ -11,6 +11,10 @@ purchases of the next window (the simulator's holdout; without a truth file the 
 eligibility allows the customer on a channel: the headline rows are for ``--channel`` (teller),
 and the report has every channel's rows. Prints a table, writes the report JSON and a PNG
 chart; with ``--json`` the last line of stdout is ``{"k": .., "rows": {"model": {...}, ...}}``.
+``model`` ranks with the after-purchase boost at the model's ``similar_weight`` (or, with
+``--tune-similar-weight``, the weight that did best on the last window before the cutoff, from
+the log, never the holdout), ``model_no_similar`` without it; the ``recency`` rows split every
+ranker into customers with a purchase in the 30 days before the cutoff and the others.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bootstrap import build_trainer, load_settings  # noqa: E402
 from domain.catalog import CatalogError, load_catalog  # noqa: E402
 from decisioning.policy import CHANNELS  # noqa: E402
 from recommender.evaluation import (  # noqa: E402
-    DAY_S, EVAL_CHANNEL, EvalReport, fold_for_training, leave_one_out, time_split,
+    DAY_S, EVAL_CHANNEL, EvalReport, fold_for_training, leave_one_out, time_split, tune_similar_weight,
 )
 from recommender.matrix import build_matrix, read_lines, token_vocabulary  # noqa: E402
 from services.commands.train import log_window  # noqa: E402
@@ -53,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="report JSON (default <data_dir>/evaluation.json)")
     parser.add_argument("--chart", type=Path, default=None, help="PNG chart (default <data_dir>/evaluation.png)")
     parser.add_argument("--json", action="store_true", help="end stdout with the report as one JSON object")
+    parser.add_argument("--tune-similar-weight", action="store_true",
+                        help="pick the after-purchase weight on the last window before the cutoff (time split)")
 
 
 def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
@@ -77,10 +84,19 @@ def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
     cutoff_s = end_s if truth is not None else end_s - window * DAY_S
     split = fold_for_training(read_lines(events), cutoff_s, window, windows, start_s, features=parts.features)
     channels = (args.channel, *(ch for ch in CHANNELS if ch != args.channel))
+    tuned = None
+    if args.tune_similar_weight:
+        best, ndcg = tune_similar_weight(split, catalog, params, window, args.k, args.seed)
+        params = replace(params, similar_weight=best)
+        tuned = {"best": best, f"ndcg_at_{args.k}": {f"{w:g}": v for w, v in ndcg.items()}}
+        print(f"similar_weight {best:g} (validation ndcg@{args.k}: "
+              + ", ".join(f"{w:g}: {v:.4f}" for w, v in ndcg.items()) + ")", file=sys.stderr)
     report, _ = time_split(split.folded, catalog, cutoff_s, window, params, args.k, args.seed, truth=truth,
                            label_end_s=end_s, train_starts_s=split.starts_s, channels=channels)
     report.info["events"] = str(events)
     report.info["training_windows"] = len(split.starts_s)
+    if tuned is not None:
+        report.info["similar_weight_validation"] = tuned
     return report
 
 
@@ -112,5 +128,6 @@ def run(args: argparse.Namespace) -> int:
     print(report.table())
     print(f"\nreport {out}" + (f", chart {chart}" if charted else " (no chart: matplotlib is not installed)"))
     if args.json:
-        print(json.dumps({"k": report.k, "rows": report.rows, "ratios": report.ratios(), "info": report.info}))
+        print(json.dumps({"k": report.k, "rows": report.rows, "ratios": report.ratios(), "recency": report.recency,
+                          "info": report.info}))
     return 0

@@ -7,6 +7,8 @@
 The cutoff is the simulator's (from ``<events>.truth.json``) when present, else ``--cutoff``,
 else the time of the last event. Training stacks ``--windows`` time splits of ``--window-days``
 before the cutoff (features at the window start, purchases in the window as labels).
+``--tune-similar-weight`` first picks the after-purchase weight (``similar_weight``, the one the
+offer API ranks with) on the last window before the cutoff, then trains with it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -26,7 +29,7 @@ from typing import Any  # noqa: E402
 from adapters.model_registry import RegistryError  # noqa: E402
 from bootstrap import Settings, build_trainer, load_settings  # noqa: E402
 from domain.catalog import CatalogError, load_catalog  # noqa: E402
-from recommender.evaluation import fold_for_training, train_at  # noqa: E402
+from recommender.evaluation import fold_for_training, train_at, tune_similar_weight  # noqa: E402
 from recommender.matrix import read_lines  # noqa: E402
 
 
@@ -44,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", type=Path, default=None, help="product catalog CSV (default: packaged)")
     parser.add_argument("--registry", type=Path, default=None, help="registry directory (default NBO_MODEL__REGISTRY_DIR)")
     parser.add_argument("--promote", action="store_true", help="make the new version current")
+    parser.add_argument("--tune-similar-weight", action="store_true",
+                        help="pick the after-purchase weight on the last window before the cutoff first")
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
 
 
@@ -77,15 +82,23 @@ def log_window(events: Path, truth: Path | None, cutoff: str | None) -> tuple[fl
 def train_events(events: Path, settings: Settings, *, truth: Path | None = None, cutoff: str | None = None,
                  window_days: float | None = None, windows: int | None = None, params_json: str | None = None,
                  catalog_path: Path | None = None, registry_dir: Path | None = None, promote: bool = False,
-                 seed: int = 0) -> tuple[str, dict[str, Any]]:
-    """Train on an event log and save (and optionally promote) a version; returns (version, info)."""
+                 seed: int = 0, tune_weight: bool = False) -> tuple[str, dict[str, Any]]:
+    """Train on an event log and save (and optionally promote) a version; returns (version, info).
+    ``tune_weight``: pick ``similar_weight`` on the validation window first (``tune_similar_weight``)."""
     parts = build_trainer(settings, catalog_path, registry_dir, params_json)
     window = window_days or parts.params.window_days
     cutoff_s, start_s = log_window(events, truth, cutoff)
     split = fold_for_training(read_lines(events), cutoff_s, window, windows or settings.model.training_windows, start_s,
                               features=parts.features)
-    model, info = train_at(split, parts.catalog, parts.params, window, version="pending", seed=seed,
+    params = parts.params
+    tuned: dict[str, Any] = {}
+    if tune_weight:
+        best, ndcg = tune_similar_weight(split, parts.catalog, params, window, seed=seed)
+        params = replace(params, similar_weight=best)
+        tuned = {"similar_weight_validation": {"best": best, "ndcg_at_3": {f"{w:g}": v for w, v in ndcg.items()}}}
+    model, info = train_at(split, parts.catalog, params, window, version="pending", seed=seed,
                            max_rows=settings.model.max_train_rows)
+    info.update(tuned)
     if promote and info["purchases"] == 0:
         raise ValueError(f"no purchase in the label window(s) before {info['cutoff']} ({info['customers']:,} "
                          "customers): a model trained on no purchase has nothing to rank by; nothing was saved or "
@@ -134,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
                 write_jsonl(events, load_catalog(args.catalog), args.customers, args.days, args.seed, progress=False)
                 version, info = train_events(events, settings, window_days=args.window_days, windows=args.windows,
                                              params_json=args.params, catalog_path=args.catalog,
-                                             registry_dir=args.registry, promote=args.promote, seed=args.seed)
+                                             registry_dir=args.registry, promote=args.promote, seed=args.seed,
+                                             tune_weight=args.tune_similar_weight)
         else:
             if not args.events.exists():
                 print(f"nbo train: --events {args.events}: file not found", file=sys.stderr)
@@ -142,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
             version, info = train_events(args.events, settings, truth=args.truth, cutoff=args.cutoff,
                                          window_days=args.window_days, windows=args.windows, params_json=args.params,
                                          catalog_path=args.catalog, registry_dir=args.registry,
-                                         promote=args.promote, seed=args.seed)
+                                         promote=args.promote, seed=args.seed,
+                                         tune_weight=args.tune_similar_weight)
     except (CatalogError, RegistryError, ValueError) as exc:
         print(f"nbo train: {exc}", file=sys.stderr)
         return 2

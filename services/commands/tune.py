@@ -7,7 +7,8 @@ The validation window is the last ``--window-days`` before the cutoff: each cand
 the windows before it and ranks the purchases inside it (NDCG@k from the log, never the
 simulator's holdout, so tuning cannot overfit the test). Prints the candidates best first and
 the best parameters as JSON for ``nbo train --params``; they are saved with the model, and its
-``similar_weight`` is the weight the offer API's chain ranks with. Rankings are masked by the
+``similar_weight`` is the weight the offer API's chain ranks with. The after-purchase weights
+cost no extra training: each point of the other parameters trains once and ranks with every weight. Rankings are masked by the
 decisioning's eligibility on the teller (``recommender.evaluation.EVAL_CHANNEL``).
 """
 
@@ -31,7 +32,7 @@ from recommender.matrix import read_lines  # noqa: E402
 from recommender.model import ModelParams  # noqa: E402
 from services.commands.train import log_window  # noqa: E402
 
-DEFAULT_GRID = {"l2": [1.0, 3.0, 10.0], "factors": [0, 16], "similar_weight": [0.0, 0.3]}
+DEFAULT_GRID = {"l2": [1.0, 3.0, 10.0], "factors": [0, 16], "similar_weight": [0.0, 0.3, 1.0, 3.0, 10.0]}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,11 +64,19 @@ def tune_events(events: Path, args: argparse.Namespace) -> list[tuple[dict, dict
     cutoff_s, start_s = log_window(events, None, None)
     split = fold_for_training(read_lines(events), cutoff_s, window, args.windows, start_s, features=parts.features)
     results = []
-    for point in grid_points(json.loads(args.grid) if args.grid else DEFAULT_GRID):
+    grid = json.loads(args.grid) if args.grid else DEFAULT_GRID
+    weights = [float(w) for w in grid.get("similar_weight", [])]
+    rest = {name: values for name, values in grid.items() if name != "similar_weight"}
+    # One training per point of the other parameters; every after-purchase weight ranks with it.
+    for point in grid_points(rest):
         params = ModelParams.from_dict({**base.to_dict(), **point})
-        report = validation_split(split, catalog, params, window, args.k, args.seed)
-        results.append((point, report.rows["model"] | {"popularity_ndcg": report.rows["popularity"]["ndcg"]}))
-        print(f"  {json.dumps(point)}: ndcg@{args.k} {report.rows['model']['ndcg']:.4f}", file=sys.stderr)
+        report = validation_split(split, catalog, params, window, args.k, args.seed, similar_weights=weights)
+        for w in weights or [None]:
+            row = report.rows["model" if w is None else f"model_w{w:g}"]
+            full = dict(point) if w is None else {**point, "similar_weight": w}
+            full = {name: full[name] for name in sorted(full)}
+            results.append((full, row | {"popularity_ndcg": report.rows["popularity"]["ndcg"]}))
+            print(f"  {json.dumps(full)}: ndcg@{args.k} {row['ndcg']:.4f}", file=sys.stderr)
     results.sort(key=lambda r: -r[1]["ndcg"])
     return results
 

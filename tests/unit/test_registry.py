@@ -115,3 +115,34 @@ def test_params_round_trip(tmp_path: Path) -> None:
     assert loaded.params == model.params
     assert loaded.similar_weight == 0.9  # the tuned weight travels with the artifact to the server
     assert json.loads((tmp_path / "versions" / version / META_FILE).read_text())["params"]["half_life_days"] == 7.0
+
+
+def test_after_purchase_transitions_round_trip_and_old_artifacts_still_load(tmp_path: Path) -> None:
+    import io
+
+    registry = ModelRegistry(tmp_path, CATALOG)
+    model = _model()
+    p = len(CATALOG)
+    transitions = np.zeros((p, p))
+    transitions[CATALOG.index["mortgage"], CATALOG.index["home_insurance"]] = 4.0
+    model = replace(model, transitions=transitions)
+    version = registry.save(model, version="with-transitions")
+    loaded = registry.load(version)
+    np.testing.assert_array_equal(loaded.transitions, transitions)
+    recent = [("mortgage", 100 * DAY_S)]
+    after = loaded.score(HELD, TOKENS, recent, 101 * DAY_S, "mass")
+    assert after.because_of[CATALOG.index["home_insurance"]] == "mortgage"
+    np.testing.assert_allclose(after.score, model.score(HELD, TOKENS, recent, 101 * DAY_S, "mass").score, rtol=1e-5)
+
+    # An artifact written before transitions existed: no such array; it boosts by ``similar``.
+    blob = (tmp_path / "versions" / version / MODEL_FILE).read_bytes()
+    with np.load(io.BytesIO(blob)) as z:
+        arrays = {name: z[name] for name in z.files if name != "transitions"}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    from adapters.model_registry import model_from_bytes
+
+    old = model_from_bytes(buffer.getvalue(), "old", model.params, {})
+    assert old.transitions is None
+    boost, _ = old.similar_boost(recent, 100 * DAY_S)
+    np.testing.assert_allclose(boost, np.maximum(model.similar[CATALOG.index["mortgage"]], 0.0), atol=1e-6)

@@ -289,3 +289,75 @@ def test_command_start_now_ends_now_and_refuses_the_future(tmp_path: Path, capsy
     assert "in the future" in capsys.readouterr().err
     assert command.run(_args(customers=50, days=2)) == 2
     assert command.run(_args(customers=50, days=2, start="yesterday", out=out)) == 2
+
+
+def test_a_purchase_raises_the_related_hazards_for_weeks_then_fades(catalog) -> None:
+    from simulator.bank import Simulator, _AFTER_PURCHASE_HALF_LIFE_DAYS
+
+    sim = Simulator(catalog, customers=3000, seed=5)
+    mortgage, insurance = catalog.index["mortgage"], catalog.index["home_insurance"]
+    ok = sim.static_ok[:, insurance] & ~sim.held[:, insurance] & ~sim.held[:, mortgage]
+    c = int(np.nonzero(ok)[0][0])
+    rows = np.array([c])
+    before = float(sim.hazard(rows)[0, insurance])
+    sim._kick_after(rows, np.array([mortgage]))
+    right_after = float(sim.hazard(rows)[0, insurance])
+    assert right_after > before + 0.005  # a mortgage makes home insurance far more likely at once
+    for _ in range(int(_AFTER_PURCHASE_HALF_LIFE_DAYS)):
+        sim._fade_after()
+    faded = float(sim.hazard(rows)[0, insurance])
+    assert faded - before == pytest.approx(0.5 * (right_after - before), rel=1e-3)
+
+
+def test_only_a_first_credit_card_plants_the_instalment_plan(catalog) -> None:
+    from simulator.bank import Simulator
+
+    sim = Simulator(catalog, customers=3000, seed=5)
+    card, instalment = catalog.index["credit_card_gold"], catalog.index["card_instalment"]
+    has_card = sim.held[:, sim.is_credit_card].any(axis=1) & ~sim.held[:, card]
+    no_card = ~sim.held[:, sim.is_credit_card]
+    first, second = int(np.nonzero(no_card)[0][0]), int(np.nonzero(has_card)[0][0])
+    sim._kick_after(np.array([first, second]), np.array([card, card]))
+    assert sim.after[first, instalment] > 0 and sim.after[second, instalment] == 0
+
+
+def test_truth_records_the_planted_after_purchase_signal(small, tmp_path: Path) -> None:
+    path = tmp_path / "t.truth.npz"
+    small.truth.save(path)
+    truth = load_truth(path)
+    assert truth.after_hazard is not None and truth.after_hazard.shape == truth.propensity.shape
+    assert truth.meta["after_purchase"]["mortgage"]["home_insurance"] > 0
+    assert truth.meta["after_purchase_half_life_days"] > 0
+
+
+def test_planted_pairs_are_bought_in_the_weeks_after_the_key(month, catalog) -> None:
+    """Within 14 days of buying a key product, its targets are bought several times more often per
+    day than by customers who have held the key since before the simulated days."""
+    from simulator.bank import _AFTER_PURCHASE
+
+    events = month[1]
+    cutoff_s = datetime(2026, 1, 31, tzinfo=timezone.utc).timestamp()
+    start_s = START.timestamp()
+    bought: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for e in events:
+        if e["type"] == "purchase":
+            at = datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")).timestamp()
+            bought[e["customer_id"]][e["product_id"]].append(at)
+    recent_events = recent_days = holder_events = holder_days = 0.0
+    for products in bought.values():
+        for key, targets in _AFTER_PURCHASE.items():
+            times = products.get(key, [])
+            if not times:
+                continue
+            for target in targets:
+                seen = [t for t in products.get(target, []) if t >= start_s]
+                live = [t for t in times if t >= start_s]
+                if live:
+                    t0, t1 = live[0], min(live[0] + 14 * 86_400, cutoff_s)
+                    recent_days += (t1 - t0) / 86_400
+                    recent_events += any(t0 < t < t1 for t in seen)
+                elif min(times) < start_s and not any(t < start_s for t in products.get(target, [])):
+                    holder_days += 30
+                    holder_events += bool(seen)
+    assert recent_events > 20 and holder_days > 1000
+    assert recent_events / recent_days > 5 * (holder_events + 1) / holder_days
