@@ -7,7 +7,8 @@ the rows of a smaller simulated population (``--base-customers``, folded for rea
 with replacement to ``--customers`` customers. The training set then has the real shape,
 sparsity and label rate of 1M simulated customers; timing covers everything ``nbo train`` does
 after the fold: stacking the windows, subsampling, implicit ALS, item-item cosine, the logistic
-layer. Fold-in latency is ``NboModel.score`` on real customer states (median over customers).
+layer, and the after-purchase transitions (fitted on the resampled customers' purchases, in
+order). Fold-in latency is ``NboModel.score`` on real customer states (median over customers).
 
     .venv/bin/python bench/train.py                     # 1M customers, updates docs/BENCHMARKS.md
     .venv/bin/python bench/train.py --customers 200000 --no-doc --json
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from domain.catalog import load_catalog  # noqa: E402
 from recommender.evaluation import fold_for_training, training_set  # noqa: E402
 from recommender.matrix import read_lines, row_of  # noqa: E402
+from recommender.after_purchase import transitions_from_arrays  # noqa: E402
 from recommender.model import ModelParams, train_model  # noqa: E402
 from simulator.bank import DEFAULT_START, write_jsonl  # noqa: E402
 
@@ -78,9 +80,23 @@ def main() -> int:
     y = base.labels[rows]
     segments = [base.x.segments[r] for r in rows]
     single = np.array([not p.multi_hold for p in catalog.products])
+    # The picked customers' purchases, each pick a customer of its own (arrays, as the fit takes them).
+    customer_row = {cid: i for i, cid in enumerate(base.x.customer_ids[:c])}
+    bought = [(customer_row[p.customer_id], catalog.index[p.product_id], p.at_s) for p in split.folded.purchases
+              if p.customer_id in customer_row and p.product_id in catalog.index]
+    base_rows, base_cols, base_times = (np.array(v) for v in zip(*bought))
+    by_customer = np.argsort(base_rows, kind="stable")
+    counts = np.bincount(base_rows, minlength=c)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    take = np.concatenate([by_customer[offsets[k]: offsets[k + 1]] for k in picks])
+    pick_rows = np.repeat(np.arange(args.customers), counts[picks])
     rss_before = peak_rss_mb()
     t1 = time.perf_counter()
-    model = train_model(x, y, segments, catalog.ids, base.x.token_ids, single, params, version="bench", seed=args.seed)
+    transitions = transitions_from_arrays(pick_rows, base_cols[take], base_times[take], single,
+                                          split.starts_s[-1] - window * DAY_S, cutoff_s, params.after_purchase_days)
+    transitions_s = time.perf_counter() - t1
+    model = train_model(x, y, segments, catalog.ids, base.x.token_ids, single, params, version="bench", seed=args.seed,
+                        transitions=transitions)
     train_s = time.perf_counter() - t1
     # Fold-in scoring latency on real states at the cutoff.
     states = list(split.folded.states[-1].values())[:5000]
@@ -97,6 +113,7 @@ def main() -> int:
         "purchases": int(y.nnz),
         "columns": int(x.shape[1]),
         "train_s": round(train_s, 2),
+        "transitions_s": round(transitions_s, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_before_train_mb": round(rss_before, 1),
         "foldin_median_us": round(1e6 * float(np.median(timings)), 1),
@@ -107,7 +124,7 @@ def main() -> int:
     }
     print(f"train {result['customers']:,} customers ({result['rows']:,} rows x {result['columns']} columns, "
           f"{result['nnz']:,} non-zeros, {result['purchases']:,} purchases): {train_s:.1f} s, "
-          f"peak RSS {result['peak_rss_mb']:,.0f} MB")
+          f"peak RSS {result['peak_rss_mb']:,.0f} MB (after-purchase transitions: {transitions_s:.1f} s of it)")
     print(f"fold-in score: median {result['foldin_median_us']} us, p99 {result['foldin_p99_us']} us per customer")
     print(f"fold of the event log (matrix input): {result['fold_events_per_s']:,} events/s")
     if not args.no_doc:
@@ -126,7 +143,8 @@ def update_doc(r: dict, args: argparse.Namespace) -> None:
         f"Command: `.venv/bin/python bench/train.py --customers {args.customers} --base-customers {args.base_customers}`\n\n"
         "| what | figure |\n|---|---|\n"
         f"| train {r['customers']:,} customers ({r['rows']:,} stacked rows x {r['columns']} columns, "
-        f"{r['purchases']:,} purchases): ALS + item-item + logistic layer | **{r['train_s']:.1f} s** |\n"
+        f"{r['purchases']:,} purchases): ALS + item-item + logistic layer + after-purchase transitions "
+        f"({r['transitions_s']:.1f} s) | **{r['train_s']:.1f} s** |\n"
         f"| peak memory (max RSS of the process) | {r['peak_rss_mb']:,.0f} MB |\n"
         f"| fold-in scoring (`NboModel.score`), median / p99 per customer | **{r['foldin_median_us']} us** / "
         f"{r['foldin_p99_us']} us |\n"

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+from scipy import sparse
 
 DAY_S = 86_400.0
 #: Pseudo-events that pull a pair's lift toward 1 (no effect) when it was seen rarely.
@@ -47,7 +48,6 @@ PRIOR_EVENTS = 5.0
 HALF_LIFE_MIN_EVENTS = 5
 HALF_LIFE_MIN_LIFT = 2.0
 HALF_LIFE_BOUNDS_DAYS = (2.0, 120.0)
-_CHUNK = 1024  # customers per block of the [customers, P, P] at-risk arrays
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,32 @@ def fit_transitions(purchases: Iterable[Any], product_ids: Sequence[str], single
     """Learn after-purchase transitions from ``purchases`` (objects with ``customer_id``,
     ``product_id``, ``at_s``; any order) before ``end_s``; triggers are the purchases in
     ``[start_s, end_s)`` (older ones only make a customer a holder). See the module docstring."""
-    p = len(product_ids)
     index = {pid: j for j, pid in enumerate(product_ids)}
     rows, cols, times = _purchase_arrays(purchases, index, end_s)
+    return transitions_from_arrays(rows, cols, times, single_hold, start_s, end_s, window_days, bin_days)
+
+
+def transitions_from_arrays(rows: np.ndarray, cols: np.ndarray, times: np.ndarray, single_hold: np.ndarray,
+                            start_s: float, end_s: float, window_days: float = 60.0,
+                            bin_days: float = 5.0) -> Transitions:
+    """``fit_transitions`` on purchases given as arrays: customer row (0..C-1), product column
+    (index into the catalog order of ``single_hold``), time (UTC epoch s); those at or after
+    ``end_s`` are ignored."""
+    p = len(single_hold)
+    keep = times < end_s
+    rows, cols, times = rows[keep], cols[keep], times[keep]
     customers = int(rows.max()) + 1 if len(rows) else 0
-    first = np.full((customers, p), np.inf)
-    np.minimum.at(first, (rows, cols), times)
-    last = np.full((customers, p), -np.inf)
-    np.maximum.at(last, (rows, cols), times)
+    key = rows * p + cols
+    order = np.lexsort((times, key))
+    key, stamps = key[order], times[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ends = np.r_[starts[1:], len(key)] - 1
+    first = np.full(customers * p, np.inf)
+    first[key[starts]] = stamps[starts]
+    first = first.reshape(customers, p)
+    last = np.full(customers * p, -np.inf)
+    last[key[ends]] = stamps[ends]
+    last = last.reshape(customers, p)
     multi = ~np.asarray(single_hold, dtype=bool)
     window_s = window_days * DAY_S
 
@@ -109,23 +127,29 @@ def fit_transitions(purchases: Iterable[Any], product_ids: Sequence[str], single
     n_hold = holder0.T @ ev0.astype(np.float64)
     e_hold = holder0.T @ days0
 
-    # Customers who bought something in the period: the lag bins after each X, and holding X
-    # once its window has passed.
-    active = np.nonzero(~np.isnan(trig_all).all(axis=1))[0]
-    for lo in range(0, len(active), _CHUNK):
-        r = active[lo: lo + _CHUNK]
-        f, sy = first[r][:, None, :], seen_y[r][:, None, :]  # [c, 1, Y]
-        t = trig_all[r][:, :, None]  # [c, X, 1]
-        for k in range(len(edges_s) - 1):
-            a = np.nan_to_num(np.minimum(t + edges_s[k], end_s), nan=np.inf)
-            b = np.nan_to_num(np.minimum(t + edges_s[k + 1], end_s), nan=-np.inf)
-            ev, days = _at_risk(a, b, f, sy, multi)
-            n_recent[k] += ev.sum(0)
-            e_recent[k] += days.sum(0)
-        after = np.nan_to_num(t + window_s, nan=np.inf)
-        ev, days = _at_risk(after, np.full_like(after, end_s), f, sy, multi)
-        n_hold += ev.sum(0)
-        e_hold += days.sum(0)
+    # Each purchase of X in the period (the newest per customer and X): the lag bins after it,
+    # then holding X once its window has passed. One row per (customer, X), summed into X's row.
+    c_i, x_i = np.nonzero(~np.isnan(trig_all))
+    by_x = sparse.csr_matrix((np.ones(len(x_i)), (x_i, np.arange(len(x_i)))), shape=(p, len(x_i)))
+    t = trig_all[c_i, x_i][:, None]  # [n, 1]
+    f, sy = first[c_i], seen_y[c_i]  # [n, Y]
+    # At risk of Y from X's purchase until Y is bought, the window ends or the log does.
+    at_risk = multi[None, :] | ~(f < t)
+    horizon = np.minimum(t + window_s, end_s)
+    bought = at_risk & (sy > t) & (sy < horizon)
+    days = np.where(at_risk, np.minimum(horizon, np.where(bought, sy, np.inf)) - t, 0.0) / DAY_S
+    days = np.clip(days, 0.0, None)
+    for k in range(len(edges_s) - 1):
+        lo_d, width_d = edges_s[k] / DAY_S, (edges_s[k + 1] - edges_s[k]) / DAY_S
+        e_recent[k] += by_x @ np.clip(days - lo_d, 0.0, width_d)
+    r_i, y_i = np.nonzero(bought)
+    lag_bin = np.minimum(np.searchsorted(edges_s, sy[r_i, y_i] - t[r_i, 0], side="right") - 1, len(edges_s) - 2)
+    flat = (lag_bin * p + x_i[r_i]) * p + y_i
+    n_recent += np.bincount(flat, minlength=n_recent.size).reshape(n_recent.shape)
+    after = t + window_s
+    ev, days_after = _at_risk(after, np.full_like(after, end_s), f, sy, multi)
+    n_hold += by_x @ ev.astype(np.float64)
+    e_hold += by_x @ days_after
 
     overall_rate = (n_hold.sum(0) + n_recent.sum((0, 1)) + 1.0) / (e_hold.sum(0) + e_recent.sum((0, 1)) + 1.0)
     holder_rate = (n_hold + 1.0) / (e_hold + 1.0 / overall_rate[None, :])

@@ -74,6 +74,32 @@ def ranking_metrics(scores: np.ndarray, labels: np.ndarray, allowed: np.ndarray,
     }
 
 
+def ndcg_per_customer(scores: np.ndarray, labels: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@k [U] of each counted customer (with an allowed label), in row order: the terms whose
+    mean is ``ranking_metrics``'s ``ndcg``, for paired comparisons of two rankers."""
+    labels = labels & allowed
+    users = np.nonzero(labels.any(1))[0]
+    if len(users) == 0:
+        return np.zeros(0)
+    top = top_k(scores[users], allowed[users], k)
+    hits = np.take_along_axis(labels[users], top, axis=1) & np.take_along_axis(allowed[users], top, axis=1)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.array([discount[: min(n, k)].sum() for n in labels[users].sum(1)])
+    return (hits * discount).sum(1) / ideal
+
+
+def paired_gain(with_boost: np.ndarray, without: np.ndarray, labels: np.ndarray, allowed: np.ndarray,
+                k: int) -> dict[str, float]:
+    """Mean NDCG@k gain of one ranker over another on the same customers, with its standard
+    error (per-customer differences) and the share of customers whose NDCG changed."""
+    diff = ndcg_per_customer(with_boost, labels, allowed, k) - ndcg_per_customer(without, labels, allowed, k)
+    n = len(diff)
+    if n == 0:
+        return {"gain": 0.0, "se": 0.0, "changed": 0.0, "customers": 0}
+    se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+    return {"gain": float(diff.mean()), "se": se, "changed": float((diff != 0).mean()), "customers": n}
+
+
 def eligibility_mask(states: Sequence[CustomerState | None], catalog: Catalog, channel: str,
                      now_s: float) -> np.ndarray:
     """bool [C, P] in catalog order: may the product be offered to the customer on ``channel`` at
@@ -263,7 +289,9 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
     ``train_starts_s`` (default ``[cutoff - window]``) stacks several training windows; each
     must end by the cutoff. ``folded`` must hold states at every start and at ``cutoff``.
     ``report.recency`` splits every channel's rows into recent purchasers (a purchase in the
-    ``RECENT_DAYS`` before the cutoff) and the others. Each of ``similar_weights`` adds a ranker
+    ``RECENT_DAYS`` before the cutoff) and the others; ``report.info["similar_gain"]`` has the
+    paired NDCG@k gain of ``model`` over ``model_no_similar`` with its standard error, per group
+    and channel. Each of ``similar_weights`` adds a ranker
     ``model_w<weight>``: the same model with that after-purchase weight (for tuning)."""
     starts = list(train_starts_s or [cutoff_s - window_days * DAY_S])
     channels = tuple(channels)
@@ -304,15 +332,20 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
     report.channels = {ch: {name: ranking_metrics(scores, labels, allowed[ch], k) for name, scores in rankers.items()}
                        for ch in channels}
     recent = recent_purchasers(folded, ids, cutoff_s)
-    for group, sel in (("recent_purchasers", recent), ("others", ~recent)):
-        report.recency[group] = {ch: {name: ranking_metrics(scores[sel], labels[sel], allowed[ch][sel], k)
-                                      for name, scores in rankers.items()} for ch in channels}
+    gains: dict[str, dict[str, dict[str, float]]] = {}
+    for group, sel in (("all", np.ones(len(ids), bool)), ("recent_purchasers", recent), ("others", ~recent)):
+        if group != "all":
+            report.recency[group] = {ch: {name: ranking_metrics(scores[sel], labels[sel], allowed[ch][sel], k)
+                                          for name, scores in rankers.items()} for ch in channels}
+        gains[group] = {ch: paired_gain(rankers["model"][sel], rankers["model_no_similar"][sel], labels[sel],
+                                        allowed[ch][sel], k) for ch in channels}
     report.info = {
         "mode": "time_split", "customers": len(ids), "cutoff": _iso(cutoff_s), "window_days": window_days,
         "channel": channels[0],
         "train_purchases": int(ts.labels.nnz), "test_purchases": int(labels.sum()),
         "tokens": len(model.token_ids), "train_s": round(train_s, 2),
         "recent_purchasers": int(recent.sum()), "similar_weight": model.similar_weight,
+        "similar_gain": gains,
         "half_life_days": model.params.half_life_days, "after_purchase": model.metadata.get("after_purchase"),
         "score_us_per_customer": round(1e6 * score_s / max(len(ids), 1), 2), "params": params.to_dict(),
     }
@@ -433,7 +466,7 @@ def validation_split(split: LogSplit, catalog: Catalog, params: ModelParams, win
 
 
 #: The after-purchase weights ``tune_similar_weight`` tries by default.
-SIMILAR_WEIGHTS: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0, 10.0)
+SIMILAR_WEIGHTS: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
 def tune_similar_weight(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, k: int = 3,

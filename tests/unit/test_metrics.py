@@ -143,3 +143,18 @@ def test_leave_one_out_ranks_the_hidden_product_back() -> None:
     assert report.info["mode"] == "leave_one_out"
     assert report.rows["model"]["hit_rate"] > 0.6
     assert report.rows["model"]["hit_rate"] > report.rows["popularity"]["hit_rate"] + 0.2
+
+
+def test_paired_gain_is_the_mean_per_customer_ndcg_difference() -> None:
+    from recommender.evaluation import ndcg_per_customer, paired_gain, ranking_metrics
+
+    labels = np.array([[True, False, False], [False, True, False], [False, False, False]])
+    allowed = np.ones_like(labels)
+    better = np.array([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0]])  # both buyers' product first
+    worse = np.array([[1.0, 2.0, 3.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0]])  # the first buyer's product last
+    per = ndcg_per_customer(better, labels, allowed, 1)
+    assert per.tolist() == [1.0, 1.0]  # the customer who bought nothing is not counted
+    assert per.mean() == ranking_metrics(better, labels, allowed, 1)["ndcg"]
+    gain = paired_gain(better, worse, labels, allowed, 1)
+    assert gain["gain"] == 0.5 and gain["changed"] == 0.5 and gain["customers"] == 2
+    assert gain["se"] == 0.5  # differences (1, 0): std 0.707 / sqrt(2)
