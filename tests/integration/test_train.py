@@ -127,3 +127,31 @@ def test_promote_list_tells_versions_apart(events: Path, tmp_path: Path, capsys)
     assert f"{info['customers']:,} customers, {info['purchases']:,} purchases" in line
     assert f"catalog {CATALOG.content_hash()[:12]}" in line and "not the catalog in use" not in line
     assert "data 20" in line  # the label windows' dates
+
+
+def test_train_tunes_the_after_purchase_weight_and_saves_the_transitions(events: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    registry_dir = tmp_path / "models"
+    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--json",
+                 "--tune-similar-weight"]) == 0
+    info = _last_json(capsys.readouterr().out)
+    tuned = info["similar_weight_validation"]
+    assert tuned["best"] in [float(w) for w in tuned["ndcg_at_3"]]
+    model = ModelRegistry(registry_dir, CATALOG).load(info["version"])
+    assert model.similar_weight == tuned["best"]  # the weight chosen on validation is the one that serves
+    assert model.transitions is not None and model.transitions.shape == (len(CATALOG), len(CATALOG))
+    assert model.metadata["after_purchase"]["triggers"] > 0
+
+
+def test_evaluate_reports_recent_purchasers_apart(events: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--events", str(events), "--json", "--out", str(out),
+                 "--chart", str(tmp_path / "c.png")]) == 0
+    capsys.readouterr()
+    report = json.loads(out.read_text())
+    recent, others = report["recency"]["recent_purchasers"], report["recency"]["others"]
+    n = report["rows"]["model"]["customers"]
+    assert recent["teller"]["model"]["customers"] + others["teller"]["model"]["customers"] == n
+    assert set(recent["teller"]) >= {"model", "model_no_similar", "popularity", "oracle"}
+    gain = report["info"]["similar_gain"]["recent_purchasers"]["teller"]
+    assert gain["gain"] == pytest.approx(recent["teller"]["model"]["ndcg"] - recent["teller"]["model_no_similar"]["ndcg"])
