@@ -134,7 +134,9 @@ def create_app(settings: Settings) -> Any:
     app = faust.App(
         stream.group_id,
         broker=";".join(f"kafka://{b.strip()}" for b in parts.bootstrap.split(",")),  # the producer's
-        broker_consumer=faust_transport.broker_urls(parts.bootstrap, fetch_max_wait_ms=stream.fetch_wait_ms),
+        broker_consumer=faust_transport.broker_urls(
+            parts.bootstrap, fetch_max_wait_ms=stream.fetch_wait_ms, idle_fetch_wait_ms=stream.idle_fetch_wait_ms,
+            idle_after_ms=stream.idle_after_ms),
         store="memory://",
         processing_guarantee="at_least_once",
         web_enabled=False,

@@ -10,12 +10,17 @@ the thread that owns the aiokafka consumer, and ``_create_worker_consumer`` buil
 
 URL: ``nbo-kafka://host:port[;nbo-kafka://host:port]?fetch_max_wait_ms=5&fetch_max_bytes=...``
 (the query of any of the URLs; unset values keep aiokafka's defaults and faust's 1.5 s wait).
+With ``idle_fetch_wait_ms`` and ``idle_after_ms`` in the query the fetch wait follows
+``streams.core.FetchPacing``, as in the direct engine: ``fetch_max_wait_ms`` while records flow,
+the idle wait after a quiet spell, so an idle worker and broker do not spin.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+import time
 
 import aiokafka
 import faust
@@ -24,6 +29,8 @@ from faust.exceptions import ImproperlyConfigured
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
+
+from streams.core import FetchPacing
 
 SCHEME = "nbo-kafka"
 DEFAULT_FETCH_WAIT_MS = 1500  # what faust's own transport uses
@@ -110,6 +117,8 @@ class Consumer(driver.Consumer):
         if not CHUNKED_DRAIN:
             return await super()._drain_messages(fetcher)
         callback = self.callback
+        pacing = self._pacing()
+        delivered = [0]
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offsets = self._read_offset
@@ -130,6 +139,7 @@ class Consumer(driver.Consumer):
                         await self._add_gap(tp, r_offset + 1, offset)
                     await callback(message)
                     read_offsets[tp] = offset
+                    delivered[0] += 1
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -137,6 +147,9 @@ class Consumer(driver.Consumer):
                 await self.sleep(0)
                 if not self.should_stop:
                     await self.wait_first(deliver(self.getmany(timeout=1.0)), self.suspend_flow.wait())
+                if pacing is not None:
+                    self._set_fetch_wait(pacing.polled(delivered[0], time.monotonic()))
+                    delivered[0] = 0
                 unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -153,6 +166,22 @@ class Consumer(driver.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+    def _pacing(self) -> FetchPacing | None:
+        busy, idle = _query_int(self.transport, "fetch_max_wait_ms"), _query_int(self.transport, "idle_fetch_wait_ms")
+        after = _query_int(self.transport, "idle_after_ms")
+        if busy is None or idle is None or after is None:
+            return None
+        return FetchPacing(busy, idle, after / 1000)
+
+    def _set_fetch_wait(self, wait_ms: int) -> None:
+        """The broker wait of the aiokafka member's next fetches (read per request; no public
+        setter, as in the direct engine)."""
+        consumer = getattr(self._thread, "_consumer", None)
+        fetcher = getattr(consumer, "_fetcher", None)
+        if fetcher is not None and getattr(fetcher, "_fetch_max_wait_ms", wait_ms) != wait_ms:
+            fetcher._fetch_max_wait_ms = wait_ms
 
 
 class Transport(driver.Transport):

@@ -41,3 +41,20 @@ def test_the_transport_is_found_by_its_url_scheme():
     assert faust.transport.by_url("nbo-kafka://localhost:9092") is faust_transport.Transport
     assert faust_transport.broker_urls("a:1, b:2", fetch_max_wait_ms=5) == (
         "nbo-kafka://a:1?fetch_max_wait_ms=5;nbo-kafka://b:2?fetch_max_wait_ms=5")
+
+
+def test_the_faust_consumer_paces_its_fetch_wait_like_the_direct_engine(tmp_path: Path):
+    """Short waits while records flow, the idle wait after a quiet spell (the settings reach the
+    transport through the broker URL)."""
+    settings = load_settings(data_dir=tmp_path, kafka={"bootstrap": "127.0.0.1:1"}, redis={"url": "redis://127.0.0.1:1/0"},
+                             stream={"fetch_wait_ms": 7, "idle_fetch_wait_ms": 450, "idle_after_ms": 1000})
+
+    async def pacing():
+        return create_app(settings).consumer._pacing()
+
+    pacing = asyncio.run(pacing())
+    assert pacing is not None
+    assert pacing.polled(10, now=100.0) == 7
+    assert pacing.polled(0, now=100.5) == 7
+    assert pacing.polled(0, now=101.2) == 450
+    assert pacing.polled(1, now=101.3) == 7
