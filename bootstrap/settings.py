@@ -137,7 +137,7 @@ class ModelSettings(BaseModel):
     factors: int = Field(default=16, ge=0, le=256, description="ALS factors (0 = no ALS)")
     l2: float = Field(default=3.0, ge=0, description="L2 penalty of the next-purchase layer")
     similar_half_life_days: float = Field(default=30.0, gt=0, description="fade of the similar-after-purchase boost")
-    similar_weight: float = Field(default=0.3, ge=0, description="weight of that boost in the model's score")
+    similar_weight: float = Field(default=10.0, ge=0, description="weight of that boost in the model's score (nbo train --tune-similar-weight picks it on a validation window)")
     max_train_rows: int = Field(default=120_000, ge=1000, description="rows kept for ALS and the logistic layer (importance-subsampled)")
 
 

@@ -28,24 +28,38 @@ from typing import Callable
 
 from domain.catalog import Catalog
 from decisioning.arbitration import arbitration
-from decisioning.context import Context, Decision
+from decisioning.context import Context, Decision, Offer
 from decisioning.eligibility import eligibility
 from decisioning.contact import contact_policy
 from decisioning.fallback import cold_start, knows_nothing
 from decisioning.policy import STEP_NAMES, Policy
 from decisioning.reasons import reasons
-from decisioning.scoring import scoring, similar_boost
+from decisioning.scoring import scoring, similar_boost, similar_weight
 from decisioning.scores import RankingModel
 from domain.state import CustomerState
 
 
 def select(ctx: Context) -> None:
-    """Keep the best ``ctx.limit`` candidates (ties: product id), so later steps work on few."""
+    """Keep the best ``ctx.limit`` candidates (ties: product id), so later steps work on few.
+
+    A kept offer that would not have been kept without the similar-after-purchase boost is
+    marked ``moved_in_by_boost``: only then does its reason name the purchase (the boost
+    multiplies the priority, so dividing it out gives the priority without it)."""
     limit = ctx.limit
     if ctx.decision.max_offers is not None:
         limit = min(limit, ctx.decision.max_offers)
     ranked = sorted(ctx.candidates.values(), key=lambda o: (-o.score, o.product.product_id))
-    ctx.candidates = {o.product.product_id: o for o in ranked[:limit]}
+    kept = ranked[:limit]
+    if any(o.similar_boost > 0 for o in kept):
+        weight = similar_weight(ctx.model, ctx.policy)
+        if weight > 0:
+            def unboosted(o: Offer) -> tuple[float, str]:
+                return -o.score / (1.0 + weight * o.similar_boost), o.product.product_id
+
+            kept_anyway = {o.product.product_id for o in sorted(ranked, key=unboosted)[:limit]}
+            for o in kept:
+                o.moved_in_by_boost = o.similar_boost > 0 and o.product.product_id not in kept_anyway
+    ctx.candidates = {o.product.product_id: o for o in kept}
 
 
 STEPS: dict[str, Callable[[Context], None]] = {

@@ -30,6 +30,7 @@ class Offer:
     reason_en: str = ""
     reason_zh: str = ""
     reason_facts: dict[str, Any] | None = None
+    moved_in_by_boost: bool = False  # set by ``select``: in the list only thanks to the similar boost
 
 
 @dataclass

@@ -10,7 +10,7 @@ on every trip"). The facts that satisfied the condition are recorded on the offe
 
 | code | condition at ``now_s`` (state fields) | products |
 | --- | --- | --- |
-| ``similar_after_purchase`` | the similar-after-purchase boost of this product is > 0 and weighted > 0, ``because_of`` is a catalog product in ``recent_purchases`` bought 0-90 days ago | the boosted product |
+| ``similar_after_purchase`` | the similar-after-purchase boost of this product is > 0 and weighted > 0, it moved the product into the list (``select``: not kept without it), ``because_of`` is a catalog product in ``recent_purchases`` bought 0-90 days ago | the boosted product |
 | ``asked_about_loans`` | ``hotline_intents["loan_inquiry"]`` decayed to now >= 0.5 | loans |
 | ``asked_about_mortgage`` | ``hotline_intents["mortgage_inquiry"]`` >= 0.5 | mortgage, home contents insurance |
 | ``asked_about_wealth`` | ``hotline_intents["wealth_inquiry"]`` >= 0.5 | wealth products |
@@ -284,8 +284,8 @@ def similar_after_purchase_facts(offer: Offer, ctx: Context, weighted: bool = Tr
     and ``weighted``: the chain's similar weight > 0) and the purchase is a catalog product in the
     customer's recent purchases, bought at most ``RECENT_PURCHASE_S`` before ``ctx.now_s``; else None."""
     bought = offer.because_of
-    if not weighted or not bought or offer.similar_boost <= 0 or bought == offer.product.product_id \
-            or bought not in ctx.catalog:
+    if not weighted or not bought or offer.similar_boost <= 0 or not offer.moved_in_by_boost \
+            or bought == offer.product.product_id or bought not in ctx.catalog:
         return None
     for pid, at_s in ctx.state.recent_purchases:
         if pid == bought:
@@ -293,7 +293,7 @@ def similar_after_purchase_facts(offer: Offer, ctx: Context, weighted: bool = Tr
             if days is None:
                 return None
             return {"purchased_product_id": bought, "purchased_days_ago": days,
-                    "similar_boost": round(offer.similar_boost, 4)}
+                    "similar_boost": round(offer.similar_boost, 4), "moved_into_list_by_boost": True}
     return None
 
 

@@ -344,16 +344,43 @@ def test_an_open_complaint_gets_the_complaint_action():
     assert SERVICE_ACTIONS["resolve_complaint"][0].startswith("Open complaint: do not sell")
 
 
-def test_the_purchase_is_named_only_when_its_boost_applies_to_the_product():
+class FixedScoreModel:
+    """Known answer: given propensities, and a boost (because of ``bought``) on given products."""
+
+    version = "fixed"
+    similar_weight = 1.0
+
+    def __init__(self, propensity: dict[str, float], boost: dict[str, float], bought: str) -> None:
+        self.product_ids = CATALOG.ids
+        self._p = np.array([propensity.get(pid, 0.001) for pid in self.product_ids])
+        self._b = np.array([boost.get(pid, 0.0) for pid in self.product_ids])
+        self._because = tuple(bought if pid in boost else None for pid in self.product_ids)
+
+    def score(self, held, tokens, recent, now_s, segment) -> ScoredProducts:
+        return ScoredProducts(self.product_ids, self._p, self._b, self._because, self._p * (1 + self._b))
+
+
+def test_the_purchase_is_named_only_when_its_boost_moved_the_product_into_the_list():
     bond = ProductPurchased(**_head(55 * 24), source="core_banking", product_id="bond_fund", amount_minor=0,
                             channel="branch")
     state = apply_all(CustomerState(CUSTOMER), [profile(risk=4), deposit(1, "deposit", 5_000_000), bond])
-    offers = offers_for(state, "mobile").offers
-    funds = [o for o in offers if o.product.family == "fund" and o.product.product_id != "bond_fund"]
-    assert funds and all(o.reason_codes == ["similar_after_purchase"] for o in funds)
-    assert all("opened our bond fund" in o.reason_en and o.reason_facts["purchased_product_id"] == "bond_fund"
-               for o in funds)
-    assert all("bond fund" not in o.reason_en for o in offers if o.product.family != "fund")
+    now_s = NOW.timestamp()
+    _, eligible = eligible_products(state, CATALOG, "mobile", now_s)
+    a, b, c, d = [p.product_id for p in eligible if p.product_id != "bond_fund"][:4]
+    # Without the boost the list of 3 is a, b, c; d's boost (x3) puts it second and pushes c out.
+    # a is boosted too (x1.5) but was in the list anyway.
+    model = FixedScoreModel({a: 0.5, b: 0.4, c: 0.3, d: 0.2}, {a: 0.5, d: 2.0}, "bond_fund")
+    flat = policy_from_dict({"value_exponent": 0.0, "channel_fit": {"mobile": {}}})
+    offers = {o.product.product_id: o for o in rank(state, model, CATALOG, flat, "mobile", now_s, 3).offers}
+    assert list(offers) == [a, d, b]
+    assert offers[d].reason_codes == ["similar_after_purchase"] and "opened our bond fund" in offers[d].reason_en
+    assert offers[d].reason_facts["purchased_product_id"] == "bond_fund"
+    assert offers[d].reason_facts["moved_into_list_by_boost"] is True
+    # In the list without the boost too: the purchase is not what put it there, so it is not said.
+    assert offers[a].reason_codes != ["similar_after_purchase"] and "bond fund" not in offers[a].reason_en
+    # A list long enough for all four: the boost moves nothing into it, and no reason names the purchase.
+    assert all(o.reason_codes != ["similar_after_purchase"]
+               for o in rank(state, model, CATALOG, flat, "mobile", now_s, 4).offers)
     unweighted = policy_from_dict({"daily_caps": {c: 60 for c in CHANNELS}, "daily_cap_total": 200,
                                    "similar_weight_override": 0.0})
     assert all(o.reason_codes != ["similar_after_purchase"] for o in offers_for(state, "mobile", policy=unweighted).offers)
