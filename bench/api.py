@@ -58,6 +58,7 @@ from services.runtime import ManagedProcess, free_port, running_servers  # noqa:
 from bootstrap.settings import load_settings  # noqa: E402
 from adapters import keys  # noqa: E402
 from adapters.redis_store import encode_state  # noqa: E402
+from bench.report import write_section  # noqa: E402
 
 PREFIX = "bench"
 KEYS = {"teller": "dev-teller", "call_centre": "dev-agent", "mobile": "dev-mobile"}
@@ -239,8 +240,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     bare_p99 = next(r["p99_ms"] for r in results if r["endpoint"] == "bare")
     lines = [
         "## bench/api.py", "",
@@ -273,14 +272,7 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
               "is what sets the latency here: two cores are shared by the server, the load generator, Valkey "
               "and the broker, so a request that costs twice the CPU waits about twice as long behind the "
               "others. Where the offer endpoints' CPU goes is in docs/API.md (Performance).", ""]
-    section = "\n".join(lines) + "\n"
-    start = text.find("## bench/api.py")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end != -1 else "")
-    path.write_text(text, encoding="utf-8")
+    write_section("## bench/api.py", "\n".join(lines) + "\n")
 
 
 def main() -> int:

@@ -26,6 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.report import write_section  # noqa: E402
+
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
@@ -106,8 +110,6 @@ def measure_demo(seconds: float, engine: str) -> dict[str, float]:
 
 
 def write_docs(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8")
     lines = ["## bench/idle.py", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
              f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
@@ -123,14 +125,7 @@ def write_docs(results: dict[str, dict[str, float]], args: argparse.Namespace) -
               "waits `NBO_STREAM__IDLE_FETCH_WAIT_MS` (500 ms) per fetch after `NBO_STREAM__IDLE_AFTER_MS` "
               "(1 s) without records, and the broker answers a fetch as soon as a record arrives, so the "
               "first record after a quiet spell is not delayed by the wait (freshness: bench/stream.py).", ""]
-    section = "\n".join(lines) + "\n"
-    start = text.find("## bench/idle.py")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end != -1 else "")
-    path.write_text(text, encoding="utf-8")
+    write_section("## bench/idle.py", "\n".join(lines) + "\n")
 
 
 def main() -> int:

@@ -8,9 +8,6 @@ Headless Debian ``chromium`` driven by Playwright, as in ``test_agent_screen.py`
 
 from __future__ import annotations
 
-import os
-import shutil
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,33 +19,7 @@ from services.api import models
 from services.api.app import create_app
 from services.stack import Stack
 
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
 LOOPBACK = {"127.0.0.1"}
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "Debian's chromium is not installed: run `sudo apt-get install chromium` (.ci/run does it)"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture
