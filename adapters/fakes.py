@@ -12,6 +12,9 @@ assertions against the fake and the real adapter:
 - ``FixedModels`` — ``model_watch.ModelHolder``: one model, swapped by the test.
 - ``MemoryPolicySource`` — ``policy_file.PolicyHolder``: a staged change is validated on
   ``refresh()``; a bad one is refused and the policy in force keeps serving.
+- ``MemoryCatalogSource`` — ``catalog_file.CatalogFile``: ``set(csv_text)`` stages an edit of the
+  file; ``refresh()`` validates it with ``parse_catalog``: a bad one is refused (``refusal`` names
+  the line and column) and the catalog in force keeps serving.
 - ``MemoryDecisionCache`` — ``decision_cache.RedisDecisionCache``: decisions buffered, found in
   the buffer at once, stored on ``flush()``, gone ``ttl_s`` after they were made (by ``clock``).
 
@@ -37,7 +40,7 @@ from adapters.ports import ApplyResult, RememberedDecision, SourcedEvent
 from adapters.redis_store import decode_state, encode_state
 from decisioning import Decision, Policy, PolicyError, policy_from_dict
 from decisioning.scores import RankingModel
-from domain.catalog import Catalog
+from domain.catalog import Catalog, CatalogError, parse_catalog
 from domain.features import FeatureParams, apply_all
 from domain.state import CustomerState
 from recommender.model import NboModel
@@ -440,4 +443,44 @@ class MemoryPolicySource:
             self.refusals.append(str(exc))
             return False
         self.current, self.failed_stamp, self._pending = policy, None, _UNSET
+        return True
+
+
+# --- catalog -------------------------------------------------------------------------------------
+
+class MemoryCatalogSource:
+    """``CatalogSource`` over CSV text, with ``CatalogFile``'s behaviour: the first catalog must be
+    valid (``CatalogError`` otherwise, as a process refuses to start); ``set`` stages an edit — as
+    the bank saving the file — and ``refresh`` validates it: a good one with other content is
+    swapped in (True), the same content changes nothing (False), a bad one is refused, its
+    reason kept in ``refusal``, and the catalog in force keeps serving (False)."""
+
+    def __init__(self, catalog: Catalog | str, name: str = "catalog.csv") -> None:
+        self.name = name
+        self.current: Catalog = parse_catalog(catalog, name) if isinstance(catalog, str) else catalog
+        self.failed_stamp: int | None = None
+        self.refusal: str | None = None
+        self._pending: str | None = None
+        self._changes = 0
+
+    def set(self, text: str) -> None:
+        self._pending = text
+        self._changes += 1
+
+    @property
+    def refused(self) -> bool:
+        return self.failed_stamp is not None
+
+    def refresh(self) -> bool:
+        if self._pending is None or self._changes == self.failed_stamp:
+            return False
+        try:
+            catalog = parse_catalog(self._pending, self.name)
+        except CatalogError as exc:
+            self.failed_stamp, self.refusal = self._changes, str(exc)
+            return False
+        self._pending, self.failed_stamp, self.refusal = None, None, None
+        if catalog.content_hash() == self.current.content_hash():
+            return False
+        self.current = catalog
         return True

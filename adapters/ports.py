@@ -12,6 +12,7 @@ drift from the real thing.
 | ``ModelRegistry`` (versioned artifacts, which one is promoted) | ``model_registry.ModelRegistry`` | ``fakes.MemoryRegistry`` |
 | ``ModelSource`` (the promoted model, swapped without restart) | ``model_watch.ModelHolder`` over ``model_registry.ModelRegistry`` | ``fakes.FixedModels`` |
 | ``PolicySource`` (marketing's levers, reloaded on change) | ``policy_file.PolicyHolder`` | ``fakes.MemoryPolicySource`` |
+| ``CatalogSource`` (the product catalog, reloaded on change) | ``catalog_file.CatalogFile`` | ``fakes.MemoryCatalogSource`` |
 | ``DecisionCache`` (recent decisions, to check outcomes against) | ``decision_cache.RedisDecisionCache`` | ``fakes.MemoryDecisionCache`` |
 
 Times are UTC epoch seconds (``now_s``); customer ids are the contract's pseudonymous tokens.
@@ -173,6 +174,26 @@ class PolicySource(Protocol):
 
     def refresh(self) -> bool:
         """Reload if the source changed; True if the policy was swapped; a bad one is refused."""
+
+
+class CatalogSource(Protocol):
+    """The product catalog in force (``NBO_CATALOG__PATH``); ``refresh`` swaps in a changed, valid
+    one. Readers take ``current`` once per request or batch (an attribute read); a catalog is
+    never changed in place, a change is a new ``Catalog`` object."""
+
+    current: Catalog
+
+    @property
+    def refused(self) -> bool:
+        """True while the latest change was refused (the catalog in force is an older one)."""
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the latest change was refused (``CatalogError``'s message: file, line, column), or None."""
+
+    def refresh(self) -> bool:
+        """Reload if the source changed; True if the catalog was swapped (its content differs);
+        a change that fails validation is refused and the catalog in force keeps serving."""
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.catalog_file import CatalogFile, StaticCatalog
 from adapters.decision_cache import RedisDecisionCache
 from adapters.kafka_publisher import Publisher
 from adapters.model_registry import ModelRegistry
 from adapters.model_watch import ModelHolder
 from adapters.policy_file import PolicyHolder
-from adapters.ports import DecisionCache, EventPublisher, ModelSource, PolicySource, StateReader
+from adapters.ports import CatalogSource, DecisionCache, EventPublisher, ModelSource, PolicySource, StateReader
 from adapters.redis_store import AsyncRedisStateStore, RedisStateStore
 from bootstrap.settings import Settings, SettingsError
 from decisioning import PolicyError
-from domain.catalog import Catalog, load_catalog
+from domain.catalog import Catalog, CatalogError, load_catalog
 from domain.features import FeatureParams
 from recommender.model import ModelParams
 
@@ -59,8 +60,23 @@ def model_params(settings: Settings, override: str | None = None) -> ModelParams
 
 
 def catalog(settings: Settings, path: Path | None = None) -> Catalog:
-    """The product catalog every process serves (the packaged one unless a path is given)."""
-    return load_catalog(path) if path is not None else load_catalog()
+    """The product catalog a process serves: ``path`` if given (a command's ``--catalog``), else
+    ``NBO_CATALOG__PATH``, else the packaged one. A bad file given by ``path`` raises
+    ``CatalogError``; one named by the setting stops the start with ``SettingsError``, the
+    variable, the file, the line and the column in the message."""
+    if path is not None:
+        return load_catalog(path)
+    return catalog_source(settings).current
+
+
+def catalog_source(settings: Settings) -> CatalogFile:
+    """The catalog file of ``NBO_CATALOG__PATH`` (default: the packaged one), watched for changes
+    by the API and the stream workers every ``NBO_CATALOG__POLL_S``; a bad file at start raises
+    ``SettingsError`` naming the variable, the file, the line and the column."""
+    try:
+        return CatalogFile(settings.catalog.path)
+    except CatalogError as exc:
+        raise SettingsError(f"NBO_CATALOG__PATH: {exc}") from None
 
 
 def state_store(settings: Settings) -> RedisStateStore:
@@ -80,18 +96,24 @@ class ApiParts:
     fills them with the real adapters, tests with the fakes of ``adapters.fakes``."""
 
     settings: Settings
-    catalog: Catalog
+    catalog: Catalog  # the catalog at start; the routes read ``catalogs.current``
     store: StateReader
     models: ModelSource
     publisher: EventPublisher
     policies: PolicySource
     params: FeatureParams
     decisions: DecisionCache
+    catalogs: CatalogSource | None = None  # None: ``catalog`` never changes
+
+    def __post_init__(self) -> None:
+        if self.catalogs is None:
+            self.catalogs = StaticCatalog(self.catalog)
 
 
 def build_api(settings: Settings) -> ApiParts:
     kafka, redis_url = require_servers(settings, "nbo api")
-    served = catalog(settings)
+    catalogs = catalog_source(settings)
+    served = catalogs.current
     try:
         policies = PolicyHolder(settings.api.levers_file)
     except PolicyError as exc:
@@ -99,8 +121,9 @@ def build_api(settings: Settings) -> ApiParts:
     return ApiParts(
         settings=settings,
         catalog=served,
+        catalogs=catalogs,
         store=AsyncRedisStateStore(redis_url, settings.redis.key_prefix, timeout_s=settings.redis.timeout_ms / 1000),
-        models=ModelHolder(model_registry(settings, served), served),
+        models=ModelHolder(model_registry(settings, served), catalogs),
         publisher=Publisher(kafka, settings.api.decision_buffer, flush_interval_s=settings.api.decision_flush_ms / 1000,
                             client_id=f"{settings.kafka.client_id}-api"),
         policies=policies,
@@ -119,13 +142,19 @@ class StreamParts:
     bootstrap: str
     store: RedisStateStore
     params: FeatureParams
-    catalog: Catalog  # purchases and outcomes of products not in it are dead-lettered
+    catalog: Catalog  # at start: purchases and outcomes of products not in it are dead-lettered
+    catalogs: CatalogSource | None = None  # the catalog in force, polled every NBO_CATALOG__POLL_S
+
+    def __post_init__(self) -> None:
+        if self.catalogs is None:
+            self.catalogs = StaticCatalog(self.catalog)
 
 
 def build_stream(settings: Settings) -> StreamParts:
     kafka, _ = require_servers(settings, "nbo worker")
+    catalogs = catalog_source(settings)
     return StreamParts(settings=settings, bootstrap=kafka, store=state_store(settings), params=feature_params(settings),
-                       catalog=catalog(settings))
+                       catalog=catalogs.current, catalogs=catalogs)
 
 
 @dataclass
@@ -139,6 +168,7 @@ class TrainerParts:
 
 def build_trainer(settings: Settings, catalog_path: Path | None = None, registry_dir: Path | None = None,
                   params_override: str | None = None) -> TrainerParts:
+    """The trainer's parts; the catalog is ``catalog_path`` (``--catalog``), else ``NBO_CATALOG__PATH``."""
     served = catalog(settings, catalog_path)
     return TrainerParts(settings=settings, catalog=served, registry=model_registry(settings, served, registry_dir),
                         params=model_params(settings, params_override), features=feature_params(settings))

@@ -2,6 +2,7 @@
 
 Nested sections use a double underscore: ``NBO_KAFKA__BOOTSTRAP=broker:9092``,
 ``NBO_REDIS__URL=redis://redis:6379/0``. Leave both unset to run the embedded servers.
+``NBO_CATALOG__PATH=/etc/nbo/mybank.csv`` names the bank's product catalog (default: the packaged one).
 A bad value fails at start with the name of the setting (see ``load_settings``).
 """
 
@@ -130,6 +131,23 @@ class ApiSettings(BaseModel):
         return value
 
 
+class CatalogSettings(BaseModel):
+    """The product catalog every process serves (worker, API, trainer, evaluate, tune, promote,
+    simulate, demo): one CSV file, validated at start (docs/CATALOG.md)."""
+
+    path: Path | None = Field(
+        default=None, description="product catalog CSV (columns in docs/CATALOG.md); "
+        "default the packaged domain/data/catalog.csv")
+    poll_s: float = Field(default=5.0, gt=0, le=3600,
+                          description="how often the API and the stream workers check the catalog file for "
+                          "changes (a valid change is served without restart, a bad one refused)")
+
+
+#: The help of every command's ``--catalog`` (the option wins over the setting).
+CATALOG_OPTION_HELP = ("product catalog CSV (default: the file NBO_CATALOG__PATH names, else the packaged "
+                       "domain/data/catalog.csv; see docs/CATALOG.md)")
+
+
 class ModelSettings(BaseModel):
     registry_dir: Path | None = Field(default=None, description="default: <data_dir>/models")
     window_days: float = Field(default=14.0, gt=0, le=365, description="label window of the next-purchase layer")
@@ -152,6 +170,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     api: ApiSettings = ApiSettings()
     model: ModelSettings = ModelSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     @property
     def registry_dir(self) -> Path:

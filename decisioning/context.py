@@ -31,6 +31,9 @@ class Offer:
     reason_zh: str = ""
     reason_facts: dict[str, Any] | None = None
     moved_in_by_boost: bool = False  # set by ``select``: in the list only thanks to the similar boost
+    #: Set by ``scoring`` for a product the model was not trained on: where its cold-start
+    #: propensity came from (``"family"`` or ``"catalog"``, see ``scoring``); None: the model's own.
+    cold_start_from: str | None = None
 
 
 @dataclass

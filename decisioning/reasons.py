@@ -25,6 +25,7 @@ on every trip"). The facts that satisfied the condition are recorded on the offe
 | ``within_risk_tolerance`` | ``risk_tolerance`` on record and the product's risk level <= it | deposits, CDs, wealth, funds, gold |
 | ``open_to_you`` | the product passed eligibility (channel, age, minimum assets, risk, tier, not held) | any product offered |
 | ``cold_start`` | nothing known: no event folded in, no profile (``fallback.knows_nothing``) | the safe cold-start products |
+| ``new_product`` | (added to the code said) the model was not trained on the product, launched after it; its propensity is its family's mean (``scoring``) | a product the model does not know |
 
 Decayed weights use ``FeatureParams()`` half-lives (hotline 30 days, tokens 90 days), as the
 scoring does. The first true line in the order above is said (one reason per offer).
@@ -251,7 +252,20 @@ def explain(offer: Offer, ctx: Context, found: dict[str, Any] | None = None
             ) -> tuple[list[str], str, str, Facts]:
     """(reason codes, sentence en, sentence zh, facts) for ``offer`` in ``ctx``: the first line
     whose condition holds for the customer at ``ctx.now_s`` and that is true for the product; else
-    the neutral line. The pitch is not repeated here: the offer carries it separately."""
+    the neutral line. The pitch is not repeated here: the offer carries it separately.
+
+    A product the model was not trained on (``offer.cold_start_from`` set by ``scoring``) also
+    carries the code ``new_product`` and the facts ``new_product: true`` and ``propensity_from``
+    (``family_mean`` or ``catalog_mean``): its rank comes from other products, not from evidence
+    about this one."""
+    codes, en, zh, facts = _explain(offer, ctx, found)
+    if offer.cold_start_from is not None:
+        codes = [*codes, "new_product"]
+        facts = {**facts, "new_product": True, "propensity_from": f"{offer.cold_start_from}_mean"}
+    return codes, en, zh, facts
+
+
+def _explain(offer: Offer, ctx: Context, found: dict[str, Any] | None) -> tuple[list[str], str, str, Facts]:
     p = offer.product
     if found is None:
         found = {"_boost_applies": similar_weight(ctx.model, ctx.policy) > 0}

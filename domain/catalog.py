@@ -18,7 +18,9 @@ cooldown_days       days not to offer it again after a decline
 pitch_en, pitch_zh  one sentence a teller or agent can say
 =================== ===========================================================================
 
-``load_catalog`` validates every row and raises ``CatalogError`` naming the file and line.
+``load_catalog`` validates every row and raises ``CatalogError`` naming the file, the line and
+the column (``CatalogError.line``, ``.column``). Which file a process serves is the setting
+``NBO_CATALOG__PATH`` (``bootstrap.catalog``); the packaged file is the default and the example.
 """
 
 from __future__ import annotations
@@ -91,14 +93,25 @@ def value_tier_for_assets(assets_minor: int) -> str:
 
 
 class CatalogError(ValueError):
-    """An invalid catalog file. The message names the file, the line and the column."""
+    """An invalid catalog file. The message names the file, the line and the column
+    (``line``: 1-based physical line, None for the whole file; ``column``: the column at fault,
+    None when the fault is not one cell's)."""
 
-    def __init__(self, path: Path | str, line: int | None, reason: str) -> None:
+    def __init__(self, path: Path | str, line: int | None, reason: str, column: str | None = None) -> None:
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {reason}")
         self.path = str(path)
         self.line = line
         self.reason = reason
+        self.column = column
+
+
+class ColumnError(ValueError):
+    """One cell of a row is invalid; the message starts with the column's name."""
+
+    def __init__(self, column: str, reason: str) -> None:
+        super().__init__(reason)
+        self.column = column
 
 
 @dataclass(frozen=True)
@@ -193,46 +206,47 @@ def _int(value: str, column: str, low: int, high: int) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise ValueError(f"{column} must be an integer, got {value!r}") from None
+        raise ColumnError(column, f"{column} must be an integer, got {value!r}") from None
     if not low <= number <= high:
-        raise ValueError(f"{column} must be in [{low}, {high}], got {number}")
+        raise ColumnError(column, f"{column} must be in [{low}, {high}], got {number}")
     return number
 
 
 def _set(value: str, column: str, allowed: tuple[str, ...]) -> frozenset[str]:
     items = [v.strip() for v in value.split("|") if v.strip()]
     if not items:
-        raise ValueError(f"{column} must name at least one of {', '.join(allowed)}")
+        raise ColumnError(column, f"{column} must name at least one of {', '.join(allowed)}")
     unknown = [v for v in items if v not in allowed]
     if unknown:
-        raise ValueError(f"{column} has unknown value(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+        raise ColumnError(column, f"{column} has unknown value(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
     return frozenset(items)
 
 
 def _text(value: str, column: str, max_len: int) -> str:
     value = value.strip()
     if not value:
-        raise ValueError(f"{column} must not be empty")
+        raise ColumnError(column, f"{column} must not be empty")
     if len(value) > max_len:
-        raise ValueError(f"{column} is {len(value)} characters, the limit is {max_len}")
+        raise ColumnError(column, f"{column} is {len(value)} characters, the limit is {max_len}")
     return value
 
 
 def parse_row(row: dict[str, str]) -> Product:
-    """One validated product from a CSV row; ``ValueError`` names the column at fault."""
+    """One validated product from a CSV row; ``ColumnError`` (a ``ValueError``) names the column
+    at fault."""
     pid = row["product_id"].strip()
     if not _PRODUCT_ID.match(pid):
-        raise ValueError(f"product_id {pid!r} must be snake_case matching {PRODUCT_ID_PATTERN}")
+        raise ColumnError("product_id", f"product_id {pid!r} must be snake_case matching {PRODUCT_ID_PATTERN}")
     family = row["family"].strip()
     if family not in FAMILIES:
-        raise ValueError(f"family {family!r} is not one of {', '.join(FAMILIES)}")
+        raise ColumnError("family", f"family {family!r} is not one of {', '.join(FAMILIES)}")
     multi = row["multi_hold"].strip().lower()
     if multi not in _BOOLS:
-        raise ValueError(f"multi_hold must be true or false, got {row['multi_hold']!r}")
+        raise ColumnError("multi_hold", f"multi_hold must be true or false, got {row['multi_hold']!r}")
     min_age = _int(row["min_age"], "min_age", 0, 120)
     max_age = _int(row["max_age"], "max_age", 0, 120)
     if max_age < min_age:
-        raise ValueError(f"max_age {max_age} is below min_age {min_age}")
+        raise ColumnError("max_age", f"max_age {max_age} is below min_age {min_age}")
     return Product(
         product_id=pid,
         name=_text(row["name"], "name", 80),
@@ -283,11 +297,11 @@ def parse_catalog(text: str, path: Path | str = "<catalog>") -> Catalog:
         try:
             product = parse_row(dict(zip(columns, values)))
         except ValueError as exc:
-            raise CatalogError(path, line_no, str(exc)) from None
+            raise CatalogError(path, line_no, str(exc), getattr(exc, "column", None)) from None
         if product.product_id in seen:
             raise CatalogError(
-                path, line_no, f"duplicate product_id {product.product_id!r} (first on line {seen[product.product_id]})"
-            )
+                path, line_no, f"duplicate product_id {product.product_id!r} (first on line {seen[product.product_id]})",
+                "product_id")
         seen[product.product_id] = line_no
         products.append(product)
     if not products:

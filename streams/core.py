@@ -36,7 +36,9 @@ of ``streams.masking`` (card-number-like digits -> ``****`` + last four, free te
 
 Unknown products: a purchase or offer outcome whose ``product_id`` is not in the catalog the
 engine was given (``KnownProducts``) is dead-lettered too (field ``product_id``), as the offer
-API refuses it, so holdings only ever name catalog products.
+API refuses it, so holdings only ever name catalog products. ``follow_catalog`` (both engines
+call it every ``NBO_CATALOG__POLL_S``) swaps in the products of a changed catalog file from the
+next batch on: a launched product's purchases are accepted, a retired one's dead-lettered.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from typing import Any, Awaitable, Callable, Generic, Hashable, Iterable, Mappin
 import orjson
 import redis
 
-from adapters.ports import SourcedEvent, StateStore
+from adapters.ports import CatalogSource, SourcedEvent, StateStore
 from domain.catalog import Catalog
 from domain.features import FeatureParams
 from schemas.codec import InvalidEvent, decode
@@ -146,6 +148,18 @@ class KnownProducts:
             return None
         return (f"product {product_id!r} is not in the catalog (catalog sha256 {self.catalog_hash[:12]}, "
                 f"{len(self.ids)} products)")
+
+
+def follow_catalog(handler: "BatchHandler", catalogs: CatalogSource) -> bool:
+    """Reload the catalog if its file changed (a bad change is refused, the catalog in force
+    stays); the handler checks the next batch against a new one's products. True if swapped.
+    Blocking (reads the file): run it off the event loop."""
+    if not catalogs.refresh():
+        return False
+    handler.products = KnownProducts.of(catalogs.current)
+    log.warning("stream now accepts the products of catalog %s (%d products)", handler.products.catalog_hash[:12],
+                len(handler.products.ids))
+    return True
 
 
 _PRODUCT_EVENTS = frozenset({"purchase", "offer_outcome"})

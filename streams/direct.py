@@ -33,7 +33,9 @@ from aiokafka.errors import KafkaError
 from bootstrap import build_stream
 from bootstrap.settings import Settings
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
-from streams.core import BatchHandler, DeadLetter, FetchPacing, KnownProducts, OffsetCommits, raw_of, stop_process
+from adapters.model_watch import poll
+from streams.core import (BatchHandler, DeadLetter, FetchPacing, KnownProducts, OffsetCommits, follow_catalog, raw_of,
+                          stop_process)
 
 log = logging.getLogger("nbo.worker")
 
@@ -147,6 +149,8 @@ async def run(settings: Settings) -> int:
     await producer.start()
     await consumer.start()
     log.info("direct engine consuming %s as group %s", ", ".join(INPUT_TOPICS), stream.group_id)
+    catalog_watch = asyncio.create_task(poll(lambda: follow_catalog(handler, parts.catalogs), settings.catalog.poll_s,
+                                             "catalog"))
     try:
         await consume(consumer, handler, commits, stopping, batch_size=stream.batch_size,
                       batch_timeout_ms=stream.batch_timeout_ms,
@@ -155,6 +159,7 @@ async def run(settings: Settings) -> int:
     except Exception as exc:
         stop_process(f"stream engine failed ({type(exc).__name__}: {exc})", exc)
     finally:
+        catalog_watch.cancel()
         await consumer.stop()
         await producer.stop()
         parts.store.close()

@@ -32,7 +32,7 @@ from bootstrap import build_stream
 from bootstrap.settings import Settings
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
 from streams import faust_transport
-from streams.core import BatchHandler, CommitGate, DeadLetter, KnownProducts, stop_process
+from streams.core import BatchHandler, CommitGate, DeadLetter, KnownProducts, follow_catalog, stop_process
 
 log = logging.getLogger("nbo.worker")
 
@@ -170,6 +170,13 @@ def create_app(settings: Settings) -> Any:
     @app.timer(interval=max(0.1, min(1.0, settling.lag_s / 4)))
     async def release_settled() -> None:  # also when no new batch arrives
         settling.release(asyncio.get_running_loop().time())
+
+    @app.timer(interval=settings.catalog.poll_s)
+    async def watch_catalog() -> None:  # a changed catalog file: its products from the next batch on
+        try:
+            await asyncio.to_thread(follow_catalog, handler, parts.catalogs)
+        except Exception:  # never let the watcher die; the next round tries again
+            log.exception("catalog refresh failed")
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:

@@ -3,7 +3,7 @@
 ``create_app(settings)`` builds nothing at import time; the lifespan gets the parts from the
 composition root (``bootstrap.build_api``: Redis, the broker, the catalog, the current model and
 policy) — or uses the ``parts`` it was given (tests, on the fakes of ``adapters.fakes``) — and
-starts the decision-log sender and the model and policy watchers. The routes live in
+starts the decision-log sender and the model, policy and catalog watchers. The routes live in
 ``services.api.routes``, one module per touchpoint; client mistakes are 4xx with a message that
 says what to fix; a slow or absent Redis gives degraded (safe) offers with status 200, never a 5xx.
 """
@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None, parts: ApiParts | None = None) 
         app.state.services = services
         await services.publisher.start()
         watchers = [asyncio.create_task(poll(services.models.refresh, settings.api.model_poll_s, "model")),
-                    asyncio.create_task(poll(services.policies.refresh, settings.api.policy_poll_s, "policy"))]
+                    asyncio.create_task(poll(services.policies.refresh, settings.api.policy_poll_s, "policy")),
+                    asyncio.create_task(poll(services.refresh_catalog, settings.catalog.poll_s, "catalog"))]
         try:
             yield
         finally:

@@ -16,7 +16,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
+from adapters.ports import CatalogSource
+
 from bootstrap import ApiParts, Settings
+from domain.catalog import Catalog
 from schemas.events import CUSTOMER_ID_PATTERN, OfferChannel
 from services.api.auth import Authenticator, Client, RateLimiter
 from services.api.metrics import Metrics
@@ -30,7 +33,9 @@ class Services:
 
     def __init__(self, settings: Settings, parts: ApiParts) -> None:
         self.settings = settings
-        self.catalog = parts.catalog
+        #: The catalog in force: ``catalogs.current`` (an attribute read per request; the
+        #: lifespan's watcher swaps in a changed file's catalog).
+        self.catalogs: CatalogSource = parts.catalogs  # type: ignore[assignment]  # ApiParts fills it
         self.store = parts.store
         self.models = parts.models
         self.publisher = parts.publisher
@@ -42,6 +47,19 @@ class Services:
         self.metrics = Metrics()
         self.decision_ids = DecisionIds()
         self.redis_budget_s = settings.redis.timeout_ms / 1000
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog in force (``catalogs.current``)."""
+        return self.catalogs.current
+
+    def refresh_catalog(self) -> bool:
+        """Reload the catalog if its file changed (a bad change is refused, the catalog in force
+        keeps serving); the model source follows a new catalog at once. True if it was swapped."""
+        if not self.catalogs.refresh():
+            return False
+        self.models.refresh()
+        return True
 
     def authorize(self, key: str | None, channel: OfferChannel) -> Client:
         """The client of ``key`` if it is bound to ``channel`` and within its rate limit; else

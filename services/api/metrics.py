@@ -22,6 +22,9 @@ class Metrics:
         self.policy_file_refused = Gauge("nbo_policy_file_refused", "1 while the levers file on disk failed "
                                          "validation and the policy loaded before it keeps serving",
                                          registry=self.registry)
+        self.catalog_file_refused = Gauge("nbo_catalog_file_refused", "1 while the latest edit of the catalog file "
+                                          "failed validation and the catalog loaded before it keeps serving",
+                                          registry=self.registry)
         self._labelled: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
         self.stream = Gauge("nbo_stream_events", "stream worker counters (applied, duplicates, dead_letters)",
                             ["counter"], registry=self.registry)

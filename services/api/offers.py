@@ -48,14 +48,15 @@ async def offer(services: Services, customer_id: str, channel: OfferChannel, lim
     decision_id = services.decision_ids.next()
     state = await read_state(services, customer_id)
     model = services.models.current
+    catalog = services.catalogs.current  # the catalog in force, read once for this request
     if state is None:
-        decision = fallback(services.catalog, channel.value, limit)
+        decision = fallback(catalog, channel.value, limit)
         services.metrics.fallbacks.labels(channel.value).inc()
     else:
         if transaction is not None:
             state = fold_counter_transaction(state, transaction.kind, transaction.amount_minor, transaction.currency,
                                              transaction.purpose, now, teller_event_id(decision_id), services.params)
-        decision = rank(state, model, services.catalog, services.policies.current, channel.value, now.timestamp(), limit)
+        decision = rank(state, model, catalog, services.policies.current, channel.value, now.timestamp(), limit)
     response = offer_view(decision, decision_id, customer_id, channel, model.version)
     latency_ms = (time.perf_counter() - started) * 1000
     services.metrics.observe_decision(channel.value, decision.degraded, latency_ms / 1000)

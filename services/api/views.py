@@ -83,6 +83,19 @@ def offer_view(decision: Decision, decision_id: str, customer_id: str, channel: 
             "service_action": {"code": decision.service_action, "en": action[0], "zh": action[1]} if action else None}
 
 
+def catalog_status(catalog: Catalog, model: Any, refused: bool) -> dict[str, Any]:
+    """What ``/readyz`` says about the catalog: the one served (``catalog_hash``, the first 12 hex
+    of its sha256, and ``catalog_products``), whether the latest edit of its file was refused
+    (``catalog_refused``: the catalog in force is an older one) and, when the serving model was
+    trained for another catalog (kept serving across a change), that one (``model_catalog_hash``)."""
+    served = catalog.content_hash()
+    body: dict[str, Any] = {"catalog_hash": served[:12], "catalog_products": len(catalog), "catalog_refused": refused}
+    trained_for = (getattr(model, "metadata", None) or {}).get("catalog_hash")
+    if trained_for and trained_for != served:
+        body["model_catalog_hash"] = str(trained_for)[:12]
+    return body
+
+
 def slots_view(offers: dict[str, Any]) -> dict[str, Any]:
     """The ``SlotsResponse`` body of a mobile ``OfferResponse`` body: one slot per offer, in rank
     order, with its creative and a title in both languages."""

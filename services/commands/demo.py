@@ -4,7 +4,7 @@
    nothing between runs, so the customer state an earlier run left in the embedded Redis is
    cleared and the run starts clean (it says how many keys),
 2. train a model on a simulated history and promote it, or reuse the current one (it says which
-   version and when it was trained),
+   version and when it was trained) if it was trained for the catalog in use (``NBO_CATALOG__PATH``),
 3. start a stream worker and the offer API as child processes,
 4. publish recent simulated traffic and wait until the worker has taken all of it; it prints how
    many events the worker applied, from the worker's own counters (duplicates and dead letters
@@ -23,12 +23,14 @@ import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import httpx
 
-from bootstrap import state_store
-from bootstrap.settings import Settings, load_settings
+from bootstrap import catalog, state_store
+from bootstrap.settings import CATALOG_OPTION_HELP, Settings, load_settings
+from domain.catalog import CatalogError
 from schemas.topics import INPUT_TOPICS, TOPIC_FOR_TYPE
 from services.runtime import Servers, start_servers
 from services.stack import DEV_KEYS, Stack
@@ -47,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7,
                         help="random seed of the simulated history (the live traffic uses seed + 1) (default 7)")
     parser.add_argument("--show", type=int, default=2, help="customers to show per channel (default 2)")
+    parser.add_argument("--catalog", type=Path, default=None,
+                        help=CATALOG_OPTION_HELP + "; the worker and the API serve it too")
 
 
 class Progress:
@@ -67,9 +71,20 @@ class Progress:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
+    extra_env: dict[str, str] = {}
+    if args.catalog is not None:  # the option wins over NBO_CATALOG__PATH, here and in the children
+        try:
+            catalog(settings, args.catalog)
+        except CatalogError as exc:
+            print(f"nbo demo: {exc}", file=sys.stderr)
+            return 2
+        path = args.catalog.resolve()
+        settings = settings.model_copy(update={"catalog": settings.catalog.model_copy(update={"path": path})})
+        extra_env["NBO_CATALOG__PATH"] = str(path)
+    served = catalog(settings)  # a bad NBO_CATALOG__PATH stops here, before any server starts
     progress = Progress(6)
     servers = progress.step("starting Kafka-protocol broker and Redis", lambda: start_servers(settings))
-    stack = Stack(servers, settings.data_dir / "logs", api_port=_api_port(settings))
+    stack = Stack(servers, settings.data_dir / "logs", api_port=_api_port(settings), extra_env=extra_env)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Ctrl-C stops everything even when the demo was started where SIGINT is ignored (a shell's
@@ -77,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         print(f"      broker {servers.kafka_bootstrap}   redis {servers.redis_url}")
+        print(f"      catalog {settings.catalog.path or 'packaged'}: {len(served)} products, "
+              f"sha256 {served.content_hash()[:12]}")
         if servers.cleared_keys:
             print(f"      cleared {servers.cleared_keys:,} Redis keys of an earlier run: the embedded broker "
                   "starts empty, and that customer state was folded from its lost log")
@@ -92,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         progress.step("starting the stream worker and the offer API", lambda: _start_children(stack))
         store = state_store(settings.with_servers(servers.kafka_bootstrap, servers.redis_url))
         before = store.counters()
-        events = _simulate_traffic(args)
+        events = _simulate_traffic(settings, args)
         expected = sum(1 for e in events if TOPIC_FOR_TYPE[e.type] in INPUT_TOPICS)
         progress.step(f"publishing {len(events)} simulated bank events", lambda: _publish(servers, events))
         taken = progress.step(f"waiting for the stream worker to take the {expected} events",
@@ -128,14 +145,21 @@ def _api_port(settings: Settings) -> int:
 
 
 def _current_model(settings: Settings) -> tuple[str, str] | None:
-    """The registry's current version and when it was trained (``created_at``, UTC), if any."""
+    """The registry's current version and when it was trained (``created_at``, UTC), if it was
+    trained for the catalog the demo serves (``NBO_CATALOG__PATH``); else None (train one)."""
     from bootstrap import model_registry
 
     registry = model_registry(settings)
     version = registry.current_version()
     if version is None:
         return None
-    return version, str(registry.metadata(version).get("created_at", "an unknown time"))
+    meta = registry.metadata(version)
+    served = catalog(settings).content_hash()
+    if meta.get("catalog_hash") != served:
+        print(f"      the current model {version} was trained for catalog {str(meta.get('catalog_hash'))[:12]}, "
+              f"the catalog in use is {served[:12]}: training one for it")
+        return None
+    return version, str(meta.get("created_at", "an unknown time"))
 
 
 def _train_model(settings: Settings, args: argparse.Namespace) -> str:
@@ -149,12 +173,12 @@ def _start_children(stack: Stack) -> None:
     stack.start_api()
 
 
-def _simulate_traffic(args: argparse.Namespace) -> list:
-    from domain.catalog import load_catalog
+def _simulate_traffic(settings: Settings, args: argparse.Namespace) -> list:
+    """Live traffic over the catalog every process serves (``NBO_CATALOG__PATH``)."""
     from simulator.bank import simulate_events
 
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=args.days)
-    return list(simulate_events(load_catalog(), customers=args.customers, days=args.days,
+    return list(simulate_events(catalog(settings), customers=args.customers, days=args.days,
                                 seed=args.seed + 1, start=start))
 
 

@@ -30,8 +30,9 @@ import tempfile  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bootstrap import build_trainer, load_settings  # noqa: E402
-from domain.catalog import CatalogError, load_catalog  # noqa: E402
+from bootstrap import build_trainer, catalog, load_settings  # noqa: E402
+from bootstrap.settings import CATALOG_OPTION_HELP as CATALOG_HELP  # noqa: E402
+from domain.catalog import CatalogError  # noqa: E402
 from decisioning.policy import CHANNELS  # noqa: E402
 from recommender.evaluation import (  # noqa: E402
     DAY_S, EVAL_CHANNEL, EvalReport, fold_for_training, leave_one_out, time_split, tune_similar_weight,
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default=None, help="JSON of model parameters")
     parser.add_argument("--channel", choices=CHANNELS, default=EVAL_CHANNEL,
                         help="channel of the headline rows (the others are reported per channel too)")
-    parser.add_argument("--catalog", type=Path, default=None)
+    parser.add_argument("--catalog", type=Path, default=None, help=CATALOG_HELP)
     parser.add_argument("--out", type=Path, default=None, help="report JSON (default <data_dir>/evaluation.json)")
     parser.add_argument("--chart", type=Path, default=None, help="PNG chart (default <data_dir>/evaluation.png)")
     parser.add_argument("--json", action="store_true", help="end stdout with the report as one JSON object")
@@ -67,31 +68,31 @@ def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
 
     settings = load_settings()
     parts = build_trainer(settings, args.catalog, params_override=args.params)
-    catalog, params = parts.catalog, parts.params
+    served, params = parts.catalog, parts.params
     window = args.window_days or params.window_days
     windows = args.windows or settings.model.training_windows
     truth_file = args.truth or truth_path_for(events)
     truth = load_truth(truth_file) if truth_file.exists() else None
-    if truth is not None and truth.meta.get("catalog_hash") not in (None, catalog.content_hash()):
+    if truth is not None and truth.meta.get("catalog_hash") not in (None, served.content_hash()):
         raise ValueError(f"{truth_file} was simulated with another catalog")
     end_s, start_s = log_window(events, truth_file if truth is not None else None, None)
     if args.mode == "loo":
         split = fold_for_training(read_lines(events), end_s, window, 1, start_s, features=parts.features)
         states = split.folded.states[-1]
         vocab = token_vocabulary(states.values(), end_s, params.max_token_columns, params.min_token_customers)
-        matrix = build_matrix(states, catalog.ids, vocab, end_s)
-        return leave_one_out(matrix, catalog, params, args.k, args.seed)
+        matrix = build_matrix(states, served.ids, vocab, end_s)
+        return leave_one_out(matrix, served, params, args.k, args.seed)
     cutoff_s = end_s if truth is not None else end_s - window * DAY_S
     split = fold_for_training(read_lines(events), cutoff_s, window, windows, start_s, features=parts.features)
     channels = (args.channel, *(ch for ch in CHANNELS if ch != args.channel))
     tuned = None
     if args.tune_similar_weight:
-        best, ndcg = tune_similar_weight(split, catalog, params, window, args.k, args.seed)
+        best, ndcg = tune_similar_weight(split, served, params, window, args.k, args.seed)
         params = replace(params, similar_weight=best)
         tuned = {"best": best, f"ndcg_at_{args.k}": {f"{w:g}": v for w, v in ndcg.items()}}
         print(f"similar_weight {best:g} (validation ndcg@{args.k}: "
               + ", ".join(f"{w:g}: {v:.4f}" for w, v in ndcg.items()) + ")", file=sys.stderr)
-    report, _ = time_split(split.folded, catalog, cutoff_s, window, params, args.k, args.seed, truth=truth,
+    report, _ = time_split(split.folded, served, cutoff_s, window, params, args.k, args.seed, truth=truth,
                            label_end_s=end_s, train_starts_s=split.starts_s, channels=channels)
     report.info["events"] = str(events)
     report.info["training_windows"] = len(split.starts_s)
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             with tempfile.TemporaryDirectory(prefix="nbo-evaluate-") as tmp:
                 events = Path(tmp) / "events.jsonl"
                 print(f"simulating {args.customers:,} customers x {args.days} days ...", file=sys.stderr)
-                write_jsonl(events, load_catalog(args.catalog), args.customers, args.days, args.seed, progress=False)
+                write_jsonl(events, catalog(settings, args.catalog), args.customers, args.days, args.seed,
+                            progress=False)
                 report = evaluate_events(events, args)
         elif not args.events.exists():
             print(f"nbo evaluate: --events {args.events}: file not found", file=sys.stderr)

@@ -12,22 +12,23 @@ import json
 import sys
 from pathlib import Path
 
-from domain.catalog import CatalogError, load_catalog
+from domain.catalog import CatalogError
 from adapters.model_registry import ModelRegistry, RegistryError
-from bootstrap.settings import load_settings
+from bootstrap import catalog, load_settings
+from bootstrap.settings import CATALOG_OPTION_HELP as CATALOG_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("version", nargs="?", help="the version to make current")
     parser.add_argument("--list", action="store_true", help="list versions (current marked with *)")
     parser.add_argument("--registry", type=Path, default=None, help="registry directory (default NBO_MODEL__REGISTRY_DIR)")
-    parser.add_argument("--catalog", type=Path, default=None, help="product catalog CSV (default: packaged)")
+    parser.add_argument("--catalog", type=Path, default=None, help=CATALOG_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
-        registry = ModelRegistry(args.registry or settings.registry_dir, load_catalog(args.catalog))
+        registry = ModelRegistry(args.registry or settings.registry_dir, catalog(settings, args.catalog))
     except CatalogError as exc:
         print(f"nbo promote: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Iterable
 
 
-from domain.catalog import CatalogError, load_catalog
+from bootstrap import catalog as served_catalog
+from bootstrap.settings import CATALOG_OPTION_HELP as CATALOG_HELP, load_settings
+from domain.catalog import CatalogError
 from simulator.bank import DEFAULT_HOLDOUT_DAYS, DEFAULT_START, TYPE_NAMES, EventBatch, write_jsonl
 from schemas.codec import InvalidEvent, decode, encode
 from schemas.events import MAX_CLOCK_SKEW_S, Event
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="first simulated day, YYYY-MM-DD or ISO time (UTC if no zone), or 'now' for "
                              "traffic that ends now (default %(default)s)")
     parser.add_argument("--truth", type=Path, default=None, help="truth file (default <out>.truth.npz)")
-    parser.add_argument("--catalog", type=Path, default=None, help="product catalog CSV (default: packaged)")
+    parser.add_argument("--catalog", type=Path, default=None, help=CATALOG_HELP)
     parser.add_argument("--to-kafka", action="store_true",
                         help="publish the events to the Kafka topics (default: off)")
     parser.add_argument("--bootstrap", default=None, help="Kafka host:port (default NBO_KAFKA__BOOTSTRAP)")
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
     try:
         start = parse_start(args.start, args.days, now)
-        catalog = load_catalog(args.catalog)
+        catalog = served_catalog(load_settings(), args.catalog)
     except (ValueError, CatalogError) as exc:
         print(f"nbo simulate: {exc}", file=sys.stderr)
         return 2
@@ -158,8 +160,6 @@ def run(args: argparse.Namespace) -> int:
     sinks = [check]
     close_kafka = None
     if args.to_kafka:
-        from bootstrap.settings import load_settings
-
         bootstrap = args.bootstrap or load_settings().kafka.bootstrap
         if not bootstrap:
             print("nbo simulate: --to-kafka needs --bootstrap or NBO_KAFKA__BOOTSTRAP", file=sys.stderr)

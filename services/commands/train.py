@@ -27,8 +27,9 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from adapters.model_registry import RegistryError  # noqa: E402
-from bootstrap import Settings, build_trainer, load_settings  # noqa: E402
-from domain.catalog import CatalogError, load_catalog  # noqa: E402
+from bootstrap import Settings, build_trainer, catalog, load_settings  # noqa: E402
+from bootstrap.settings import CATALOG_OPTION_HELP as CATALOG_HELP  # noqa: E402
+from domain.catalog import CatalogError  # noqa: E402
 from recommender.evaluation import fold_for_training, train_at, tune_similar_weight  # noqa: E402
 from recommender.matrix import read_lines  # noqa: E402
 
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-days", type=float, default=None, help="label window (default NBO_MODEL__WINDOW_DAYS)")
     parser.add_argument("--windows", type=int, default=None, help="stacked windows (default NBO_MODEL__TRAINING_WINDOWS)")
     parser.add_argument("--params", default=None, help='JSON of model parameters, e.g. \'{"l2": 3}\' (from nbo tune)')
-    parser.add_argument("--catalog", type=Path, default=None, help="product catalog CSV (default: packaged)")
+    parser.add_argument("--catalog", type=Path, default=None, help=CATALOG_HELP)
     parser.add_argument("--registry", type=Path, default=None, help="registry directory (default NBO_MODEL__REGISTRY_DIR)")
     parser.add_argument("--promote", action="store_true", help="make the new version current")
     parser.add_argument("--tune-similar-weight", action="store_true",
@@ -130,7 +131,7 @@ def train_on_simulation(settings: Settings, customers: int = 5000, seed: int = 1
 
     with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
         events = Path(tmp) / "events.jsonl"
-        write_jsonl(events, load_catalog(), customers, days, seed, progress=False)
+        write_jsonl(events, catalog(settings), customers, days, seed, progress=False)
         version, _ = train_events(events, settings, promote=promote, registry_dir=registry_dir)
     return version
 
@@ -144,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
             with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
                 events = Path(tmp) / "events.jsonl"
                 print(f"simulating {args.customers:,} customers x {args.days} days ...", file=sys.stderr)
-                write_jsonl(events, load_catalog(args.catalog), args.customers, args.days, args.seed, progress=False)
+                write_jsonl(events, catalog(settings, args.catalog), args.customers, args.days, args.seed,
+                            progress=False)
                 version, info = train_events(events, settings, window_days=args.window_days, windows=args.windows,
                                              params_json=args.params, catalog_path=args.catalog,
                                              registry_dir=args.registry, promote=args.promote, seed=args.seed,

@@ -25,8 +25,9 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bootstrap import build_trainer, load_settings  # noqa: E402
-from domain.catalog import CatalogError, load_catalog  # noqa: E402
+from bootstrap import build_trainer, catalog, load_settings  # noqa: E402
+from bootstrap.settings import CATALOG_OPTION_HELP as CATALOG_HELP  # noqa: E402
+from domain.catalog import CatalogError  # noqa: E402
 from recommender.evaluation import fold_for_training, validation_split  # noqa: E402
 from recommender.matrix import read_lines  # noqa: E402
 from recommender.model import ModelParams  # noqa: E402
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--window-days", type=float, default=None)
     parser.add_argument("--windows", type=int, default=3, help="windows folded (validation uses the newest)")
-    parser.add_argument("--catalog", type=Path, default=None)
+    parser.add_argument("--catalog", type=Path, default=None, help=CATALOG_HELP)
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
 
 
@@ -59,7 +60,7 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
 
 def tune_events(events: Path, args: argparse.Namespace) -> list[tuple[dict, dict]]:
     parts = build_trainer(load_settings(), args.catalog)
-    catalog, base = parts.catalog, parts.params
+    served, base = parts.catalog, parts.params
     window = args.window_days or base.window_days
     cutoff_s, start_s = log_window(events, None, None)
     split = fold_for_training(read_lines(events), cutoff_s, window, args.windows, start_s, features=parts.features)
@@ -70,7 +71,7 @@ def tune_events(events: Path, args: argparse.Namespace) -> list[tuple[dict, dict
     # One training per point of the other parameters; every after-purchase weight ranks with it.
     for point in grid_points(rest):
         params = ModelParams.from_dict({**base.to_dict(), **point})
-        report = validation_split(split, catalog, params, window, args.k, args.seed, similar_weights=weights)
+        report = validation_split(split, served, params, window, args.k, args.seed, similar_weights=weights)
         for w in weights or [None]:
             row = report.rows["model" if w is None else f"model_w{w:g}"]
             full = dict(point) if w is None else {**point, "similar_weight": w}
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             with tempfile.TemporaryDirectory(prefix="nbo-tune-") as tmp:
                 events = Path(tmp) / "events.jsonl"
                 print(f"simulating {args.customers:,} customers x {args.days} days ...", file=sys.stderr)
-                write_jsonl(events, load_catalog(args.catalog), args.customers, args.days, args.seed, progress=False)
+                write_jsonl(events, catalog(load_settings(), args.catalog), args.customers, args.days, args.seed,
+                            progress=False)
                 results = tune_events(events, args)
         elif not args.events.exists():
             print(f"nbo tune: --events {args.events}: file not found", file=sys.stderr)

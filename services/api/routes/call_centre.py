@@ -44,4 +44,4 @@ async def profile(services: ServicesDep, customer_id: CustomerIdPath) -> Profile
     state = await core.read_state(services, customer_id)
     if state is None:
         raise ApiError(503, "customer state is unavailable right now; try again in a moment")
-    return profile_view(state, services.catalog, services.params, customer_id, time.time())
+    return profile_view(state, services.catalogs.current, services.params, customer_id, time.time())

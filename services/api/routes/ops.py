@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.api.deps import ServicesDep
+from services.api.views import catalog_status
 
 router = APIRouter(tags=["operations"])
 
@@ -21,27 +22,31 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Redis unreachable"}}, summary="Readiness",
             description="Whether Redis answers within 0.5 s (`redis`), the broker is connected (`broker`) and "
-            "which model serves (`model`). 200 when Redis answers, else 503: take the replica out of the "
-            "load balancer. No key needed.")
+            "which model serves (`model`), the catalog served (`catalog_hash`: first 12 hex of its sha256, "
+            "`catalog_products`; `catalog_refused`: the latest edit of the catalog file was refused; "
+            "`model_catalog_hash`: the catalog the model was trained for, when another). 200 when Redis "
+            "answers, else 503: take the replica out of the load balancer. No key needed.")
 async def readyz(services: ServicesDep) -> JSONResponse:
     try:
         redis_ok = await asyncio.wait_for(services.store.ping(), timeout=0.5)
     except Exception:
         redis_ok = False
     body = {"redis": redis_ok, "broker": services.publisher.connected, "model": services.models.version}
+    body.update(catalog_status(services.catalogs.current, services.models.current, services.catalogs.refused))
     return JSONResponse(body, status_code=200 if redis_ok else 503)
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics",
             description="Offer decisions and their latency per channel, degraded fallbacks, outcomes per channel "
             "and outcome, failed or slow state reads, decision-log records sent and dropped, whether the levers "
-            "file on disk was refused, and the stream workers' counters (applied, duplicates, dead letters), in "
-            "the Prometheus text format. No key needed.")
+            "file and the catalog file on disk were refused, and the stream workers' counters (applied, "
+            "duplicates, dead letters), in the Prometheus text format. No key needed.")
 async def metrics(services: ServicesDep) -> Response:
     metrics = services.metrics
     metrics.decision_log_dropped.set(services.publisher.dropped)
     metrics.decision_log_sent.set(services.publisher.sent)
     metrics.policy_file_refused.set(1 if services.policies.refused else 0)
+    metrics.catalog_file_refused.set(1 if services.catalogs.refused else 0)
     try:  # the stream workers' counters (dead letters, duplicates), best effort within the budget
         async with asyncio.timeout(max(services.redis_budget_s, 0.2)):
             stats = await services.store.counters()
