@@ -9,13 +9,18 @@ in, no profile: ``knows_nothing``). No personal claim can be true, so no ranking
 either: the R1, non-credit products of ``SAFE_FALLBACK`` that pass the eligibility rules for what
 is known (channel, no age, no assets, cautious risk tolerance, the default tier), in that order,
 with reason code ``cold_start`` and a sentence that says exactly that (``reasons.COLD_START``).
+
+Both draw on ``safe_products(catalog)``: the products of ``SAFE_FALLBACK`` the catalog has, in
+that order; a bank's own catalog (``NBO_CATALOG__PATH``) with none of them gives its R1 products
+outside credit that fit every value tier, in catalog order.
 """
 
 from __future__ import annotations
 
-from domain.catalog import Catalog
+from domain.catalog import VALUE_TIERS, Catalog, Product
 from domain.state import CustomerState
 from decisioning.context import Decision, Offer
+from decisioning.memo import Memo
 from decisioning.eligibility import UNKNOWN_RISK_TOLERANCE, static_rule
 from decisioning.reasons import COLD_START, CREDIT_FAMILIES
 
@@ -23,12 +28,25 @@ from decisioning.reasons import COLD_START, CREDIT_FAMILIES
 SAFE_FALLBACK = ("mobile_banking", "time_deposit_1y", "money_market_fund", "utility_autopay", "debit_card")
 
 
+def safe_products(catalog: Catalog) -> tuple[Product, ...]:
+    """The products the fallback and the cold start draw on, in the order they are offered (see
+    the module docstring). Made once per catalog."""
+    def compute() -> tuple[Product, ...]:
+        named = tuple(catalog.get(pid) for pid in SAFE_FALLBACK if pid in catalog)
+        if named:
+            return named
+        every_tier = frozenset(VALUE_TIERS)
+        return tuple(p for p in catalog.products
+                     if p.risk_level == 1 and p.family not in CREDIT_FAMILIES and p.value_tiers >= every_tier)
+    return _SAFE.get((catalog,), (), compute)
+
+
+_SAFE: Memo[tuple[Product, ...]] = Memo(max_entries=64)
+
+
 def fallback(catalog: Catalog, channel: str, limit: int) -> Decision:
     offers = []
-    for pid in SAFE_FALLBACK:
-        if pid not in catalog:
-            continue
-        product = catalog.get(pid)
+    for product in safe_products(catalog):
         if channel in product.channels and product.risk_level <= 2:
             offers.append(Offer(product, 0.0, 0.0, 0.0, None, ["fallback_safe_offer"],
                                 product.pitch_en, product.pitch_zh, {}))
@@ -52,10 +70,8 @@ def knows_nothing(state: CustomerState) -> bool:
 def cold_start(state: CustomerState, catalog: Catalog, channel: str, limit: int) -> Decision:
     """The cold-start offers for a customer the bank knows nothing about (``knows_nothing``)."""
     offers, excluded = [], {}
-    for pid in SAFE_FALLBACK:
-        if pid not in catalog:
-            continue
-        product = catalog.get(pid)
+    for product in safe_products(catalog):
+        pid = product.product_id
         rule = static_rule(product, channel, None, 0, state.risk_tolerance or UNKNOWN_RISK_TOLERANCE,
                            state.value_tier)
         if rule is None and (product.risk_level > 1 or product.family in CREDIT_FAMILIES):

@@ -2,7 +2,8 @@
 model was not trained on gets its family's mean propensity (marked ``new_product``, nothing
 personal claimed about it); a retired product is never offered; the model holder keeps a trained
 model across a catalog change and rebuilds the popularity model for it; the stream accepts a
-launched product's purchases from the batch after the reload."""
+launched product's purchases from the batch after the reload; a bank's own catalog without the
+packaged safe products still has fallback and cold-start offers."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 
 from adapters.fakes import MemoryCatalogSource, MemoryRegistry, MemoryStateStore
 from adapters.model_watch import ModelHolder
-from bank_catalog import BANK_IDS, GREEN_BOND_FUND, csv_text, trained_for, without
-from decisioning import Policy, rank
+from bank_catalog import BANK_IDS, GREEN_BOND_FUND, PACKAGED, csv_text, trained_for, without
+from decisioning import SAFE_FALLBACK, Policy, fallback, rank
+from decisioning.fallback import safe_products
 from domain.catalog import parse_catalog
 from domain.features import FeatureParams
 from domain.state import CustomerState
@@ -166,3 +168,18 @@ def test_the_stream_accepts_a_launched_products_purchases_from_the_batch_after_t
     assert "green_bond_fund" in store.get("C000000009").holdings
     assert [(d.offset, d.field) for d in letters] == [(1, "product_id"), (3, "product_id")]  # bond_fund retired
     assert follow_catalog(handler, source) is False  # nothing new
+
+
+# --- offers without a ranking on a bank's own catalog --------------------------------------------
+
+def test_a_bank_catalog_without_the_packaged_safe_products_still_gets_fallback_and_cold_start_offers():
+    # Of these only the demand deposit and the payroll service are R1, outside credit and for every tier.
+    bank = parse_catalog(csv_text(("time_deposit_3y", "demand_deposit", "large_cd", "bond_fund", "credit_card_gold",
+                                   "payroll_service")))
+    assert [o.product.product_id for o in fallback(bank, "teller", 3).offers] == ["demand_deposit", "payroll_service"]
+    assert [o.product.product_id for o in fallback(bank, "mobile", 3).offers] == ["demand_deposit"]  # payroll: TC
+    stranger = rank(CustomerState("C000000123"), KnownAnswerModel(TRAINED), bank, Policy(), "call_centre", NOW_S, 3)
+    assert [(o.product.product_id, o.reason_codes) for o in stranger.offers] == [
+        ("demand_deposit", ["cold_start"]), ("payroll_service", ["cold_start"])]
+    # The packaged catalog keeps its named safe products, in their order.
+    assert tuple(p.product_id for p in safe_products(PACKAGED)) == SAFE_FALLBACK
