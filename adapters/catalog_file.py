@@ -5,7 +5,8 @@ The bank edits its catalog CSV (``NBO_CATALOG__PATH``; default the packaged
 row), a rule changed (age band, minimum assets, channels, cool-down, value, texts). Every
 ``NBO_CATALOG__POLL_S`` the API and the stream workers check the file's modification time and
 size and, when they changed, validate the whole file with ``domain.catalog.load_catalog`` and
-swap in the new catalog if its content differs. A file that fails validation is refused with
+swap in the new catalog if its content differs; a file that changed while it was read is looked
+at again on the next check. A file that fails validation is refused with
 the file, line and column in the log (``refusal``), and the catalog in force keeps serving
 until the file is fixed; a bad file at start stops the process (``CatalogError``).
 
@@ -68,10 +69,14 @@ class CatalogFile:
         try:
             catalog = load_catalog(self.path)
         except CatalogError as exc:
+            if self._read_stamp() != stamp:
+                return False  # still being written: look again next time
             self.failed_stamp, self.refusal = stamp, str(exc)
             log.error("keeping the catalog in force (%d products, sha256 %s): %s", len(self.current),
                       self.current.content_hash()[:12], exc)
             return False
+        if self._read_stamp() != stamp:
+            return False  # changed while it was read (a writer at work): look again next time
         self._stamp, self.failed_stamp, self.refusal = stamp, None, None
         if catalog.content_hash() == self.current.content_hash():
             return False  # saved again, same content (comments and line ends do not count)

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
+import adapters.catalog_file as catalog_file
 from adapters.fakes import MemoryCatalogSource, MemoryRegistry, MemoryStateStore
 from adapters.model_watch import ModelHolder
-from bank_catalog import BANK_IDS, GREEN_BOND_FUND, PACKAGED, csv_text, trained_for, without
+from bank_catalog import BANK_IDS, GREEN_BOND_FUND, PACKAGED, csv_text, save, trained_for, without
 from decisioning import SAFE_FALLBACK, Policy, fallback, rank
 from decisioning.fallback import safe_products
 from domain.catalog import parse_catalog
@@ -183,3 +184,27 @@ def test_a_bank_catalog_without_the_packaged_safe_products_still_gets_fallback_a
         ("demand_deposit", ["cold_start"]), ("payroll_service", ["cold_start"])]
     # The packaged catalog keeps its named safe products, in their order.
     assert tuple(p.product_id for p in safe_products(PACKAGED)) == SAFE_FALLBACK
+
+
+# --- the catalog file read while it is being written ---------------------------------------------
+
+def test_a_catalog_file_that_changes_while_it_is_read_is_looked_at_again_on_the_next_check(tmp_path, monkeypatch):
+    path = tmp_path / "mybank.csv"
+    save(path, csv_text())
+    source = catalog_file.CatalogFile(path)
+    first = source.current
+    half = csv_text(without("bond_fund"))  # a valid prefix: the writer has not written every row yet
+    whole = csv_text(extra_rows=(GREEN_BOND_FUND,))
+    real_load = catalog_file.load_catalog
+
+    def load_while_the_writer_finishes(p):
+        loaded = real_load(p)
+        save(path, whole)
+        return loaded
+
+    save(path, half)
+    monkeypatch.setattr(catalog_file, "load_catalog", load_while_the_writer_finishes)
+    assert source.refresh() is False and source.current is first and not source.refused
+    monkeypatch.setattr(catalog_file, "load_catalog", real_load)
+    assert source.refresh() is True
+    assert source.current.ids == (*BANK_IDS, "green_bond_fund")
