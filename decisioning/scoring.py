@@ -53,10 +53,14 @@ def cold_start_scores(offers: list[Offer], propensity: list[float], product_ids:
     """Give each offer of a product the model does not know the cold-start propensity (module
     docstring): ``propensity`` is the model's, in ``product_ids`` order, for this customer."""
     by_family, known = _known_positions(catalog, product_ids)
-    everything = [p for p in (propensity[i] for i in known) if p > 0]
+    everything: list[float] | None = None  # made only for a family the model knows no product of
     for offer in offers:
-        family = [p for p in (propensity[i] for i in by_family.get(offer.product.family, ())) if p > 0]
-        values, offer.cold_start_from = (family, "family") if family else (everything, "catalog")
+        values = [p for p in [propensity[i] for i in by_family.get(offer.product.family, ())] if p > 0]
+        offer.cold_start_from = "family"
+        if not values:
+            if everything is None:
+                everything = [p for p in [propensity[i] for i in known] if p > 0]
+            values, offer.cold_start_from = everything, "catalog"
         offer.propensity = offer.score = sum(values) / len(values) if values else 0.0
         offer.similar_boost, offer.because_of = 0.0, None
 
