@@ -11,7 +11,9 @@ decision it names (``adapters.ports.DecisionCache``).
   decision and not written it yet. A decision is kept for ``ttl_s`` seconds after it was made
   (NBO_API__OUTCOME_WINDOW_S); after that it is not found, from the buffer or from Redis.
 
-Redis errors and timeouts on ``lookup`` raise ``DecisionCacheError``.
+Redis errors and timeouts on ``lookup`` raise ``DecisionCacheError``. On a Redis Cluster
+(``adapters.redis_connect``) the flush's pipeline is split by node, every node at once; each
+decision is one key, so any slot will do.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ import time
 from typing import Any, Callable
 
 import orjson
-import redis.asyncio as aredis
 
 from adapters import keys
 from adapters.ports import RememberedDecision
+from adapters.redis_connect import LazyAsyncClient, Mode
 
 log = logging.getLogger("nbo.api.decisions")
 
@@ -55,14 +57,15 @@ def fresh(decision_id: str, pending: Pending | None, ttl_s: float, now_s: float)
 
 class RedisDecisionCache:
     def __init__(self, url: str, prefix: str = "nbo", ttl_s: float = 24 * 3600.0, flush_interval_s: float = 0.1,
-                 buffer_size: int = 10_000, timeout_s: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+                 buffer_size: int = 10_000, timeout_s: float = 1.0, clock: Callable[[], float] = time.time,
+                 mode: Mode = "auto") -> None:
         self.prefix = prefix
         self._ttl_s = float(ttl_s)
         self.flush_interval_s = flush_interval_s
         self.buffer_size = buffer_size
         self.timeout_s = timeout_s
         self.clock = clock
-        self.client = aredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._redis = LazyAsyncClient(url, mode, socket_timeout_s=timeout_s, connect_timeout_s=timeout_s)
         self._pending: dict[str, Pending] = {}
         self._writing: dict[str, Pending] = {}  # taken from the buffer by a flush still in progress
         self._task: asyncio.Task[Any] | None = None
@@ -109,7 +112,11 @@ class RedisDecisionCache:
         self._writing, self._pending = self._pending, {}
         now_s = self.clock()
         try:
-            pipe = self.client.pipeline(transaction=False)
+            client = self._redis.client
+            if client is None:
+                async with asyncio.timeout(self.timeout_s):
+                    client = await self._redis.open()
+            pipe = client.pipeline(transaction=False)
             count = 0
             for decision_id, (customer_id, channel, product_ids, at_s) in self._writing.items():
                 left_ms = int((self._ttl_s - (now_s - at_s)) * 1000)
@@ -149,7 +156,10 @@ class RedisDecisionCache:
     async def _stored(self, decision_id: str) -> RememberedDecision | None:
         try:
             async with asyncio.timeout(self.timeout_s):
-                raw = await self.client.get(keys.decision_key(self.prefix, decision_id))
+                client = self._redis.client
+                if client is None:
+                    client = await self._redis.open()
+                raw = await client.get(keys.decision_key(self.prefix, decision_id))
         except Exception as exc:  # connection refused, timeout: the caller cannot verify
             raise DecisionCacheError(f"the decision store did not answer ({type(exc).__name__})") from exc
         return decode_decision(decision_id, raw) if raw is not None else None
@@ -166,4 +176,4 @@ class RedisDecisionCache:
             await self.flush()
         except DecisionCacheError as exc:
             log.warning("%d decisions not written at close: %s", len(self._pending), exc)
-        await self.client.aclose()
+        await self._redis.aclose()

@@ -1,14 +1,19 @@
 """Every Redis key the project uses, in one place.
 
 Per-customer keys carry the customer id as a hash tag (``{C000000042}``) so that all of one
-customer's keys live in one Redis Cluster slot and one Lua script may touch them together.
+customer's keys live in one Redis Cluster slot and one Lua script may touch them together; the
+tag is the customer id alone, so a customer's keys in every namespace (the live one and a
+replay's) share that slot too.
 
 - ``<prefix>:{<customer>}:state`` — hash: ``state`` (the CustomerState as JSON), ``v`` (a version
   incremented on every write, for compare-and-set), ``o:<topic>:<partition>`` (the highest source
   offset applied from that partition for this customer).
 - ``<prefix>:{<customer>}:seen`` — sorted set of event ids applied, scored by apply time (epoch s);
   entries older than the dedupe TTL are trimmed on write.
-- ``<prefix>:stats`` — hash of counters (``applied``, ``duplicates``, ``dead_letters``).
+- ``<prefix>:stats`` — hash of counters (``applied``, ``duplicates``, ``dead_letters``). One key,
+  so any slot will do; no command names it together with another key (``streams.replay.switch``
+  copies it from the rebuilt namespace rather than renaming it, which on a cluster would cross
+  slots).
 - ``<prefix>:decision:<decision id>`` — string: one offer decision as JSON
   ``[customer id, channel, [product id, ...], at_s]``, expiring at the end of the outcome window.
   No customer hash tag: an outcome is looked up by its decision id alone (so that a wrong

@@ -13,24 +13,43 @@ pipelined round trips, whatever the batch size:
 A version mismatch (another worker wrote the same customer in between: consumers of other
 topics) re-runs that customer. Nothing here imports faust: the offer API reads through
 ``AsyncRedisStateStore``.
+
+On a Redis Cluster (``adapters.redis_connect``: detected, or forced by ``mode``) the two round
+trips stay two: one cluster pipeline sends each node its customers' commands, every node at
+once. One customer's keys share a hash tag, so the script's keys are in one slot; the script
+goes as ``EVALSHA`` to the node that holds the slot (redis-py's cluster pipeline refuses its
+``evalsha`` method, not the command sent to a named node), and a node that does not know the
+script (a promoted replica after a failover) gets it as ``EVAL``, which loads it there. Moved
+slots and lost nodes are followed by the cluster client; what outlives its retries is raised as
+``redis_connect.ClusterUnavailable``, a ``redis.ConnectionError``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, ContextManager, Iterator, Sequence
 
 import orjson
-import redis
-import redis.asyncio as aredis
+from redis.exceptions import NoScriptError, SlotNotCoveredError
 
 from domain.features import FeatureParams, apply_all
 from domain.state import CustomerState
 from schemas.events import Event
 from adapters import keys
 from adapters.ports import ApplyResult, SourcedEvent
+from adapters.redis_connect import (
+    LazyAsyncClient,
+    Mode,
+    SyncClient,
+    cluster_errors_as_unavailable,
+    cluster_problems_async,
+    connect,
+    is_cluster,
+    scan_keys,
+)
 
 # KEYS: state hash, seen zset. ARGV: expected version, state JSON, n offsets, (field, offset)*n,
 # now_s, seen cutoff_s, check ('1': refuse if any event id was seen; the caller did not read them),
@@ -81,41 +100,80 @@ class RedisStateStore:
     """Synchronous adapter used by the stream worker, replay and tools."""
 
     def __init__(self, url: str, prefix: str = "nbo", dedupe_ttl_s: int = 7 * 24 * 3600,
-                 socket_timeout_s: float = 5.0, cache_size: int = 0) -> None:
+                 socket_timeout_s: float = 5.0, cache_size: int = 0, mode: Mode = "auto") -> None:
         """``cache_size``: customers whose last written state this writer keeps in memory, so a
-        batch skips reading them (the write script still checks the version and seen ids)."""
+        batch skips reading them (the write script still checks the version and seen ids).
+        ``mode``: ``auto`` (ask the server), ``single`` or ``cluster``. Nothing connects before
+        the first command, so a Redis down at start fails that command (a transient error)."""
         self.prefix = prefix
         self.dedupe_ttl_s = dedupe_ttl_s
         self.cache_size = cache_size
+        self.url = url
+        self.mode = mode
+        self.socket_timeout_s = socket_timeout_s
+        self.cluster = False
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self.client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s)
-        self._write = self.client.register_script(_WRITE_SCRIPT)
+        self._client: SyncClient | None = None
+        self._connect_lock = threading.Lock()
+
+    @property
+    def client(self) -> SyncClient:
+        """The ``redis.Redis`` or ``RedisCluster``, opened on first use."""
+        client = self._client
+        if client is None:
+            with self._connect_lock:
+                if self._client is None:
+                    opened = connect(self.url, self.mode, socket_timeout_s=self.socket_timeout_s)
+                    self._write = opened.register_script(_WRITE_SCRIPT)
+                    self.cluster = is_cluster(opened)
+                    self._client = opened
+                client = self._client
+        return client
+
+    def _guard(self) -> ContextManager[None]:
+        return cluster_errors_as_unavailable() if self.cluster else contextlib.nullcontext()
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def state_key(self, customer_id: str) -> str:
         return keys.state_key(self.prefix, customer_id)
 
     def get(self, customer_id: str) -> CustomerState | None:
-        raw = self.client.hget(keys.state_key(self.prefix, customer_id), "state")
+        client = self.client
+        with self._guard():
+            raw = client.hget(keys.state_key(self.prefix, customer_id), "state")
         return decode_state(raw) if raw else None
 
     def customer_ids(self) -> Iterator[str]:
-        for key in self.client.scan_iter(match=keys.customer_pattern(self.prefix), count=1000):
-            text = key.decode()
-            yield text[text.index("{") + 1:text.index("}")]
+        """Every customer with state in this namespace (on a cluster: on every primary)."""
+        client = self.client
+        with self._guard():
+            for key in scan_keys(client, keys.customer_pattern(self.prefix)):
+                text = key.decode()
+                yield text[text.index("{") + 1:text.index("}")]
 
     def counters(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.client.hgetall(keys.stats_key(self.prefix)).items()}
+        client = self.client
+        with self._guard():
+            return {k.decode(): int(v) for k, v in client.hgetall(keys.stats_key(self.prefix)).items()}
 
     def count(self, name: str, amount: int = 1) -> None:
         if amount:
-            self.client.hincrby(keys.stats_key(self.prefix), name, amount)
+            client = self.client
+            with self._guard():
+                client.hincrby(keys.stats_key(self.prefix), name, amount)
 
     def apply_batch(self, records: Sequence[SourcedEvent], params: FeatureParams, now_s: float) -> ApplyResult:
         """Apply a batch; per customer, records keep the order they have in ``records``."""
+        client = self.client
+        with self._guard():
+            return self._apply_batch(client, records, params, now_s)
+
+    def _apply_batch(self, client: SyncClient, records: Sequence[SourcedEvent], params: FeatureParams,
+                     now_s: float) -> ApplyResult:
         by_customer: dict[str, list[SourcedEvent]] = {}
         for record in records:
             by_customer.setdefault(record.event.customer_id, []).append(record)
@@ -124,28 +182,32 @@ class RedisStateStore:
         for _ in range(MAX_CAS_ROUNDS):
             if not pending:
                 break
-            conflicted = self._apply_round(pending, params, now_s, result)
+            conflicted = self._apply_round(client, pending, params, now_s, result)
             result.conflicts += len(conflicted)
             pending = {c: by_customer[c] for c in conflicted}
         else:
             raise RuntimeError(f"{len(pending)} customers kept changing under us; giving up this batch")
-        counters = self.client.pipeline(transaction=False)
+        counters = client.pipeline(transaction=False)
         counters.hincrby(keys.stats_key(self.prefix), "applied", result.applied)
         counters.hincrby(keys.stats_key(self.prefix), "duplicates", result.duplicates + result.redelivered)
         counters.execute()
         return result
 
-    def _apply_round(self, batch: dict[str, list[SourcedEvent]], params: FeatureParams, now_s: float,
-                     result: ApplyResult) -> list[str]:
+    def _apply_round(self, client: SyncClient, batch: dict[str, list[SourcedEvent]], params: FeatureParams,
+                     now_s: float, result: ApplyResult) -> list[str]:
         customers = list(batch)
         with self._cache_lock:  # several agents' threads may share this store
             cached = {c: self._cache.get(c) for c in customers}
         to_read = [c for c in customers if cached[c] is None]
-        read = self.client.pipeline(transaction=False)
-        for customer_id in to_read:
-            read.hgetall(keys.state_key(self.prefix, customer_id))
-            read.zmscore(keys.seen_key(self.prefix, customer_id), [r.event.event_id for r in batch[customer_id]])
-        replies = read.execute() if to_read else []
+        cluster = self.cluster
+        if cluster:
+            replies = self._cluster_read(client, batch, to_read)
+        else:
+            read = client.pipeline(transaction=False)
+            for customer_id in to_read:
+                read.hgetall(keys.state_key(self.prefix, customer_id))
+                read.zmscore(keys.seen_key(self.prefix, customer_id), [r.event.event_id for r in batch[customer_id]])
+            replies = read.execute() if to_read else []
         loaded: dict[str, tuple[_Cached, list[float | None]]] = {}
         for index, customer_id in enumerate(to_read):
             stored, seen_scores = replies[2 * index], replies[2 * index + 1]
@@ -153,7 +215,8 @@ class RedisStateStore:
             offsets = {f.decode(): int(v) for f, v in stored.items() if f.startswith(b"o:")}
             loaded[customer_id] = (_Cached(stored.get(b"v", b"0").decode(), state, offsets), seen_scores)
 
-        write = self.client.pipeline(transaction=False)
+        write = None if cluster else client.pipeline(transaction=False)
+        cluster_writes: list[tuple[list[str], list[Any]]] = []
         written: list[tuple[str, ApplyResult, _Cached]] = []
         for customer_id in customers:
             if customer_id in loaded:
@@ -185,12 +248,18 @@ class RedisStateStore:
             for field, offset in offsets.items():
                 args += [field, offset]
             args += [now_s, now_s - self.dedupe_ttl_s, check, *seen_now]
-            self._write(keys=[keys.state_key(self.prefix, customer_id), keys.seen_key(self.prefix, customer_id)],
-                        args=args, client=write)
+            script_keys = [keys.state_key(self.prefix, customer_id), keys.seen_key(self.prefix, customer_id)]
+            if write is None:
+                cluster_writes.append((script_keys, args))
+            else:
+                self._write(keys=script_keys, args=args, client=write)
             tally.applied = len(fresh)
             written.append((customer_id, tally,
                             _Cached(str(int(known.version) + 1), new_state, {**known.offsets, **offsets})))
-        outcomes = write.execute() if written else []
+        if write is None:
+            outcomes = self._cluster_write(client, cluster_writes)
+        else:
+            outcomes = write.execute() if written else []
         conflicted = []
         for (customer_id, tally, after), ok in zip(written, outcomes):
             if ok:
@@ -204,6 +273,43 @@ class RedisStateStore:
                 conflicted.append(customer_id)
         return conflicted
 
+    def _cluster_read(self, client: Any, batch: dict[str, list[SourcedEvent]], to_read: list[str]) -> list[Any]:
+        """The read round trip on a cluster: each customer's two reads sent to the node of its slot."""
+        if not to_read:
+            return []
+        read = client.pipeline(transaction=False)
+        for customer_id in to_read:
+            state_key = keys.state_key(self.prefix, customer_id)
+            node = _node_of(client, state_key)
+            read.execute_command("HGETALL", state_key, target_nodes=node)
+            read.execute_command("ZMSCORE", keys.seen_key(self.prefix, customer_id),
+                                 *[r.event.event_id for r in batch[customer_id]], target_nodes=node)
+        return read.execute()  # type: ignore[no-any-return]
+
+    def _cluster_write(self, client: Any, writes: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """The write round trip on a cluster: one ``EVALSHA`` per customer on the node of its slot;
+        those a node answers NOSCRIPT go again as ``EVAL`` (which loads the script there)."""
+        if not writes:
+            return []
+        sha = self._write.sha
+        pipe = client.pipeline(transaction=False)
+        for script_keys, args in writes:
+            pipe.execute_command("EVALSHA", sha, 2, *script_keys, *args, target_nodes=_node_of(client, script_keys[0]))
+        outcomes = pipe.execute(raise_on_error=False)
+        unknown = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, NoScriptError)]
+        if unknown:
+            again = client.pipeline(transaction=False)
+            for i in unknown:
+                script_keys, args = writes[i]
+                again.execute_command("EVAL", _WRITE_SCRIPT, 2, *script_keys, *args,
+                                      target_nodes=_node_of(client, script_keys[0]))
+            for i, outcome in zip(unknown, again.execute(raise_on_error=False)):
+                outcomes[i] = outcome
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return outcomes  # type: ignore[no-any-return]
+
     def _remember(self, customer_id: str, entry: "_Cached") -> None:
         if self.cache_size <= 0:
             return
@@ -212,6 +318,16 @@ class RedisStateStore:
             self._cache.move_to_end(customer_id)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+
+
+def _node_of(client: Any, key: str) -> Any:
+    """The primary of ``key``'s slot in the client's slot map, read again once if the map has
+    none (the slot was unassigned when the map was last read)."""
+    try:
+        return client.get_node_from_key(key)
+    except SlotNotCoveredError:
+        client.nodes_manager.initialize()
+        return client.get_node_from_key(key)
 
 
 @dataclass
@@ -224,21 +340,33 @@ class _Cached:
 
 
 class AsyncRedisStateStore:
-    """The offer API's read side: one HGET per request, within a time budget."""
+    """The offer API's read side: one HGET per request, within a time budget. Nothing connects
+    before the first call; ``mode`` as for ``RedisStateStore``."""
 
-    def __init__(self, url: str, prefix: str = "nbo", timeout_s: float = 0.02) -> None:
+    def __init__(self, url: str, prefix: str = "nbo", timeout_s: float = 0.02, mode: Mode = "auto") -> None:
         self.prefix = prefix
-        self.client = aredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=max(timeout_s, 0.5))
+        self._redis = LazyAsyncClient(url, mode, socket_timeout_s=timeout_s, connect_timeout_s=max(timeout_s, 0.5))
 
     async def get(self, customer_id: str) -> CustomerState | None:
-        raw = await self.client.hget(keys.state_key(self.prefix, customer_id), "state")
+        client = self._redis.client
+        if client is None:
+            client = await self._redis.open()
+        raw = await client.hget(keys.state_key(self.prefix, customer_id), "state")
         return decode_state(raw) if raw else None
 
     async def ping(self) -> bool:
-        return bool(await self.client.ping())
+        """The server answers; on a cluster: every node says ``cluster_state:ok`` with every slot
+        assigned (a slot nobody serves makes some customers' reads fail)."""
+        client = await self._redis.open()
+        if self._redis.cluster:
+            return not await cluster_problems_async(client)  # type: ignore[arg-type]
+        return bool(await client.ping())
 
     async def counters(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in (await self.client.hgetall(keys.stats_key(self.prefix))).items()}
+        client = self._redis.client
+        if client is None:
+            client = await self._redis.open()
+        return {k.decode(): int(v) for k, v in (await client.hgetall(keys.stats_key(self.prefix))).items()}
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self._redis.aclose()

@@ -83,7 +83,7 @@ def state_store(settings: Settings) -> RedisStateStore:
     """The stream side's state store (synchronous, exactly-once apply)."""
     _, url = require_servers(settings, "the state store")
     return RedisStateStore(url, settings.redis.key_prefix, settings.stream.dedupe_ttl_s,
-                           cache_size=settings.stream.state_cache_size)
+                           cache_size=settings.stream.state_cache_size, mode=settings.redis.mode)
 
 
 def model_registry(settings: Settings, catalog: Catalog | None = None, root: Path | None = None) -> ModelRegistry:
@@ -122,7 +122,8 @@ def build_api(settings: Settings) -> ApiParts:
         settings=settings,
         catalog=served,
         catalogs=catalogs,
-        store=AsyncRedisStateStore(redis_url, settings.redis.key_prefix, timeout_s=settings.redis.timeout_ms / 1000),
+        store=AsyncRedisStateStore(redis_url, settings.redis.key_prefix, timeout_s=settings.redis.timeout_ms / 1000,
+                                   mode=settings.redis.mode),
         models=ModelHolder(model_registry(settings, served), catalogs),
         publisher=Publisher(kafka, settings.api.decision_buffer, flush_interval_s=settings.api.decision_flush_ms / 1000,
                             client_id=f"{settings.kafka.client_id}-api"),
@@ -130,7 +131,7 @@ def build_api(settings: Settings) -> ApiParts:
         params=feature_params(settings),
         decisions=RedisDecisionCache(redis_url, settings.redis.key_prefix, ttl_s=settings.api.outcome_window_s,
                                      flush_interval_s=settings.api.decision_flush_ms / 1000,
-                                     buffer_size=settings.api.decision_buffer),
+                                     buffer_size=settings.api.decision_buffer, mode=settings.redis.mode),
     )
 
 

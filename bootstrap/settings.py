@@ -43,6 +43,9 @@ class RedisSettings(BaseModel):
     url: str | None = Field(default=None, description="redis://host:port/db; unset = embedded server")
     key_prefix: str = Field(default="nbo", pattern=r"^[a-z][a-z0-9_-]{0,30}$")
     timeout_ms: int = Field(default=20, ge=1, le=10_000, description="per-request read budget of the API")
+    mode: Literal["auto", "single", "cluster"] = Field(
+        default="auto", description="auto = ask the server at url (INFO cluster) whether it is a Redis Cluster node; "
+        "single or cluster force it")
 
     @field_validator("url")
     @classmethod

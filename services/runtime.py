@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from bootstrap.settings import Settings
 
 START_DEADLINE_S = 20.0
+#: How long a cluster node goes unanswered before the others count it failed (a test cluster
+#: notices a killed node within seconds; each node is a primary without replicas).
+CLUSTER_NODE_TIMEOUT_MS = 3000
 
 
 class RuntimeStartError(RuntimeError):
@@ -136,8 +139,11 @@ def wait_for_port(proc: ManagedProcess, port: int, deadline_s: float = START_DEA
     raise RuntimeStartError(f"{proc.argv[0]} did not listen on 127.0.0.1:{port} within {deadline_s:.0f} s:\n{proc.tail()}")
 
 
-def start_valkey(data_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
-    """Start Valkey with AOF ``everysec`` under ``data_dir``; returns the process and its URL."""
+def start_valkey(data_dir: Path, port: int | None = None, *, cluster: bool = False,
+                 name: str = "redis") -> tuple[ManagedProcess, str]:
+    """Start Valkey with AOF ``everysec`` under ``data_dir``; returns the process and its URL.
+    ``cluster``: as a Redis Cluster node (its cluster config file in ``data_dir`` too, so a
+    restart on the same port and directory rejoins its cluster with its slots)."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     binary = valkey_binary()
@@ -146,12 +152,93 @@ def start_valkey(data_dir: Path, port: int | None = None) -> tuple[ManagedProces
         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
         "--protected-mode", "no",
     ]
-    proc = ManagedProcess("redis", argv, data_dir / "valkey.log")
+    if cluster:
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+                 "--cluster-port", str(_cluster_bus_port(data_dir / "nodes.conf") or free_port())]
+    proc = ManagedProcess(name, argv, data_dir / "valkey.log")
     proc.start()
     wait_for_port(proc, port)
     url = f"redis://127.0.0.1:{port}/0"
     _wait_redis_ready(proc, url)
     return proc, url
+
+
+def start_valkey_cluster(data_dir: Path, masters: int = 3) -> tuple[list[ManagedProcess], list[str]]:
+    """Start a Redis Cluster of ``masters`` Valkey primaries (no replicas) under
+    ``data_dir/node-<i>``: the 16384 slots split in even ranges (``CLUSTER ADDSLOTSRANGE``), the
+    nodes introduced (``CLUSTER MEET``), returned once every node says ``cluster_state:ok``.
+    Returns the processes (named ``redis-<i>``) and their URLs; any one URL is enough for a
+    cluster client."""
+    import redis
+
+    procs: list[ManagedProcess] = []
+    urls: list[str] = []
+    try:
+        for i in range(masters):
+            proc, url = start_valkey(data_dir / f"node-{i}", cluster=True, name=f"redis-{i}")
+            procs.append(proc)
+            urls.append(url)
+        ports = [(p.argv[p.argv.index("--port") + 1], p.argv[p.argv.index("--cluster-port") + 1]) for p in procs]
+        bounds = [16384 * i // masters for i in range(masters + 1)]
+        for i, url in enumerate(urls):
+            client = redis.Redis.from_url(url, socket_timeout=5)
+            try:
+                client.execute_command("CLUSTER ADDSLOTSRANGE", bounds[i], bounds[i + 1] - 1)
+                for port, bus_port in ports[i + 1:]:
+                    client.execute_command("CLUSTER MEET", "127.0.0.1", port, bus_port)
+            finally:
+                client.close()
+        wait_cluster_ok(urls, procs)
+    except BaseException:
+        for proc in reversed(procs):
+            proc.stop()
+        raise
+    return procs, urls
+
+
+def _cluster_bus_port(config: Path) -> int | None:
+    """The cluster bus port a node had (``myself`` in its cluster config file), to keep it on a
+    restart: the other nodes know it by that port. (A free port, not port + 10000, which may be
+    past 65535 for a free port.)"""
+    try:
+        lines = config.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 2 and "myself" in fields[2].split(","):
+            return int(fields[1].split("@")[1].split(",")[0])
+    return None
+
+
+def wait_cluster_ok(urls: Sequence[str], procs: Sequence[ManagedProcess] = (),
+                    deadline_s: float = START_DEADLINE_S) -> None:
+    """Wait until every node at ``urls`` knows all the others and says ``cluster_state:ok``."""
+    import redis
+
+    deadline = time.monotonic() + deadline_s
+    clients = [redis.Redis.from_url(url, socket_timeout=1) for url in urls]
+    last = ""
+    try:
+        while True:
+            states = []
+            for client in clients:
+                try:
+                    info = client.cluster("INFO")
+                    states.append((str(info.get("cluster_state")), int(info.get("cluster_known_nodes", 0))))
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                    states.append((type(exc).__name__, 0))
+            if all(state == "ok" and known >= len(urls) for state, known in states):
+                return
+            last = ", ".join(f"{u}: {s} ({k} nodes)" for u, (s, k) in zip(urls, states))
+            if time.monotonic() > deadline:
+                tails = "\n".join(p.tail() for p in procs)
+                raise RuntimeStartError(f"the Redis Cluster did not come up within {deadline_s:.0f} s: {last}\n{tails}")
+            time.sleep(0.05)
+    finally:
+        for client in clients:
+            client.close()
 
 
 def _wait_redis_ready(proc: ManagedProcess, url: str, deadline_s: float = START_DEADLINE_S) -> None:

@@ -7,21 +7,28 @@ carries the same per-partition offsets and is what a live worker would have writ
 when no record arrived for ``idle_s`` (end offsets are not trusted: some brokers report them
 wrong).
 
-``switch`` moves the rebuilt keys over the live namespace key by key (``RENAME`` within one
-customer's hash-tag slot, so it works on Redis Cluster) and deletes live customers the log does
-not know. Stop the workers before switching and start them after: they resume from their
-committed offsets, and the store skips what the replay already applied.
+``switch`` moves the rebuilt keys over the live namespace key by key and deletes live customers
+the log does not know. Every command of it touches one slot, so it works on a Redis Cluster
+as on one server: a customer's rebuilt and live keys share the customer's hash tag
+(``RENAME nbo-replay:{C1}:state nbo:{C1}:state`` stays in one slot), the keys are found by SCAN
+over every primary, and the counters hash, one key per namespace in slots of their own, is
+copied (read, then replaced in one transaction on the live key) rather than renamed. Stop the
+workers before switching and start them after: they resume from their committed offsets, and
+the store skips what the replay already applied.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from domain.features import FeatureParams
 from schemas.topics import INPUT_TOPICS
 from adapters import keys
 from streams.core import KnownProducts, split_batch
+from adapters.redis_connect import Mode, cluster_errors_as_unavailable, connect, is_cluster, scan_keys
 from adapters.redis_store import RedisStateStore
 
 
@@ -38,13 +45,14 @@ class ReplayResult:
 
 def replay(bootstrap: str, redis_url: str, prefix: str, params: FeatureParams, *, idle_s: float = 2.0,
            batch_size: int = 2000, topics: tuple[str, ...] = INPUT_TOPICS, fresh: bool = True,
-           products: KnownProducts | None = None) -> ReplayResult:
+           products: KnownProducts | None = None, mode: Mode = "auto") -> ReplayResult:
     """Fold the whole log into namespace ``prefix``; with ``fresh``, refuse a non-empty one.
     ``products``: the catalog's ids, refused as the workers refuse them; ``reasons`` counts the
-    refused records by their (masked) reason."""
+    refused records by their (masked) reason. ``mode``: the Redis client's (``auto``: ask the
+    server whether it is a cluster node)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    store = RedisStateStore(redis_url, prefix)
+    store = RedisStateStore(redis_url, prefix, mode=mode)
     if fresh and next(iter(store.customer_ids()), None) is not None:
         store.close()
         raise ValueError(f"namespace {prefix!r} already holds customer state; choose another --prefix")
@@ -81,34 +89,57 @@ def replay(bootstrap: str, redis_url: str, prefix: str, params: FeatureParams, *
     return result
 
 
-def switch(redis_url: str, new_prefix: str, live_prefix: str) -> int:
+def switch(redis_url: str, new_prefix: str, live_prefix: str, mode: Mode = "auto") -> int:
     """Move namespace ``new_prefix`` over ``live_prefix``; returns the customers now live."""
-    import redis
-
     if new_prefix == live_prefix:
         raise ValueError("the rebuilt and the live namespace are the same")
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url, mode)
     try:
-        live = {_customer(k) for k in client.scan_iter(match=keys.customer_pattern(live_prefix), count=1000)}
-        moved: set[str] = set()
-        pipe = client.pipeline(transaction=False)
-        for key in client.scan_iter(match=keys.customer_pattern(new_prefix), count=1000):
-            customer_id = _customer(key)
-            moved.add(customer_id)
-            pipe.rename(keys.state_key(new_prefix, customer_id), keys.state_key(live_prefix, customer_id))
-            pipe.delete(keys.seen_key(live_prefix, customer_id))
-            if client.exists(keys.seen_key(new_prefix, customer_id)):
-                pipe.rename(keys.seen_key(new_prefix, customer_id), keys.seen_key(live_prefix, customer_id))
-            if len(pipe) >= 1000:
-                pipe.execute()
-        for customer_id in live - moved:
-            pipe.delete(keys.state_key(live_prefix, customer_id), keys.seen_key(live_prefix, customer_id))
-        if client.exists(keys.stats_key(new_prefix)):
-            pipe.rename(keys.stats_key(new_prefix), keys.stats_key(live_prefix))
-        pipe.execute()
-        return len(moved)
+        with cluster_errors_as_unavailable() if is_cluster(client) else contextlib.nullcontext():
+            return _switch(client, new_prefix, live_prefix)
     finally:
         client.close()
+
+
+def _switch(client: Any, new_prefix: str, live_prefix: str) -> int:
+    live = {_customer(k) for k in scan_keys(client, keys.customer_pattern(live_prefix))}
+    moved: set[str] = set()
+    pipe = client.pipeline(transaction=False)
+    may_be_missing: list[bool] = []  # per queued command: may it answer "no such key"?
+    for key in scan_keys(client, keys.customer_pattern(new_prefix)):
+        customer_id = _customer(key)
+        moved.add(customer_id)
+        pipe.execute_command("RENAME", keys.state_key(new_prefix, customer_id),
+                             keys.state_key(live_prefix, customer_id))
+        pipe.execute_command("DEL", keys.seen_key(live_prefix, customer_id))
+        # A customer whose seen ids all expired has no seen key: that RENAME answers "no such key".
+        pipe.execute_command("RENAME", keys.seen_key(new_prefix, customer_id), keys.seen_key(live_prefix, customer_id))
+        may_be_missing += [False, False, True]
+        if len(may_be_missing) >= 1000:
+            _execute(pipe, may_be_missing)
+    for customer_id in live - moved:
+        pipe.execute_command("DEL", keys.state_key(live_prefix, customer_id), keys.seen_key(live_prefix, customer_id))
+        may_be_missing.append(False)
+    _execute(pipe, may_be_missing)
+    counters = client.hgetall(keys.stats_key(new_prefix))
+    if counters:
+        replace = client.pipeline(transaction=True)  # one key: one slot, one transaction
+        replace.execute_command("DEL", keys.stats_key(live_prefix))
+        replace.hset(keys.stats_key(live_prefix), mapping=counters)
+        replace.execute()
+        client.delete(keys.stats_key(new_prefix))
+    return len(moved)
+
+
+def _execute(pipe: Any, may_be_missing: list[bool]) -> None:
+    """Run the queued commands; any error but a seen key that is not there stops the switch."""
+    if not may_be_missing:
+        return
+    outcomes = pipe.execute(raise_on_error=False)
+    for tolerated, outcome in zip(may_be_missing, outcomes):
+        if isinstance(outcome, Exception) and not (tolerated and "no such key" in str(outcome).lower()):
+            raise outcome
+    may_be_missing.clear()
 
 
 def _customer(key: bytes) -> str:

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from services.runtime import Servers, running_servers
+from services.runtime import Servers, running_servers, start_valkey_cluster
 from bootstrap.settings import load_settings
 from services.stack import Stack
 
@@ -24,6 +24,18 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     settings = load_settings(data_dir=data_dir)
     with running_servers(settings) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def cluster_servers(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """The session's broker and a Redis Cluster of 3 Valkey primaries of its own (``redis_url``
+    names one node; ``processes`` are the nodes, ``redis-0`` .. ``redis-2``)."""
+    procs, urls = start_valkey_cluster(tmp_path_factory.mktemp("nbo-cluster"))
+    running = Servers(servers.kafka_bootstrap, urls[0], procs)
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="session")

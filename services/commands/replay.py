@@ -27,13 +27,13 @@ def run(args: argparse.Namespace) -> int:
     target = args.prefix or f"{live}-replay"
     try:
         result = replay(bootstrap, redis_url, target, feature_params(settings), idle_s=args.idle_s,
-                        products=KnownProducts.of(catalog(settings)))
+                        products=KnownProducts.of(catalog(settings)), mode=settings.redis.mode)
     except ValueError as exc:
         print(f"nbo replay: {exc}")
         return 1
     summary = {"prefix": target, **result.__dict__}
     if args.switch:
-        summary["switched_customers"] = switch(redis_url, target, live)
+        summary["switched_customers"] = switch(redis_url, target, live, settings.redis.mode)
         summary["live_prefix"] = live
     print(json.dumps(summary))
     return 0

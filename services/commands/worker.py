@@ -1,5 +1,6 @@
 """``nbo worker``: run one stream worker process (join the consumer group, apply events to Redis).
-``nbo worker --check`` exits 0 when the configured broker and Redis answer (a health check).
+``nbo worker --check`` exits 0 when the configured broker and Redis answer (a health check; on a
+Redis Cluster every node must say ``cluster_state:ok`` with every slot assigned).
 
 The engine comes from ``NBO_STREAM__ENGINE``: ``direct`` (default, ``streams.direct``) or
 ``faust`` (``streams.faust_engine``); both are transports over ``streams.core`` and build their
@@ -50,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(settings) -> int:  # type: ignore[no-untyped-def]
-    import redis
-
+    from adapters.redis_connect import cluster_problems, connect, is_cluster
     from bootstrap import require_servers
     from bootstrap.settings import SettingsError
 
@@ -63,8 +63,15 @@ def _check(settings) -> int:  # type: ignore[no-untyped-def]
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=3).close()
-        redis.Redis.from_url(redis_url, socket_timeout=3).ping()
+        client = connect(redis_url, settings.redis.mode, socket_timeout_s=3, connect_timeout_s=3)
+        try:
+            problems = cluster_problems(client) if is_cluster(client) else [] if client.ping() else ["no PONG"]
+        finally:
+            client.close()
     except Exception as exc:
         print(f"unhealthy: {exc}")
+        return 1
+    if problems:
+        print(f"unhealthy: Redis Cluster: {'; '.join(problems)}")
         return 1
     return 0

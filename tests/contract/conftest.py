@@ -37,14 +37,18 @@ class StateBackend:
     open_store: Callable[..., StateStore]  # another store with other settings (dedupe_ttl_s)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=REAL), pytest.param("redis-cached", marks=REAL)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=REAL), pytest.param("redis-cached", marks=REAL),
+                        pytest.param("redis-cluster", marks=REAL), pytest.param("redis-cluster-cached", marks=REAL)])
 def state(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[StateBackend]:
+    """``redis-cluster*``: the same adapters on a Redis Cluster of 3 primaries (``cluster_servers``),
+    found from one node's URL."""
     if request.param == "memory":
         store = MemoryStateStore()
         yield StateBackend(store, store.reader, lambda **kw: MemoryStateStore(**kw))
         return
-    url = request.getfixturevalue("servers").redis_url
-    cache_size = 100 if request.param == "redis-cached" else 0
+    on_cluster = request.param.startswith("redis-cluster")
+    url = request.getfixturevalue("cluster_servers" if on_cluster else "servers").redis_url
+    cache_size = 100 if request.param.endswith("-cached") else 0
     opened: list[RedisStateStore] = []
 
     def open_store(**kwargs: Any) -> RedisStateStore:

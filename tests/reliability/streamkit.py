@@ -4,6 +4,7 @@ key-by-key comparison of Redis against it."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import pytest
+import redis
 from kafka import KafkaProducer
 
 from domain.catalog import load_catalog
@@ -21,7 +23,7 @@ from domain.state import CustomerState
 from schemas.codec import InvalidEvent, decode, encode
 from schemas.events import OfferOutcomeRecorded
 from schemas.topics import OFFER_OUTCOMES, TOPIC_FOR_TYPE, partition_key
-from services.runtime import ManagedProcess, Servers, child_env, nbo_command
+from services.runtime import ManagedProcess, Servers, child_env, nbo_command, start_valkey, wait_cluster_ok
 from adapters.redis_store import RedisStateStore
 
 
@@ -184,3 +186,43 @@ def _close(x: object, y: object) -> bool:
     if isinstance(x, list) and isinstance(y, list):
         return len(x) == len(y) and all(_close(p, q) for p, q in zip(x, y))
     return x == y
+
+
+class RedisOutage:
+    """Kill the Redis of ``servers`` and start it again on the same port and data: the one server,
+    or on a cluster the node whose URL the worker was given (a primary holding a third of the
+    slots, without a replica: the cluster is down until it is back)."""
+
+    def __init__(self, servers: Servers, data_dir: Path) -> None:
+        nodes = [p for p in servers.processes if p.name.startswith("redis-")]
+        self.cluster = bool(nodes)
+        self.proc = servers.process("redis-0" if self.cluster else "redis")
+        self.port = int(servers.redis_url.rsplit(":", 1)[1].split("/")[0])
+        self.data_dir = data_dir / "node-0" if self.cluster else data_dir
+        self.urls = [f"redis://127.0.0.1:{p.argv[p.argv.index('--port') + 1]}/0" for p in nodes]
+        self.restarted: ManagedProcess | None = None
+
+    def kill(self) -> None:
+        """On a cluster, return once the other nodes count the killed one failed (their
+        ``cluster_state:fail``: every slot then answers CLUSTERDOWN, not only the killed node's)."""
+        self.proc.kill(signal.SIGKILL)
+        if self.cluster:
+            others = [redis.Redis.from_url(url, socket_timeout=1) for url in self.urls
+                      if int(url.rsplit(":", 1)[1].split("/")[0]) != self.port]
+            try:
+                wait_for(lambda: all(c.cluster("INFO")["cluster_state"] == "fail" for c in others), 30.0,
+                         "the other nodes to count the killed one failed")
+            finally:
+                for client in others:
+                    client.close()
+
+    def restart(self) -> str:
+        """Start it again; on a cluster, return once every node says ``cluster_state:ok``."""
+        self.restarted, url = start_valkey(self.data_dir, port=self.port, cluster=self.cluster, name=self.proc.name)
+        if self.cluster:
+            wait_cluster_ok(self.urls, [self.restarted], deadline_s=60.0)
+        return url
+
+    def stop(self) -> None:
+        if self.restarted is not None:
+            self.restarted.stop()

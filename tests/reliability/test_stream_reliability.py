@@ -13,11 +13,11 @@ from kafka import KafkaConsumer
 
 from schemas.codec import MAX_EVENT_BYTES
 from schemas.topics import DEAD_LETTER, DEPOSITS, HOTLINE, POS
-from services.runtime import start_valkey
 from adapters.redis_store import RedisStateStore
 from streamkit import (
     Producer,
     Record,
+    RedisOutage,
     applied_events,
     assert_matches_oracle,
     join_sender,
@@ -31,12 +31,18 @@ pytestmark = pytest.mark.integration
 
 START_DEADLINE_S = 60.0
 
+# Every test runs on one Redis with both engines; on a Redis Cluster of 3 primaries with the
+# direct engine, and the kill test with the faust engine too (the cluster code is the store's,
+# shared by both engines; the whole matrix would double the suite's time).
+ON_BOTH = ("engine, redis_kind", [("direct", "single"), ("faust", "single"), ("direct", "cluster")])
+KILL_MATRIX = ("engine, redis_kind", [*ON_BOTH[1], ("faust", "cluster")])
+
 
 def _total(expected) -> int:
     return sum(s.events_applied for s in expected.values())
 
 
-@pytest.mark.parametrize("engine", ["direct", "faust"])
+@pytest.mark.parametrize(*KILL_MATRIX)
 def test_sigkill_three_times_while_20000_events_flow_loses_and_doubles_nothing(own_servers, tmp_path, key_prefix,
                                                                               engine):
     records = simulated_records(customers=600, days=30)
@@ -67,7 +73,7 @@ def test_sigkill_three_times_while_20000_events_flow_loses_and_doubles_nothing(o
         store.close()
 
 
-@pytest.mark.parametrize("engine", ["direct", "faust"])
+@pytest.mark.parametrize(*ON_BOTH)
 def test_republished_events_with_the_same_ids_change_nothing(own_servers, tmp_path, key_prefix, engine):
     records = simulated_records(customers=80, days=20, seed=5)
     expected = oracle(records)
@@ -111,7 +117,7 @@ def _poison(customer_id: str, valid: bytes) -> list[Record]:
     ]
 
 
-@pytest.mark.parametrize("engine", ["direct", "faust"])
+@pytest.mark.parametrize(*ON_BOTH)
 def test_poison_records_go_to_the_dead_letter_topic_and_everything_around_them_is_applied(
         own_servers, tmp_path, key_prefix, engine):
     records = simulated_records(customers=60, days=15, seed=9)
@@ -158,26 +164,22 @@ def test_poison_records_go_to_the_dead_letter_topic_and_everything_around_them_i
         store.close()
 
 
-@pytest.mark.parametrize("engine", ["direct", "faust"])
+@pytest.mark.parametrize(*ON_BOTH)
 def test_worker_rides_out_a_redis_kill_and_restart_and_converges(own_servers, tmp_path, key_prefix, engine):
     records = simulated_records(customers=300, days=30, seed=3)
     expected = oracle(records)
-    redis_proc = own_servers.process("redis")
-    port = int(own_servers.redis_url.rsplit(":", 1)[1].split("/")[0])
-    redis_dir = tmp_path / "redis"
+    outage = RedisOutage(own_servers, tmp_path / "redis")
     store = RedisStateStore(own_servers.redis_url, key_prefix)
     producer = Producer(own_servers.kafka_bootstrap)
     worker = start_worker(own_servers, key_prefix, tmp_path, NBO_STREAM__REDIS_RETRIES="12", NBO_STREAM__ENGINE=engine)
-    restarted = None
     try:
         sender = producer.send_at_rate(records, per_s=1_500)
         wait_for(lambda: store.counters().get("applied", 0) >= len(records) * 0.3, START_DEADLINE_S,
                  "30% applied before the Redis kill", alive=[worker])
-        redis_proc.kill(signal.SIGKILL)
+        outage.kill()
         wait_for(lambda: "Redis error" in worker.tail(200), 30.0, "the worker to notice Redis is gone",
                  alive=[worker])
-        restarted, url = start_valkey(redis_dir, port=port)
-        assert url == own_servers.redis_url
+        assert outage.restart() == own_servers.redis_url
         join_sender(sender)
         wait_for(lambda: applied_events(store, sorted(expected)) >= _total(expected), START_DEADLINE_S,
                  "the state to converge after the Redis restart", alive=[worker])
@@ -187,11 +189,10 @@ def test_worker_rides_out_a_redis_kill_and_restart_and_converges(own_servers, tm
         worker.stop()
         producer.close()
         store.close()
-        if restarted is not None:
-            restarted.stop()
+        outage.stop()
 
 
-@pytest.mark.parametrize("engine", ["direct", "faust"])
+@pytest.mark.parametrize(*ON_BOTH)
 def test_a_redis_that_stays_down_stops_the_worker_loudly_without_committing(own_servers, tmp_path, key_prefix,
                                                                             engine):
     records = simulated_records(customers=40, days=10, seed=4)
@@ -199,19 +200,17 @@ def test_a_redis_that_stays_down_stops_the_worker_loudly_without_committing(own_
     store = RedisStateStore(own_servers.redis_url, key_prefix)
     producer = Producer(own_servers.kafka_bootstrap)
     worker = start_worker(own_servers, key_prefix, tmp_path, NBO_STREAM__REDIS_RETRIES="1", NBO_STREAM__ENGINE=engine)
-    redis_proc = own_servers.process("redis")
-    port = int(own_servers.redis_url.rsplit(":", 1)[1].split("/")[0])
-    restarted = None
+    outage = RedisOutage(own_servers, tmp_path / "redis")
     try:
         producer.send(records[: len(records) // 2])
         wait_for(lambda: store.counters().get("applied", 0) > 0, START_DEADLINE_S, "first events applied",
                  alive=[worker])
-        redis_proc.kill(signal.SIGKILL)
+        outage.kill()
         producer.send(records[len(records) // 2:])
         wait_for(lambda: not worker.alive(), 30.0, "the worker to stop")
         assert worker.process.returncode == 3
         assert "Redis unavailable" in worker.tail(100)
-        restarted, _ = start_valkey(tmp_path / "redis", port=port)
+        outage.restart()
         worker = start_worker(own_servers, key_prefix, tmp_path, NBO_STREAM__ENGINE=engine)
         wait_for(lambda: applied_events(store, sorted(expected)) >= _total(expected), START_DEADLINE_S,
                  "the restarted worker to apply what the stopped one left", alive=[worker])
@@ -220,5 +219,4 @@ def test_a_redis_that_stays_down_stops_the_worker_loudly_without_committing(own_
         worker.stop()
         producer.close()
         store.close()
-        if restarted is not None:
-            restarted.stop()
+        outage.stop()

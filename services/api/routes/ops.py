@@ -20,7 +20,8 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Redis unreachable"}}, summary="Readiness",
+@router.get("/readyz", responses={503: {"description": "Redis unreachable; on a Redis Cluster, any node that does "
+                                           "not say cluster_state:ok with every slot assigned"}}, summary="Readiness",
             description="Whether Redis answers within 0.5 s (`redis`), the broker is connected (`broker`) and "
             "which model serves (`model`), the catalog served (`catalog_hash`: first 12 hex of its sha256, "
             "`catalog_products`; `catalog_refused`: the latest edit of the catalog file was refused; "
