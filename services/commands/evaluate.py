@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truth", type=Path, default=None, help="simulator truth (default <events>.truth.npz if present)")
     parser.add_argument("--customers", type=int, default=20_000, help="customers to simulate without --events")
     parser.add_argument("--days", type=int, default=30, help="days to simulate without --events")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="seed of the simulation and of training (default 1)")
     parser.add_argument("--mode", choices=("time", "loo"), default="time", help="time split or leave-one-out")
     parser.add_argument("--k", type=int, default=3, help="cut-off of the ranking metrics")
     parser.add_argument("--window-days", type=float, default=None, help="label window (default NBO_MODEL__WINDOW_DAYS)")

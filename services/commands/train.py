@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", "--simulate-customers", dest="customers", type=int, default=5000,
                         help="customers to simulate when --events is not given")
     parser.add_argument("--days", type=int, default=30, help="days to simulate when --events is not given")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="seed of the simulation and of training (default 1)")
     parser.add_argument("--window-days", type=float, default=None, help="label window (default NBO_MODEL__WINDOW_DAYS)")
     parser.add_argument("--windows", type=int, default=None, help="stacked windows (default NBO_MODEL__TRAINING_WINDOWS)")
     parser.add_argument("--params", default=None, help='JSON of model parameters, e.g. \'{"l2": 3}\' (from nbo tune)')

@@ -39,11 +39,12 @@ DEFAULT_GRID = {"l2": [1.0, 3.0, 10.0], "factors": [0, 16], "similar_weight": [0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=Path, default=None, help="JSONL event log (default: simulate --customers)")
     parser.add_argument("--customers", type=int, default=5000, help="customers to simulate without --events")
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--days", type=int, default=30, help="days to simulate without --events (default 30)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the simulation and of training (default 1)")
     parser.add_argument("--grid", default=None, help=f"JSON grid (default {json.dumps(DEFAULT_GRID)})")
-    parser.add_argument("--k", type=int, default=3)
-    parser.add_argument("--window-days", type=float, default=None)
+    parser.add_argument("--k", type=int, default=3, help="cut-off of the validation metric, NDCG@k (default 3)")
+    parser.add_argument("--window-days", type=float, default=None,
+                        help="label window in days (default NBO_MODEL__WINDOW_DAYS, 14)")
     parser.add_argument("--windows", type=int, default=3, help="windows folded (validation uses the newest)")
     parser.add_argument("--catalog", type=Path, default=None, help=CATALOG_HELP)
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
