@@ -177,6 +177,37 @@ def test_a_moved_slot_is_followed_and_a_half_moved_one_asked_for(cluster_servers
         observer.close()
 
 
+def test_a_customer_split_across_two_nodes_mid_migration_is_retried_not_lost(cluster_servers, cluster, key_prefix):
+    """Mid-resharding, one of a customer's keys already moved and the other not: the node answers
+    the script TRYAGAIN. Past the client's retries that is a transient error (the engine retries
+    the batch, as for a lost connection), nothing is written; once the slot has moved, the same
+    batch applies once."""
+    c = customers(1)[0]
+    state_key, seen_key = keys.state_key(key_prefix, c), keys.seen_key(key_prefix, c)
+    slot = cluster.keyslot(state_key)
+    store = RedisStateStore(cluster_servers.redis_url, key_prefix)
+    try:
+        assert store.apply_batch([SourcedEvent(deposit(c, 0, 100), DEPOSITS, 0, 0)], P, NOW_S).applied == 1
+        source = cluster.get_redis_connection(cluster.get_node_from_key(seen_key))
+        tryagain_before = source.info("errorstats").get("errorstat_TRYAGAIN", {}).get("count", 0)
+        _, target = _move_slot(cluster, slot, [state_key], finish=False)  # the seen ids stay behind
+        node = cluster.get_node(node_name=target)
+        record = SourcedEvent(deposit(c, 1, 200), DEPOSITS, 0, 1)
+        try:
+            with pytest.raises(ClusterUnavailable):
+                store.apply_batch([record], P, NOW_S)
+            assert source.info("errorstats")["errorstat_TRYAGAIN"]["count"] > tryagain_before
+            assert store.get(c).balance_minor == 100
+        finally:
+            if source.exists(seen_key):
+                source.execute_command("MIGRATE", node.host, node.port, "", 0, 5000, "KEYS", seen_key)
+            _finish_move(cluster, slot, target)
+        assert store.apply_batch([record], P, NOW_S).applied == 1
+        assert store.get(c).balance_minor == 200 and store.get(c).events_applied == 2
+    finally:
+        store.close()
+
+
 def _uncover(cluster: RedisCluster, slot: int) -> redis.Redis:
     """Take ``slot`` from the node that serves it; returns that node's client (to give it back)."""
     owner = cluster.get_redis_connection(cluster.nodes_manager.slots_cache[slot][0])
