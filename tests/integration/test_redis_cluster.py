@@ -1,7 +1,8 @@
 """A Redis Cluster of 3 Valkey primaries, found from one node's URL: the worker's store writes
-every customer exactly once on the node of its slot, through a moved slot and a node that has
-forgotten the script; replay rebuilds and switches a namespace spread over every node; the API
-serves every customer; health says "not ready" the moment a slot has no node."""
+every customer exactly once on the node of its slot, through a moved slot, a half-moved one and
+a node that has forgotten the script; replay rebuilds and switches a namespace spread over every
+node; the API serves every customer and checks outcomes against decisions kept on every node;
+health says "not ready" the moment a slot has no node."""
 
 from __future__ import annotations
 
@@ -260,6 +261,18 @@ def test_the_api_serves_every_customer_from_the_cluster_and_is_unready_with_a_sl
         assert [a.status_code for a in answers] == [200] * len(ids)
         offers = [client.get(f"/v1/call-centre/customers/{c}/offers", headers=AGENT).json() for c in ids]
         assert [o["degraded"] for o in offers] == [False] * len(ids)
+        # The decisions went to the cluster (one key each, spread over the nodes); outcomes are
+        # checked against them there.
+        decision_keys = [keys.decision_key(key_prefix, o["decision_id"]) for o in offers]
+        wait_until(lambda: sum(cluster.exists(k) for k in decision_keys) == len(ids), 10.0,
+                   "every decision written to the cluster")
+        assert len({cluster.get_node_from_key(k).name for k in decision_keys}) == 3
+        for c, o in zip(ids, offers):
+            outcome = {"decision_id": o["decision_id"], "customer_id": c, "product_id": o["offers"][0]["product_id"],
+                       "channel": "call_centre", "outcome": "shown"}
+            assert client.post("/v1/outcomes", headers=AGENT, json=outcome).status_code == 202
+        made_up = {**outcome, "decision_id": "d-" + uuid.uuid4().hex}
+        assert client.post("/v1/outcomes", headers=AGENT, json=made_up).status_code == 404
         owner = _uncover(cluster, 16383)
         try:
             unready = client.get("/readyz")
