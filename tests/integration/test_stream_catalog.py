@@ -15,10 +15,30 @@ from adapters.redis_store import RedisStateStore
 from bank_catalog import GREEN_BOND_FUND, csv_text, save, without
 from domain.catalog import parse_catalog
 from schemas.topics import PURCHASES
-from services.runtime import ManagedProcess, child_env, nbo_command
+from schemas.topics import ALL_TOPICS
+from services.runtime import ManagedProcess, Servers, child_env, create_topics, nbo_command, start_tansu, start_valkey
 from test_stream_dead_letters import DeadLetters, purchase, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def servers(tmp_path: Path):
+    """A broker and Redis of this test's own: a worker on the session's servers would first drain
+    every earlier test's records (most of them dead letters for this small catalog) before it
+    got to this test's few."""
+    redis_proc, redis_url = start_valkey(tmp_path / "redis")
+    try:
+        kafka_proc, bootstrap = start_tansu(tmp_path / "logs")
+    except BaseException:
+        redis_proc.stop()
+        raise
+    own = Servers(bootstrap, redis_url, [redis_proc, kafka_proc])
+    try:
+        create_topics(bootstrap, ALL_TOPICS, 4)
+        yield own
+    finally:
+        own.stop()
 
 
 @pytest.mark.parametrize("engine", ["direct", "faust"])
