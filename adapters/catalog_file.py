@@ -17,9 +17,9 @@ catalog once).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
+from adapters.watched_file import WatchedFile
 from domain.catalog import DEFAULT_CATALOG_PATH, Catalog, CatalogError, load_catalog
 
 log = logging.getLogger("nbo.catalog")
@@ -39,50 +39,27 @@ def describe_change(old: Catalog, new: Catalog) -> str:
     return "; ".join(parts)
 
 
-class CatalogFile:
+class CatalogFile(WatchedFile[Catalog]):
     """The ``CatalogSource`` over a CSV file (``path``; default the packaged catalog)."""
+
+    error = CatalogError
 
     def __init__(self, path: Path | None = None) -> None:
         """Loads the file now; a bad file raises ``CatalogError`` (the process refuses to start)."""
-        self.path = Path(path) if path is not None else DEFAULT_CATALOG_PATH
-        self._stamp = self._read_stamp()
-        self.current: Catalog = load_catalog(self.path)
-        self.failed_stamp: tuple[int, int] | None = None
-        self.refusal: str | None = None
+        super().__init__(Path(path) if path is not None else DEFAULT_CATALOG_PATH)
 
-    @property
-    def refused(self) -> bool:
-        return self.failed_stamp is not None
+    def load(self, path: Path) -> Catalog:
+        return load_catalog(path)
 
-    def _read_stamp(self) -> tuple[int, int] | None:
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
+    def same(self, old: Catalog, new: Catalog) -> bool:
+        return old.content_hash() == new.content_hash()  # saved again: comments and line ends do not count
 
-    def refresh(self) -> bool:
-        """Load the file if it changed since the last look; True if the catalog was swapped."""
-        stamp = self._read_stamp()
-        if stamp is None or stamp == self._stamp or stamp == self.failed_stamp:
-            return False
-        try:
-            catalog = load_catalog(self.path)
-        except CatalogError as exc:
-            if self._read_stamp() != stamp:
-                return False  # still being written: look again next time
-            self.failed_stamp, self.refusal = stamp, str(exc)
-            log.error("keeping the catalog in force (%d products, sha256 %s): %s", len(self.current),
-                      self.current.content_hash()[:12], exc)
-            return False
-        if self._read_stamp() != stamp:
-            return False  # changed while it was read (a writer at work): look again next time
-        self._stamp, self.failed_stamp, self.refusal = stamp, None, None
-        if catalog.content_hash() == self.current.content_hash():
-            return False  # saved again, same content (comments and line ends do not count)
-        old, self.current = self.current, catalog
-        log.warning("catalog reloaded from %s: %s", self.path, describe_change(old, catalog))
-        return True
+    def on_refused(self, exc: Exception) -> None:
+        log.error("keeping the catalog in force (%d products, sha256 %s): %s", len(self.current),
+                  self.current.content_hash()[:12], exc)
+
+    def on_swapped(self, old: Catalog, new: Catalog) -> None:
+        log.warning("catalog reloaded from %s: %s", self.path, describe_change(old, new))
 
 
 class StaticCatalog:

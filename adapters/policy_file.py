@@ -8,44 +8,28 @@ reason in the log, and the policy in force keeps serving until the file is fixed
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
+from adapters.watched_file import WatchedFile
 from decisioning import LEVERS_FILE, Policy, PolicyError, load_policy
 
 log = logging.getLogger("nbo.api.policy")
 
 
-class PolicyHolder:
+class PolicyHolder(WatchedFile[Policy]):
+    """The ``PolicySource`` over the levers file (``path``; default the packaged one)."""
+
+    error = PolicyError
+
     def __init__(self, path: Path | None = None) -> None:
         """Loads the file now; a bad file raises ``PolicyError`` (the API refuses to start)."""
-        self.path = path or LEVERS_FILE
-        self._stamp = self._read_stamp()
-        self.current: Policy = load_policy(self.path)
-        self.failed_stamp: tuple[int, int] | None = None
+        super().__init__(path or LEVERS_FILE)
 
-    @property
-    def refused(self) -> bool:
-        return self.failed_stamp is not None
+    def load(self, path: Path) -> Policy:
+        return load_policy(path)
 
-    def _read_stamp(self) -> tuple[int, int] | None:
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
+    def on_refused(self, exc: Exception) -> None:
+        log.error("keeping the policy in force: %s", exc)
 
-    def refresh(self) -> bool:
-        """Load the file if it changed since the last look; True if the policy was swapped."""
-        stamp = self._read_stamp()
-        if stamp is None or stamp == self._stamp or stamp == self.failed_stamp:
-            return False
-        try:
-            policy = load_policy(self.path)
-        except PolicyError as exc:
-            self.failed_stamp = stamp
-            log.error("keeping the policy in force: %s", exc)
-            return False
-        self.current, self._stamp, self.failed_stamp = policy, stamp, None
+    def on_swapped(self, old: Policy, new: Policy) -> None:
         log.warning("marketing policy reloaded from %s", self.path)
-        return True
