@@ -337,6 +337,10 @@ class OfferedItem(BaseModel):
     #: The customer's facts that made the reason true at the decision time (name -> JSON scalar);
     #: optional with a default, so records written before it still decode.
     reason_facts: dict[Annotated[str, Field(max_length=64)], FactValue] = Field(default_factory=dict, max_length=16)
+    #: The probability with which the deciding policy showed this offer at this rank (1.0 when it
+    #: exploits without exploring; less under exploration or a control arm's random choice), so
+    #: off-policy estimators can weigh logged decisions. None on records written before it existed.
+    probability: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class OfferDecisionMade(Event):
@@ -348,6 +352,11 @@ class OfferDecisionMade(Event):
     offers: tuple[OfferedItem, ...] = Field(max_length=50)
     rules_applied: tuple[Annotated[str, Field(max_length=64)], ...] = Field(default=(), max_length=64)
     model_version: str = Field(max_length=64)
+    #: The customer's experiment arm at the decision time: ``treatment`` (ranked offers) or
+    #: ``control`` (a random eligible offer, or none; see docs/LOOP.md).
+    arm: Literal["treatment", "control"] = "treatment"
+    #: The marketing policy (levers file) version the decision was made under.
+    policy_version: str = Field(default="", max_length=64)
     degraded: bool = False
     latency_ms: float = Field(default=0.0, ge=0.0)
 

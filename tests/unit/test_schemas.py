@@ -336,9 +336,10 @@ EXAMPLES: dict[str, dict] = {
                        "channel": "teller", "offers": [{"product_id": "large_cd", "rank": 1, "score": 0.82,
                                                         "propensity": 0.12, "reason_codes": ["large_inflow"],
                                                         "reason_facts": {"large_inflow_recent": True,
-                                                                         "large_inflow_days_ago": 3}}],
+                                                                         "large_inflow_days_ago": 3},
+                                                        "probability": 1.0}],
                        "rules_applied": ["eligibility", "contact_policy"], "model_version": "v3",
-                       "degraded": False, "latency_ms": 2.4},
+                       "arm": "treatment", "policy_version": "p-3f9a1c", "degraded": False, "latency_ms": 2.4},
     "profile": {**ENVELOPE, "source": "kyc", "type": "profile", "birth_year": 1985, "risk_tolerance": 3,
                 "employment": "salaried", "city_tier": 1},
 }
