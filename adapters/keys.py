@@ -19,6 +19,10 @@ replay's) share that slot too.
   No customer hash tag: an outcome is looked up by its decision id alone (so that a wrong
   customer id is told apart from an unknown decision), and only ever one key at a time, so any
   slot will do.
+- ``<prefix>:{learn}:evidence`` — hash of online acceptance evidence (``domain.learning``): field
+  ``<product id>`` (all customers) or ``<product id>|<segment>`` (one vs segment), value JSON
+  ``[accepts, others, as_of_s]``. The ``{learn}`` hash tag keeps it, and the stream's dedupe set
+  for the answers it counted, in one slot, so one script updates both.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ def stats_key(prefix: str) -> str:
 
 def decision_key(prefix: str, decision_id: str) -> str:
     return f"{prefix}:decision:{decision_id}"
+
+
+def learn_key(prefix: str) -> str:
+    return f"{prefix}:{{learn}}:evidence"
 
 
 def offset_field(topic: str, partition: int) -> str:
