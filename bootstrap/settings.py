@@ -162,6 +162,34 @@ class ModelSettings(BaseModel):
     max_train_rows: int = Field(default=120_000, ge=1000, description="rows kept for ALS and the logistic layer (importance-subsampled)")
 
 
+class LoopSettings(BaseModel):
+    """The closed loop (docs/LOOP.md): control group, attribution, online learning."""
+
+    control_share: float = Field(default=0.03, ge=0.0, le=0.5,
+                                 description="share of customers in the control arm (a random eligible offer)")
+    control_share_by_channel: dict[Literal["teller", "call_centre", "mobile"], float] = Field(
+        default_factory=dict, description="per-channel control share, overriding control_share")
+    control_salt: str = Field(default="nbo-control", min_length=1, max_length=128,
+                              description="salt of the customer -> arm hash (set a bank secret); arms rotate monthly")
+    control_no_offer_channels: tuple[Literal["teller", "call_centre", "mobile"], ...] = Field(
+        default=(), description="channels where a control customer gets no offer instead of a random eligible one")
+    explore_channels: tuple[Literal["teller", "call_centre", "mobile"], ...] = Field(
+        default=("mobile",), description="channels that rank by a Thompson sample of the posterior (explore); "
+        "the others rank by its mean (exploit)")
+    starting_evidence: float = Field(default=20.0, gt=0, le=100_000,
+                                     description="how many answers the model's own propensity is worth in the posterior")
+    segment_min_evidence: float = Field(default=50.0, ge=0,
+                                        description="answers a product needs in a segment before that segment's "
+                                        "evidence is used instead of the product's overall evidence")
+    evidence_half_life_days: float = Field(default=30.0, gt=0, description="old answers weigh half after this")
+    refresh_ms: int = Field(default=500, ge=50, le=60_000,
+                            description="how often the API re-reads the online evidence from Redis")
+    attribution_days: float = Field(default=30.0, gt=0, le=365,
+                                    description="a purchase this long after the product was shown is attributed")
+    ignored_after_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600,
+                                 description="a shown offer with no answer after this counts as ignored")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NBO_", env_nested_delimiter="__", extra="ignore", case_sensitive=False
@@ -174,6 +202,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     model: ModelSettings = ModelSettings()
     catalog: CatalogSettings = CatalogSettings()
+    loop: LoopSettings = LoopSettings()
 
     @property
     def registry_dir(self) -> Path:
