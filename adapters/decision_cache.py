@@ -27,7 +27,7 @@ import orjson
 
 from adapters import keys
 from adapters.ports import RememberedDecision
-from adapters.redis_connect import LazyAsyncClient, Mode
+from adapters.redis_connect import NO_SECURITY, LazyAsyncClient, Mode, RedisSecurity
 
 log = logging.getLogger("nbo.api.decisions")
 
@@ -58,14 +58,15 @@ def fresh(decision_id: str, pending: Pending | None, ttl_s: float, now_s: float)
 class RedisDecisionCache:
     def __init__(self, url: str, prefix: str = "nbo", ttl_s: float = 24 * 3600.0, flush_interval_s: float = 0.1,
                  buffer_size: int = 10_000, timeout_s: float = 1.0, clock: Callable[[], float] = time.time,
-                 mode: Mode = "auto") -> None:
+                 mode: Mode = "auto", security: RedisSecurity = NO_SECURITY) -> None:
         self.prefix = prefix
         self._ttl_s = float(ttl_s)
         self.flush_interval_s = flush_interval_s
         self.buffer_size = buffer_size
         self.timeout_s = timeout_s
         self.clock = clock
-        self._redis = LazyAsyncClient(url, mode, socket_timeout_s=timeout_s, connect_timeout_s=timeout_s)
+        self._redis = LazyAsyncClient(url, mode, socket_timeout_s=timeout_s, connect_timeout_s=timeout_s,
+                                      security=security)
         self._pending: dict[str, Pending] = {}
         self._writing: dict[str, Pending] = {}  # taken from the buffer by a flush still in progress
         self._task: asyncio.Task[Any] | None = None

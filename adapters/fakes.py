@@ -18,12 +18,16 @@ assertions against the fake and the real adapter:
 - ``MemoryDecisionCache`` — ``decision_cache.RedisDecisionCache``: decisions buffered, found in
   the buffer at once, stored on ``flush()``, gone ``ttl_s`` after they were made (by ``clock``).
 
+- ``MemoryRateLimit`` — ``shared_control.RedisRateLimit``: the same GCRA, on an injectable clock.
+- ``MemoryControl`` — ``shared_control.RedisControl``: named values, ``put`` notifying listeners.
+
 Switches for failure tests: ``MemoryStateReader.fail_reads`` (Redis unreachable),
 ``MemoryPublisher.broker_up`` (broker down), ``MemoryDecisionCache.store_up`` (Redis unreachable).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -484,3 +488,88 @@ class MemoryCatalogSource:
             return False
         self.current = catalog
         return True
+
+
+# --- shared rate limit and control values --------------------------------------------------------
+
+class MemoryRateLimit:
+    """``SharedRateLimit`` in memory, with ``RedisRateLimit``'s GCRA: one theoretical arrival time
+    per key in microseconds of ``clock`` (seconds; default the monotonic clock); ``up = False``
+    makes ``take`` fail as an unreachable Redis does, ``delay_s`` makes it that slow."""
+
+    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.clock = clock
+        self.up = True
+        self.delay_s = 0.0
+        self.calls = 0
+        self._tat_us: dict[str, int] = {}
+
+    async def take(self, key_id: str) -> float:
+        self.calls += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if not self.up:
+            raise redis.ConnectionError("fake Redis is down")
+        interval = max(1, round(1_000_000 / self.rate_per_s))
+        now = int(self.clock() * 1_000_000)
+        tat = max(self._tat_us.get(key_id, now), now)
+        tolerance = interval * (self.burst - 1)
+        if tat - now > tolerance:
+            return max(tat - now - tolerance, 1) / 1_000_000
+        self._tat_us[key_id] = tat + interval
+        return 0.0
+
+    async def close(self) -> None:
+        pass
+
+
+class MemoryControl:
+    """``ControlStore`` in memory, with ``RedisControl``'s behaviour: ``put`` stores and notifies
+    every running ``listen`` (from any thread), which first catches up on every name; ``up =
+    False`` makes ``get`` / ``put`` fail as an unreachable Redis does."""
+
+    def __init__(self, prefix: str = "nbo") -> None:
+        self.prefix = prefix
+        self.values: dict[str, str] = {}
+        self.up = True
+        self._listeners: list[tuple[Any, Any]] = []  # (loop, queue)
+        self._lock = threading.Lock()
+
+    def _check(self) -> None:
+        if not self.up:
+            raise redis.ConnectionError("fake Redis is down")
+
+    def get(self, name: str) -> str | None:
+        self._check()
+        return self.values.get(name)
+
+    def put(self, name: str, value: str) -> int:
+        self._check()
+        self.values[name] = value
+        with self._lock:
+            listeners = list(self._listeners)
+        for loop, queue in listeners:
+            loop.call_soon_threadsafe(queue.put_nowait, name)
+        return len(listeners)
+
+    async def listen(self, on_change: Callable[[str], Any], *, retry_s: float = 1.0,
+                     on_subscribed: Callable[[], object] | None = None) -> None:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        entry = (asyncio.get_running_loop(), queue)
+        with self._lock:
+            self._listeners.append(entry)
+        try:
+            if on_subscribed is not None:
+                on_subscribed()
+            for name in ("model", "policy"):
+                await on_change(name)
+            while True:
+                await on_change(await queue.get())
+        finally:
+            with self._lock:
+                self._listeners.remove(entry)
+
+    def close(self) -> None:
+        pass

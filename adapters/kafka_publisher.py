@@ -20,7 +20,7 @@ import collections
 import hashlib
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -70,8 +70,11 @@ def decision_record(decision_id: str, customer_id: str, channel: str, decision: 
 
 class Publisher:
     def __init__(self, bootstrap: str, buffer_size: int, ack_timeout_s: float = 5.0,
-                 flush_interval_s: float = 0.1, client_id: str = "nbo-api") -> None:
+                 flush_interval_s: float = 0.1, client_id: str = "nbo-api",
+                 connection: Mapping[str, Any] | None = None) -> None:
+        """``connection``: the producer's security arguments (``bootstrap.connections.aiokafka_options``)."""
         self._bootstrap = bootstrap
+        self._connection = dict(connection or {})
         self._client_id = client_id
         self._ack_timeout_s = ack_timeout_s
         self._flush_interval_s = flush_interval_s
@@ -99,7 +102,7 @@ class Publisher:
         while self._producer is None:
             producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all",
                                         linger_ms=2, request_timeout_ms=int(self._ack_timeout_s * 1000),
-                                        enable_idempotence=False)
+                                        enable_idempotence=False, **self._connection)
             try:
                 await asyncio.wait_for(producer.start(), timeout=10)
                 self._producer = producer

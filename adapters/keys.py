@@ -23,6 +23,13 @@ replay's) share that slot too.
   ``<product id>`` (all customers) or ``<product id>|<segment>`` (one vs segment), value JSON
   ``[accepts, others, as_of_s]``. The ``{learn}`` hash tag keeps it, and the stream's dedupe set
   for the answers it counted, in one slot, so one script updates both.
+- ``<prefix>:rate:<sha256 of an API key>`` — string: the key's theoretical arrival time (epoch
+  microseconds, the server's clock) of the shared rate limit (``adapters.shared_control``),
+  expiring when reached. One key per script call, so any slot will do.
+- ``<prefix>:control:model`` / ``<prefix>:control:policy`` — strings: the promoted model version
+  and the marketing policy (levers JSON) every API replica follows when
+  ``NBO_API__CONTROL_SOURCE=redis``; ``<prefix>:control:changed`` is the pub/sub channel on which
+  ``model`` or ``policy`` is published when one changes.
 """
 
 from __future__ import annotations
@@ -46,6 +53,18 @@ def decision_key(prefix: str, decision_id: str) -> str:
 
 def learn_key(prefix: str) -> str:
     return f"{prefix}:{{learn}}:evidence"
+
+
+def rate_key(prefix: str, key_digest: str) -> str:
+    return f"{prefix}:rate:{key_digest}"
+
+
+def control_key(prefix: str, name: str) -> str:
+    return f"{prefix}:control:{name}"
+
+
+def control_channel(prefix: str) -> str:
+    return f"{prefix}:control:changed"
 
 
 def offset_field(topic: str, partition: int) -> str:

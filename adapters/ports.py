@@ -14,6 +14,8 @@ drift from the real thing.
 | ``PolicySource`` (marketing's levers, reloaded on change) | ``policy_file.PolicyHolder`` | ``fakes.MemoryPolicySource`` |
 | ``CatalogSource`` (the product catalog, reloaded on change) | ``catalog_file.CatalogFile`` | ``fakes.MemoryCatalogSource`` |
 | ``DecisionCache`` (recent decisions, to check outcomes against) | ``decision_cache.RedisDecisionCache`` | ``fakes.MemoryDecisionCache`` |
+| ``SharedRateLimit`` (one GCRA limit per API key across replicas) | ``shared_control.RedisRateLimit`` | ``fakes.MemoryRateLimit`` |
+| ``ControlStore`` (promoted version and policy shared by replicas, with notifications) | ``shared_control.RedisControl`` | ``fakes.MemoryControl`` |
 
 Times are UTC epoch seconds (``now_s``); customer ids are the contract's pseudonymous tokens.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Mapping, Protocol, Sequence
 
 from decisioning import Decision, Policy
 from decisioning.scores import RankingModel
@@ -194,6 +196,36 @@ class CatalogSource(Protocol):
     def refresh(self) -> bool:
         """Reload if the source changed; True if the catalog was swapped (its content differs);
         a change that fails validation is refused and the catalog in force keeps serving."""
+
+
+class SharedRateLimit(Protocol):
+    """One rate limit per API key for all replicas: ``rate_per_s`` sustained, ``burst`` at once."""
+
+    rate_per_s: float
+    burst: int
+
+    async def take(self, key_id: str) -> float:
+        """Admit one request of ``key_id``: 0.0 if admitted, else the seconds until one would be."""
+
+    async def close(self) -> None: ...
+
+
+class ControlStore(Protocol):
+    """Named values every API replica follows (``model``: the promoted version; ``policy``: the
+    levers JSON), and a notification when one changes."""
+
+    def get(self, name: str) -> str | None:
+        """The value, or None if none was put."""
+
+    def put(self, name: str, value: str) -> int:
+        """Store the value and notify the listeners; returns how many were notified."""
+
+    async def listen(self, on_change: Callable[[str], Awaitable[object]], *, retry_s: float = 1.0,
+                     on_subscribed: Callable[[], object] | None = None) -> None:
+        """For ever: ``on_change(name)`` for every name once subscribed (catching up), then for
+        each change notified."""
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)

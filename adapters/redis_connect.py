@@ -12,6 +12,10 @@ and lost connections itself (refreshing the slot map). What outlives those retri
 ``ClusterUnavailable``, a ``redis.ConnectionError``: the callers' bounded retries and their
 "Redis unavailable" exit treat a cluster that cannot serve a slot like a server that is down.
 
+``security`` (a ``RedisSecurity``: ACL user and password, TLS files for a ``rediss://`` URL) goes
+to every client built here, single or cluster, sync or asyncio, and to the pub/sub connection of
+``connect_pubsub_async``. Credentials written in the URL itself win over it.
+
 ``cluster_problems`` / ``cluster_problems_async`` is the health of a cluster: every node the
 client knows must answer ``CLUSTER INFO`` with ``cluster_state:ok`` and all 16384 slots
 assigned; the list says which node says what otherwise.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Union
 
 import redis
@@ -46,6 +51,43 @@ CLUSTER_ERRORS: tuple[type[BaseException], ...] = (ClusterDownError, ClusterErro
                                                    RedisClusterException)
 
 
+@dataclass(frozen=True)
+class RedisSecurity:
+    """How a client proves who it is and checks the server: an ACL user and password (or the
+    ``requirepass`` password alone), and for a ``rediss://`` URL the CA bundle, the client
+    certificate and key, and whether the certificate must name the host."""
+
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    check_hostname: bool = True
+
+    def options(self, url: str) -> dict[str, Any]:
+        """The redis-py keyword arguments (the same for ``Redis``, ``RedisCluster`` and their
+        asyncio twins); the TLS ones only for a ``rediss://`` URL (redis-py refuses them else)."""
+        out: dict[str, Any] = {}
+        if self.username:
+            out["username"] = self.username
+        if self.password is not None:
+            out["password"] = self.password
+        if url.startswith("rediss://"):
+            out["ssl_check_hostname"] = self.check_hostname
+            for name, value in (("ssl_ca_certs", self.ca_file), ("ssl_certfile", self.cert_file),
+                                ("ssl_keyfile", self.key_file)):
+                if value is not None:
+                    out[name] = value
+        return out
+
+    def __repr__(self) -> str:  # never the password
+        return (f"RedisSecurity(username={self.username!r}, password={'***' if self.password else None}, "
+                f"ca_file={self.ca_file!r}, cert_file={self.cert_file!r}, key_file={self.key_file!r})")
+
+
+NO_SECURITY = RedisSecurity()
+
+
 class ClusterUnavailable(redis.ConnectionError):
     """A cluster error that outlived the client's own redirections and retries."""
 
@@ -65,10 +107,11 @@ def cluster_enabled(info: dict[str, Any]) -> bool:
 
 
 def connect(url: str, mode: Mode = "auto", *, socket_timeout_s: float = 5.0,
-            connect_timeout_s: float | None = None) -> SyncClient:
+            connect_timeout_s: float | None = None, security: RedisSecurity = NO_SECURITY) -> SyncClient:
     """A client for the server or cluster at ``url``. ``auto`` raises ``redis.ConnectionError``
-    when the server does not answer (it cannot tell what it is)."""
-    options: dict[str, Any] = {"socket_timeout": socket_timeout_s}
+    when the server does not answer (it cannot tell what it is), ``redis.AuthenticationError``
+    when it refuses the credentials."""
+    options: dict[str, Any] = {"socket_timeout": socket_timeout_s, **security.options(url)}
     if connect_timeout_s is not None:
         options["socket_connect_timeout"] = connect_timeout_s
     if mode == "auto":
@@ -88,11 +131,11 @@ def connect(url: str, mode: Mode = "auto", *, socket_timeout_s: float = 5.0,
 
 
 async def connect_async(url: str, mode: Mode = "auto", *, socket_timeout_s: float = 1.0,
-                        connect_timeout_s: float | None = None) -> AsyncClient:
+                        connect_timeout_s: float | None = None, security: RedisSecurity = NO_SECURITY) -> AsyncClient:
     """The asyncio twin of ``connect``; a cluster client comes back initialised (slot map and
     command table read). Its sockets wait at least ``CLUSTER_SOCKET_TIMEOUT_S``: those first
     replies take longer than one request's budget, which the callers bound themselves."""
-    options: dict[str, Any] = {"socket_timeout": socket_timeout_s}
+    options: dict[str, Any] = {"socket_timeout": socket_timeout_s, **security.options(url)}
     if connect_timeout_s is not None:
         options["socket_connect_timeout"] = connect_timeout_s
     if mode == "auto":
@@ -127,9 +170,11 @@ class LazyAsyncClient:
     request's budget; the next request then finds it open). A failed open is tried again by the
     next caller."""
 
-    def __init__(self, url: str, mode: Mode, *, socket_timeout_s: float, connect_timeout_s: float | None) -> None:
+    def __init__(self, url: str, mode: Mode, *, socket_timeout_s: float, connect_timeout_s: float | None,
+                 security: RedisSecurity = NO_SECURITY) -> None:
         self.url = url
         self.mode = mode
+        self.security = security
         self.socket_timeout_s = socket_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.client: AsyncClient | None = None
@@ -140,7 +185,8 @@ class LazyAsyncClient:
             return self.client
         if self._opening is None:
             self._opening = asyncio.ensure_future(connect_async(
-                self.url, self.mode, socket_timeout_s=self.socket_timeout_s, connect_timeout_s=self.connect_timeout_s))
+                self.url, self.mode, socket_timeout_s=self.socket_timeout_s, connect_timeout_s=self.connect_timeout_s,
+                security=self.security))
         opening = self._opening
         try:
             self.client = await asyncio.shield(opening)
@@ -167,6 +213,15 @@ class LazyAsyncClient:
             client = opening.result()
         if client is not None:
             await client.aclose()
+
+
+def connect_pubsub_async(url: str, security: RedisSecurity = NO_SECURITY, *,
+                         connect_timeout_s: float = 2.0) -> aredis.Redis:
+    """A plain asyncio client to the node at ``url``, for ``SUBSCRIBE``: on a Redis Cluster too,
+    where a message published on any node reaches the subscribers of every node. Its reads do
+    not time out (a subscriber waits for messages); the caller checks it with ``PING``."""
+    return aredis.Redis.from_url(url, socket_timeout=None,
+                                 socket_connect_timeout=connect_timeout_s, **security.options(url))
 
 
 def _cluster_url(url: str) -> str:

@@ -41,8 +41,10 @@ from schemas.events import Event
 from adapters import keys
 from adapters.ports import ApplyResult, SourcedEvent
 from adapters.redis_connect import (
+    NO_SECURITY,
     LazyAsyncClient,
     Mode,
+    RedisSecurity,
     SyncClient,
     cluster_errors_as_unavailable,
     cluster_problems_async,
@@ -100,7 +102,8 @@ class RedisStateStore:
     """Synchronous adapter used by the stream worker, replay and tools."""
 
     def __init__(self, url: str, prefix: str = "nbo", dedupe_ttl_s: int = 7 * 24 * 3600,
-                 socket_timeout_s: float = 5.0, cache_size: int = 0, mode: Mode = "auto") -> None:
+                 socket_timeout_s: float = 5.0, cache_size: int = 0, mode: Mode = "auto",
+                 security: RedisSecurity = NO_SECURITY) -> None:
         """``cache_size``: customers whose last written state this writer keeps in memory, so a
         batch skips reading them (the write script still checks the version and seen ids).
         ``mode``: ``auto`` (ask the server), ``single`` or ``cluster``. Nothing connects before
@@ -111,6 +114,7 @@ class RedisStateStore:
         self.url = url
         self.mode = mode
         self.socket_timeout_s = socket_timeout_s
+        self.security = security
         self.cluster = False
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -124,7 +128,7 @@ class RedisStateStore:
         if client is None:
             with self._connect_lock:
                 if self._client is None:
-                    opened = connect(self.url, self.mode, socket_timeout_s=self.socket_timeout_s)
+                    opened = connect(self.url, self.mode, socket_timeout_s=self.socket_timeout_s, security=self.security)
                     self._write = opened.register_script(_WRITE_SCRIPT)
                     self.cluster = is_cluster(opened)
                     self._client = opened
@@ -343,9 +347,11 @@ class AsyncRedisStateStore:
     """The offer API's read side: one HGET per request, within a time budget. Nothing connects
     before the first call; ``mode`` as for ``RedisStateStore``."""
 
-    def __init__(self, url: str, prefix: str = "nbo", timeout_s: float = 0.02, mode: Mode = "auto") -> None:
+    def __init__(self, url: str, prefix: str = "nbo", timeout_s: float = 0.02, mode: Mode = "auto",
+                 security: RedisSecurity = NO_SECURITY) -> None:
         self.prefix = prefix
-        self._redis = LazyAsyncClient(url, mode, socket_timeout_s=timeout_s, connect_timeout_s=max(timeout_s, 0.5))
+        self._redis = LazyAsyncClient(url, mode, socket_timeout_s=timeout_s, connect_timeout_s=max(timeout_s, 0.5),
+                                      security=security)
 
     async def get(self, customer_id: str) -> CustomerState | None:
         client = self._redis.client

@@ -8,6 +8,7 @@ from bootstrap.root import (
     build_stream,
     build_trainer,
     catalog,
+    control_store,
     feature_params,
     model_params,
     model_registry,
@@ -17,7 +18,7 @@ from bootstrap.root import (
 from bootstrap.settings import Settings, SettingsError, load_settings
 
 __all__ = [
-    "ApiParts", "StreamParts", "TrainerParts", "build_api", "build_stream", "build_trainer", "catalog",
+    "ApiParts", "StreamParts", "TrainerParts", "build_api", "build_stream", "build_trainer", "catalog", "control_store",
     "feature_params", "model_params", "model_registry", "require_servers", "state_store",
     "Settings", "SettingsError", "load_settings",
 ]

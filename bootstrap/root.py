@@ -18,8 +18,19 @@ from adapters.kafka_publisher import Publisher
 from adapters.model_registry import ModelRegistry
 from adapters.model_watch import ModelHolder
 from adapters.policy_file import PolicyHolder
-from adapters.ports import CatalogSource, DecisionCache, EventPublisher, ModelSource, PolicySource, StateReader
+from adapters.ports import (
+    CatalogSource,
+    ControlStore,
+    DecisionCache,
+    EventPublisher,
+    ModelSource,
+    PolicySource,
+    SharedRateLimit,
+    StateReader,
+)
 from adapters.redis_store import AsyncRedisStateStore, RedisStateStore
+from adapters.shared_control import ControlledPolicy, ControlledRegistry, RedisControl, RedisRateLimit
+from bootstrap.connections import aiokafka_options, redis_security
 from bootstrap.settings import Settings, SettingsError
 from decisioning import PolicyError
 from domain.catalog import Catalog, CatalogError, load_catalog
@@ -83,7 +94,16 @@ def state_store(settings: Settings) -> RedisStateStore:
     """The stream side's state store (synchronous, exactly-once apply)."""
     _, url = require_servers(settings, "the state store")
     return RedisStateStore(url, settings.redis.key_prefix, settings.stream.dedupe_ttl_s,
-                           cache_size=settings.stream.state_cache_size, mode=settings.redis.mode)
+                           cache_size=settings.stream.state_cache_size, mode=settings.redis.mode,
+                           security=redis_security(settings.redis))
+
+
+def control_store(settings: Settings) -> RedisControl:
+    """The promoted model version and marketing policy the API replicas share (``nbo promote``,
+    ``nbo levers push`` write; the API follows them with ``NBO_API__CONTROL_SOURCE=redis``)."""
+    _, url = require_servers(settings, "the shared control values")
+    return RedisControl(url, settings.redis.key_prefix, mode=settings.redis.mode,
+                        security=redis_security(settings.redis))
 
 
 def model_registry(settings: Settings, catalog: Catalog | None = None, root: Path | None = None) -> ModelRegistry:
@@ -104,6 +124,8 @@ class ApiParts:
     params: FeatureParams
     decisions: DecisionCache
     catalogs: CatalogSource | None = None  # None: ``catalog`` never changes
+    rate_limit: SharedRateLimit | None = None  # None: each replica's own bucket (NBO_API__RATE_LIMIT=local)
+    control: ControlStore | None = None  # None: files (NBO_API__CONTROL_SOURCE=files), nothing to listen to
 
     def __post_init__(self) -> None:
         if self.catalogs is None:
@@ -114,24 +136,41 @@ def build_api(settings: Settings) -> ApiParts:
     kafka, redis_url = require_servers(settings, "nbo api")
     catalogs = catalog_source(settings)
     served = catalogs.current
+    security = redis_security(settings.redis)
     try:
-        policies = PolicyHolder(settings.api.levers_file)
+        levers: PolicyHolder = PolicyHolder(settings.api.levers_file)
     except PolicyError as exc:
         raise SettingsError(f"NBO_API__LEVERS_FILE: {exc}") from None
+    registry = model_registry(settings, served)
+    control = rate_limit = None
+    policies: PolicySource = levers
+    models_from: ModelRegistry | ControlledRegistry = registry
+    if settings.api.control_source == "redis":
+        control = control_store(settings)
+        models_from = ControlledRegistry(registry, control)
+        policies = ControlledPolicy(control, levers)
+        policies.refresh()  # the pushed policy, if Redis answers; else the file's until it does
+    if settings.api.rate_limit == "shared":
+        rate_limit = RedisRateLimit(redis_url, settings.redis.key_prefix, settings.api.rate_per_s,
+                                    settings.api.rate_burst, mode=settings.redis.mode, security=security,
+                                    timeout_s=max(settings.api.rate_limit_budget_ms / 1000, 0.05))
     return ApiParts(
         settings=settings,
         catalog=served,
         catalogs=catalogs,
         store=AsyncRedisStateStore(redis_url, settings.redis.key_prefix, timeout_s=settings.redis.timeout_ms / 1000,
-                                   mode=settings.redis.mode),
-        models=ModelHolder(model_registry(settings, served), catalogs),
+                                   mode=settings.redis.mode, security=security),
+        models=ModelHolder(models_from, catalogs),
         publisher=Publisher(kafka, settings.api.decision_buffer, flush_interval_s=settings.api.decision_flush_ms / 1000,
-                            client_id=f"{settings.kafka.client_id}-api"),
+                            client_id=f"{settings.kafka.client_id}-api", connection=aiokafka_options(settings.kafka)),
         policies=policies,
         params=feature_params(settings),
         decisions=RedisDecisionCache(redis_url, settings.redis.key_prefix, ttl_s=settings.api.outcome_window_s,
                                      flush_interval_s=settings.api.decision_flush_ms / 1000,
-                                     buffer_size=settings.api.decision_buffer, mode=settings.redis.mode),
+                                     buffer_size=settings.api.decision_buffer, mode=settings.redis.mode,
+                                     security=security),
+        rate_limit=rate_limit,
+        control=control,
     )
 
 

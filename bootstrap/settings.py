@@ -4,15 +4,19 @@ Nested sections use a double underscore: ``NBO_KAFKA__BOOTSTRAP=broker:9092``,
 ``NBO_REDIS__URL=redis://redis:6379/0``. Leave both unset to run the embedded servers.
 ``NBO_CATALOG__PATH=/etc/nbo/mybank.csv`` names the bank's product catalog (default: the packaged one).
 A bad value fails at start with the name of the setting (see ``load_settings``).
+Each secret setting (``SECRET_SETTINGS``: passwords, user names, the control salt) may instead be
+read from a file named by ``<VAR>_FILE``, e.g. ``NBO_REDIS__PASSWORD_FILE=/run/secrets/redis_password``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class SettingsError(SystemExit):
@@ -26,6 +30,40 @@ class KafkaSettings(BaseModel):
     partitions: int = Field(default=4, ge=1, le=1024, description="partitions per topic we create")
     replication_factor: int = Field(default=1, ge=1, le=5)
     client_id: str = "nbo"
+    # Securing the connections (docs/OPERATIONS.md, "Securing connections"): every Kafka client of
+    # every process (workers, API, topic creation, replay, simulate) uses these.
+    tls: bool = Field(default=False, description="connect to the brokers with TLS (security protocol SSL, or "
+                      "SASL_SSL with sasl_mechanism)")
+    ca_file: Path | None = Field(default=None, description="CA bundle (PEM) the brokers' certificates are checked "
+                                 "against; default: the system's CAs")
+    cert_file: Path | None = Field(default=None, description="client certificate (PEM), for brokers that require "
+                                   "mutual TLS")
+    key_file: Path | None = Field(default=None, description="the client certificate's private key (PEM)")
+    key_password: SecretStr | None = Field(default=None, description="password of key_file, if it is encrypted")
+    check_hostname: bool = Field(default=True, description="check that the broker's certificate names its host")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="authenticate with SASL (security protocol SASL_PLAINTEXT, or SASL_SSL with tls)")
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    @property
+    def security_protocol(self) -> str:
+        """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, from ``tls`` and ``sasl_mechanism``."""
+        if self.sasl_mechanism is None:
+            return "SSL" if self.tls else "PLAINTEXT"
+        return "SASL_SSL" if self.tls else "SASL_PLAINTEXT"
+
+    @model_validator(mode="after")
+    def _security(self) -> "KafkaSettings":
+        _check_tls_files("NBO_KAFKA", self.tls, self.ca_file, self.cert_file, self.key_file,
+                         "set NBO_KAFKA__TLS=true")
+        if self.sasl_mechanism is not None and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError("NBO_KAFKA__SASL_MECHANISM needs NBO_KAFKA__SASL_USERNAME and NBO_KAFKA__SASL_PASSWORD "
+                             "(or NBO_KAFKA__SASL_PASSWORD_FILE)")
+        if self.sasl_mechanism is None and (self.sasl_username or self.sasl_password is not None):
+            raise ValueError("NBO_KAFKA__SASL_USERNAME/PASSWORD are set but NBO_KAFKA__SASL_MECHANISM is not: "
+                             "set it to PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        return self
 
     @field_validator("bootstrap")
     @classmethod
@@ -46,6 +84,15 @@ class RedisSettings(BaseModel):
     mode: Literal["auto", "single", "cluster"] = Field(
         default="auto", description="auto = ask the server at url (INFO cluster) whether it is a Redis Cluster node; "
         "single or cluster force it")
+    # Securing the connections (docs/OPERATIONS.md): every Redis client (adapters/redis_connect.py).
+    username: str | None = Field(default=None, description="ACL user (default: the URL's, else 'default')")
+    password: SecretStr | None = Field(default=None, description="the ACL user's password (or requirepass)")
+    ca_file: Path | None = Field(default=None, description="CA bundle (PEM) for a rediss:// URL; default: the "
+                                 "system's CAs")
+    cert_file: Path | None = Field(default=None, description="client certificate (PEM) for a rediss:// URL, for "
+                                   "servers with tls-auth-clients")
+    key_file: Path | None = Field(default=None, description="the client certificate's private key (PEM)")
+    check_hostname: bool = Field(default=True, description="check that the server's certificate names its host")
 
     @field_validator("url")
     @classmethod
@@ -55,6 +102,30 @@ class RedisSettings(BaseModel):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"expected a redis:// or rediss:// URL, got {value!r}")
         return value
+
+    @property
+    def tls(self) -> bool:
+        return self.url is not None and self.url.startswith("rediss://")
+
+    @model_validator(mode="after")
+    def _security(self) -> "RedisSettings":
+        _check_tls_files("NBO_REDIS", self.tls, self.ca_file, self.cert_file, self.key_file,
+                         "use a rediss:// URL in NBO_REDIS__URL")
+        return self
+
+
+def _check_tls_files(section: str, tls: bool, ca_file: Path | None, cert_file: Path | None,
+                     key_file: Path | None, how: str) -> None:
+    """The TLS files are only given with TLS on, a certificate with its key, and each is readable."""
+    given = {"CA_FILE": ca_file, "CERT_FILE": cert_file, "KEY_FILE": key_file}
+    named = [f"{section}__{name}" for name, path in given.items() if path is not None]
+    if named and not tls:
+        raise ValueError(f"{', '.join(named)} given without TLS: {how}")
+    if (cert_file is None) != (key_file is None):
+        raise ValueError(f"{section}__CERT_FILE and {section}__KEY_FILE go together: set both or neither")
+    for name, path in given.items():
+        if path is not None and not os.access(path, os.R_OK):
+            raise ValueError(f"{section}__{name}: cannot read {path}")
 
 
 class StreamSettings(BaseModel):
@@ -119,6 +190,18 @@ class ApiSettings(BaseModel):
     outcome_window_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600,
                                   description="how long after a decision POST /v1/outcomes accepts an outcome for it "
                                   "(the decisions are kept in Redis that long)")
+    rate_limit: Literal["local", "shared"] = Field(
+        default="local", description="local = a token bucket in each replica's memory (N replicas let a key through "
+        "N times its rate); shared = one GCRA cell per key in Redis that all replicas use, the local bucket as "
+        "the fallback when Redis is slow or down")
+    rate_limit_budget_ms: float = Field(default=3.0, ge=0.1, le=1000,
+                                        description="shared rate limit: the longest a request waits for Redis's "
+                                        "answer before the local bucket decides")
+    control_source: Literal["files", "redis"] = Field(
+        default="files", description="where the promoted model version and the marketing policy come from: files = "
+        "the registry's CURRENT file and the levers file, each replica polling its own; redis = the values nbo "
+        "promote and nbo levers push store in Redis, every replica switching on their notification "
+        "(docs/OPERATIONS.md, Several API replicas)")
     model_poll_s: float = Field(default=5.0, gt=0)
     policy_poll_s: float = Field(default=5.0, gt=0, description="how often the levers file is checked for changes")
     levers_file: Path | None = Field(
@@ -190,10 +273,59 @@ class LoopSettings(BaseModel):
                                  description="a shown offer with no answer after this counts as ignored")
 
 
+#: The secret settings: each also reads ``<VAR>_FILE``, the path of a file holding the value (a
+#: Docker or Kubernetes secret), so that the value itself stays out of environments and compose files.
+SECRET_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("kafka", "sasl_username"), ("kafka", "sasl_password"), ("kafka", "key_password"),
+    ("redis", "username"), ("redis", "password"), ("loop", "control_salt"),
+)
+
+
+def secret_variable(section: str, name: str) -> str:
+    return f"NBO_{section.upper()}__{name.upper()}"
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """The values of the ``<VAR>_FILE`` variables of ``SECRET_SETTINGS``, read from their files
+    (one trailing newline dropped). A file that cannot be read, an empty one, or a variable set
+    both ways stops the start with the variable's name."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is done in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {k.upper(): v for k, v in os.environ.items()}
+        out: dict[str, dict[str, str]] = {}
+        for section, name in SECRET_SETTINGS:
+            variable = secret_variable(section, name)
+            path = environ.get(variable + "_FILE")
+            if not path:
+                continue
+            if variable in environ:
+                raise SettingsError(f"invalid settings:\n  {variable} and {variable}_FILE are both set: keep one")
+            try:
+                value = Path(path).read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise SettingsError(f"invalid settings:\n  {variable}_FILE: cannot read {path}: {reason}") from None
+            if not value:
+                raise SettingsError(f"invalid settings:\n  {variable}_FILE: {path} is empty")
+            out.setdefault(section, {})[name] = value
+        return out
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NBO_", env_nested_delimiter="__", extra="ignore", case_sensitive=False
     )
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, SecretFiles(settings_cls), env_settings, dotenv_settings, file_secret_settings
 
     data_dir: Path = Field(default=Path(".nbo"), description="embedded server data, models, logs")
     kafka: KafkaSettings = KafkaSettings()
@@ -248,5 +380,8 @@ def _validated(kind: type, overrides: dict[str, object]):  # type: ignore[no-unt
         lines = []
         for error in exc.errors(include_url=False):
             name = "NBO_" + "__".join(str(p).upper() for p in error["loc"])
-            lines.append(f"  {name}: {error['msg']} (got {error.get('input')!r})")
+            value = error.get("input")
+            secret = tuple(str(p) for p in error["loc"][-2:]) in SECRET_SETTINGS
+            got = "" if isinstance(value, dict) else " (got ***)" if secret else f" (got {value!r})"
+            lines.append(f"  {name}: {error['msg']}{got}")
         raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None

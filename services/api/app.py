@@ -3,7 +3,9 @@
 ``create_app(settings)`` builds nothing at import time; the lifespan gets the parts from the
 composition root (``bootstrap.build_api``: Redis, the broker, the catalog, the current model and
 policy) — or uses the ``parts`` it was given (tests, on the fakes of ``adapters.fakes``) — and
-starts the decision-log sender and the model, policy and catalog watchers. The routes live in
+starts the decision-log sender and the model, policy and catalog watchers (with
+``NBO_API__CONTROL_SOURCE=redis`` also the listener that switches model and policy as soon as
+``nbo promote`` / ``nbo levers push`` announce a change; the watchers' polls stay as its fallback). The routes live in
 ``services.api.routes``, one module per touchpoint; client mistakes are 4xx with a message that
 says what to fix; a slow or absent Redis gives degraded (safe) offers with status 200, never a 5xx.
 """
@@ -25,6 +27,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters.model_watch import poll
+from adapters.shared_control import MODEL
 from bootstrap import ApiParts, Settings, SettingsError, build_api, load_settings
 from services.api.auth import DEV_KEYS, ApiError, ChannelKeys, digest
 from services.api.deps import Services
@@ -57,6 +60,8 @@ def create_app(settings: Settings | None = None, parts: ApiParts | None = None) 
         watchers = [asyncio.create_task(poll(services.models.refresh, settings.api.model_poll_s, "model")),
                     asyncio.create_task(poll(services.policies.refresh, settings.api.policy_poll_s, "policy")),
                     asyncio.create_task(poll(services.refresh_catalog, settings.catalog.poll_s, "catalog"))]
+        if services.control is not None:
+            watchers.append(asyncio.create_task(services.control.listen(_switcher(services))))
         try:
             yield
         finally:
@@ -117,6 +122,20 @@ OPENAPI_TAGS = [
     {"name": "outcomes", "description": "What became of an offer: shown, accepted, declined with a reason, ignored."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics; no key needed."},
 ]
+
+
+def _switcher(services: Services) -> Any:
+    """What a replica does when told that the promoted model or the policy changed: reload it
+    (off the event loop: a model takes a while to load)."""
+
+    async def switch(name: str) -> None:
+        refresh = services.models.refresh if name == MODEL else services.policies.refresh
+        try:
+            await asyncio.to_thread(refresh)
+        except Exception:  # never let the listener die
+            log.exception("%s refresh failed", name)
+
+    return switch
 
 
 def _serve(app: FastAPI, router: APIRouter) -> None:

@@ -1,9 +1,12 @@
-"""API keys bound to a channel, stored as sha256 digests; a token bucket per key; the middleware
-that checks both on the channel routes."""
+"""API keys bound to a channel, stored as sha256 digests; a token bucket per key, or one limit
+per key shared by all replicas (``SharedRateLimiter``, the bucket as its fallback); the
+middleware that checks both on the channel routes."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -11,8 +14,11 @@ from typing import Any, Mapping, Protocol
 
 from fastapi.responses import JSONResponse
 
+from adapters.ports import SharedRateLimit
 from bootstrap.settings import ClientKey
 from schemas.events import OfferChannel
+
+log = logging.getLogger("nbo.api")
 
 #: Development keys, accepted only with NBO_API__ALLOW_DEV_KEYS=true (the demo and tests).
 DEV_KEYS: dict[str, ClientKey] = {
@@ -88,17 +94,62 @@ class RateLimiter:
         bucket.tokens = min(float(self.burst), bucket.tokens + (now_s - bucket.updated_s) * self.rate_per_s)
         bucket.updated_s = now_s
         if bucket.tokens < 1.0:
-            retry_s = math.ceil((1.0 - bucket.tokens) / self.rate_per_s)
-            raise ApiError(429, f"rate limit of {self.rate_per_s:g} requests/s for this key exceeded; retry later",
-                           headers={"Retry-After": str(max(1, retry_s))})
+            raise rate_limited(self.rate_per_s, (1.0 - bucket.tokens) / self.rate_per_s)
         bucket.tokens -= 1.0
+
+
+def rate_limited(rate_per_s: float, retry_s: float) -> ApiError:
+    return ApiError(429, f"rate limit of {rate_per_s:g} requests/s for this key exceeded; retry later",
+                    headers={"Retry-After": str(max(1, math.ceil(retry_s)))})
+
+
+class SharedRateLimiter:
+    """The limit all replicas share (a ``SharedRateLimit``: one GCRA cell per key in Redis), with
+    this replica's token bucket as the fallback. A request waits at most ``budget_s`` for the
+    shared answer; when Redis is slower than that, or fails, the local bucket decides, and Redis
+    is not asked again for ``pause_s`` (so an outage costs one budget per ``pause_s``, not one per
+    request). ``fallbacks`` counts the requests the local bucket decided."""
+
+    def __init__(self, shared: SharedRateLimit, local: RateLimiter, budget_s: float, pause_s: float = 1.0,
+                 clock: Any = time.monotonic) -> None:
+        self.shared = shared
+        self.local = local
+        self.budget_s = budget_s
+        self.pause_s = pause_s
+        self.clock = clock
+        self.fallbacks = 0
+        self._paused_until = 0.0
+
+    async def check(self, client: Client) -> None:
+        if self._paused_until and self.clock() < self._paused_until:
+            self.fallbacks += 1
+            self.local.check(client)
+            return
+        try:
+            async with asyncio.timeout(self.budget_s):
+                retry_s = await self.shared.take(client.key_digest)
+        except Exception as exc:  # slow, down, or a cluster in trouble: never fail the request for it
+            if not self._paused_until:
+                log.warning("shared rate limit unavailable (%s); this replica's own bucket decides for now",
+                            type(exc).__name__ or "timeout")
+            self._paused_until = self.clock() + self.pause_s
+            self.fallbacks += 1
+            self.local.check(client)
+            return
+        if self._paused_until:
+            log.warning("shared rate limit back")
+            self._paused_until = 0.0
+        if retry_s > 0:
+            raise rate_limited(self.shared.rate_per_s, retry_s)
 
 
 class KeyGuards(Protocol):
     """What the middleware needs of the app's parts (``deps.Services`` has both)."""
 
     auth: "Authenticator"
-    limiter: "RateLimiter"
+
+    async def admit(self, client: Client) -> None:
+        """Raise ``ApiError`` 429 if the client is over its rate limit."""
 
 
 class ChannelKeys:
@@ -123,7 +174,7 @@ class ChannelKeys:
             for prefix, channel in self.PREFIXES:
                 if path.startswith(prefix):
                     try:
-                        self._check(scope, channel)
+                        await self._check(scope, channel)
                     except ApiError as exc:
                         await JSONResponse({"detail": exc.detail}, status_code=exc.status,
                                            headers=exc.headers)(scope, receive, send)
@@ -132,7 +183,7 @@ class ChannelKeys:
         await self.app(scope, receive, send)
 
     @staticmethod
-    def _check(scope: dict[str, Any], channel: str) -> None:
+    async def _check(scope: dict[str, Any], channel: str) -> None:
         services: KeyGuards = scope["app"].state.services
         key = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"x-api-key"), None)
-        services.limiter.check(services.auth.authenticate(key, channel))
+        await services.admit(services.auth.authenticate(key, channel))

@@ -21,7 +21,7 @@ from adapters.ports import CatalogSource
 from bootstrap import ApiParts, Settings
 from domain.catalog import Catalog
 from schemas.events import CUSTOMER_ID_PATTERN, OfferChannel
-from services.api.auth import Authenticator, Client, RateLimiter
+from services.api.auth import Authenticator, Client, RateLimiter, SharedRateLimiter
 from services.api.metrics import Metrics
 from services.api.models import Problem
 from services.api.decision_ids import DecisionIds
@@ -44,6 +44,10 @@ class Services:
         self.decisions = parts.decisions
         self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
         self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
+        #: The limit shared by all replicas (NBO_API__RATE_LIMIT=shared), ``limiter`` its fallback.
+        self.shared_limiter = (None if parts.rate_limit is None else
+                               SharedRateLimiter(parts.rate_limit, self.limiter, settings.api.rate_limit_budget_ms / 1000))
+        self.control = parts.control
         self.metrics = Metrics()
         self.decision_ids = DecisionIds()
         self.redis_budget_s = settings.redis.timeout_ms / 1000
@@ -61,14 +65,25 @@ class Services:
         self.models.refresh()
         return True
 
-    def authorize(self, key: str | None, channel: OfferChannel) -> Client:
+    async def admit(self, client: Client) -> None:
+        """``ApiError`` 429 if the client is over its rate limit (shared, or this replica's)."""
+        if self.shared_limiter is None:
+            self.limiter.check(client)
+        else:
+            await self.shared_limiter.check(client)
+
+    async def authorize(self, key: str | None, channel: OfferChannel) -> Client:
         """The client of ``key`` if it is bound to ``channel`` and within its rate limit; else
         ``ApiError`` 401, 403 or 429."""
         client = self.auth.authenticate(key, channel.value)
-        self.limiter.check(client)
+        await self.admit(client)
         return client
 
     async def close(self) -> None:
+        if self.shared_limiter is not None:
+            await self.shared_limiter.shared.close()
+        if self.control is not None:
+            self.control.close()
         await self.publisher.close()
         await self.decisions.close()
         await self.store.close()

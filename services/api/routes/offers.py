@@ -26,5 +26,5 @@ router = APIRouter(tags=["offers"])
 async def offers(request: Request, customer_id: CustomerIdPath, channel: OfferChannel, x_api_key: ApiKey = None,
                  limit: Annotated[int | None, Query(ge=1, le=10)] = None) -> Response:
     services = services_of(request)
-    services.authorize(x_api_key, channel)
+    await services.authorize(x_api_key, channel)
     return json_response(await core.offer(services, customer_id, channel, limit or core.default_limit(services, channel)))

@@ -37,7 +37,7 @@ router = APIRouter(tags=["outcomes"])
 async def outcomes(services: ServicesDep, body: Annotated[OutcomeRequest, Body(discriminator="outcome")],
                    x_api_key: ApiKey = None) -> OutcomeAck:
     # The key is checked against the channel the body names, so only once the body is parsed.
-    services.authorize(x_api_key, body.channel)
+    await services.authorize(x_api_key, body.channel)
     if body.product_id not in services.catalogs.current:
         raise ApiError(404, f"product_id: {body.product_id!r} is not in the catalog; send a product_id from the offer")
     await decided(services, body.decision_id, body.customer_id, body.channel, body.product_id)
