@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("services.commands.evaluate", "offline evaluation against baselines"),
     "tune": ("services.commands.tune", "grid search of model parameters"),
     "promote": ("services.commands.promote", "make a registry version current"),
+    "levers": ("services.commands.levers", "push the marketing policy to every API replica"),
     "replay": ("services.commands.replay", "rebuild customer state from the log"),
     "teller": ("services.commands.teller", "a teller terminal session"),
     "mobile": ("services.commands.mobile", "print mobile recommendation slots"),

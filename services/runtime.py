@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from schemas.topics import ALL_TOPICS
 
@@ -272,15 +272,18 @@ def start_tansu(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess,
     return proc, f"127.0.0.1:{port}"
 
 
-def create_topics(bootstrap: str, topics: Sequence[str], partitions: int, replication_factor: int = 1) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+def create_topics(bootstrap: str, topics: Sequence[str], partitions: int, replication_factor: int = 1,
+                  connection: Mapping[str, Any] | None = None) -> None:
+    """Create the topics that do not exist yet (idempotent). ``connection``: the admin client's
+    security arguments (``bootstrap.connections.kafka_python_options``)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     deadline = time.monotonic() + START_DEADLINE_S
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="nbo-admin")
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="nbo-admin",
+                                     **(connection or {}))
             break
         except Exception as exc:  # the broker may still be warming up
             if time.monotonic() > deadline:
@@ -320,6 +323,8 @@ class Servers:
 
 def start_servers(settings: Settings, topics: Sequence[str] = ALL_TOPICS) -> Servers:
     """Use the configured servers, or start embedded ones for whatever is not configured."""
+    from bootstrap.connections import kafka_python_options
+
     processes: list[ManagedProcess] = []
     cleared = 0
     try:
@@ -333,7 +338,8 @@ def start_servers(settings: Settings, topics: Sequence[str] = ALL_TOPICS) -> Ser
             processes.append(proc)
             if settings.redis.url is None:
                 cleared = clear_redis(redis_url)
-        create_topics(bootstrap, topics, settings.kafka.partitions, settings.kafka.replication_factor)
+        create_topics(bootstrap, topics, settings.kafka.partitions, settings.kafka.replication_factor,
+                      kafka_python_options(settings.kafka) if settings.kafka.bootstrap else None)
     except BaseException:
         for proc in reversed(processes):
             proc.stop()

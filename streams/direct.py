@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from bootstrap import build_stream
+from bootstrap.connections import aiokafka_options
 from bootstrap.settings import Settings
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
 from adapters.model_watch import poll
@@ -128,13 +129,14 @@ async def run(settings: Settings) -> int:
         heartbeat_interval_ms=max(300, session_ms // 6),
         rebalance_timeout_ms=session_ms * 2,
         max_poll_interval_ms=max(60_000, session_ms * 10),
+        **aiokafka_options(settings.kafka),
     )
     commits: OffsetCommits = OffsetCommits(stream.commit_lag_ms / 1000, stream.commit_interval_ms / 1000)
     consumer.subscribe(topics=list(INPUT_TOPICS), listener=_Revocations(commits))
     # aiokafka's idempotent producer does not work on every broker (Tansu); acks=all is enough
     # here: a dead letter sent twice after a crash is harmless, one never sent is not.
     producer = AIOKafkaProducer(bootstrap_servers=parts.bootstrap, acks="all",
-                                client_id=f"{settings.kafka.client_id}-dead-letters")
+                                client_id=f"{settings.kafka.client_id}-dead-letters", **aiokafka_options(settings.kafka))
 
     async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
         sent = [await producer.send(DEAD_LETTER, key=d.key, value=d.to_json()) for d in letters]

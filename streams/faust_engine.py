@@ -29,6 +29,7 @@ import logging
 from typing import Any, Iterable, Sequence
 
 from bootstrap import build_stream
+from bootstrap.connections import faust_credentials
 from bootstrap.settings import Settings
 from schemas.topics import DEAD_LETTER, INPUT_TOPICS
 from streams import faust_transport
@@ -155,6 +156,7 @@ def create_app(settings: Settings) -> Any:
         datadir=str(settings.data_dir / "faust"),
         producer_acks=-1,
         stream_wait_empty=False,
+        broker_credentials=faust_credentials(settings.kafka),  # the producer's, and the consumer's (transport)
     )
     dead_letter_topic = app.topic(DEAD_LETTER, key_serializer="raw", value_serializer="raw")
 

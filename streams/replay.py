@@ -22,13 +22,21 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from domain.features import FeatureParams
 from schemas.topics import INPUT_TOPICS
 from adapters import keys
 from streams.core import KnownProducts, split_batch
-from adapters.redis_connect import Mode, cluster_errors_as_unavailable, connect, is_cluster, scan_keys
+from adapters.redis_connect import (
+    NO_SECURITY,
+    Mode,
+    RedisSecurity,
+    cluster_errors_as_unavailable,
+    connect,
+    is_cluster,
+    scan_keys,
+)
 from adapters.redis_store import RedisStateStore
 
 
@@ -45,19 +53,21 @@ class ReplayResult:
 
 def replay(bootstrap: str, redis_url: str, prefix: str, params: FeatureParams, *, idle_s: float = 2.0,
            batch_size: int = 2000, topics: tuple[str, ...] = INPUT_TOPICS, fresh: bool = True,
-           products: KnownProducts | None = None, mode: Mode = "auto") -> ReplayResult:
+           products: KnownProducts | None = None, mode: Mode = "auto", kafka_options: Mapping[str, Any] | None = None,
+           security: RedisSecurity = NO_SECURITY) -> ReplayResult:
     """Fold the whole log into namespace ``prefix``; with ``fresh``, refuse a non-empty one.
     ``products``: the catalog's ids, refused as the workers refuse them; ``reasons`` counts the
     refused records by their (masked) reason. ``mode``: the Redis client's (``auto``: ask the
     server whether it is a cluster node)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    store = RedisStateStore(redis_url, prefix, mode=mode)
+    store = RedisStateStore(redis_url, prefix, mode=mode, security=security)
     if fresh and next(iter(store.customer_ids()), None) is not None:
         store.close()
         raise ValueError(f"namespace {prefix!r} already holds customer state; choose another --prefix")
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", fetch_max_wait_ms=100, max_poll_records=batch_size)
+                             auto_offset_reset="earliest", fetch_max_wait_ms=100, max_poll_records=batch_size,
+                             **(kafka_options or {}))
     result = ReplayResult()
     started = time.perf_counter()
     try:
@@ -89,11 +99,12 @@ def replay(bootstrap: str, redis_url: str, prefix: str, params: FeatureParams, *
     return result
 
 
-def switch(redis_url: str, new_prefix: str, live_prefix: str, mode: Mode = "auto") -> int:
+def switch(redis_url: str, new_prefix: str, live_prefix: str, mode: Mode = "auto",
+           security: RedisSecurity = NO_SECURITY) -> int:
     """Move namespace ``new_prefix`` over ``live_prefix``; returns the customers now live."""
     if new_prefix == live_prefix:
         raise ValueError("the rebuilt and the live namespace are the same")
-    client = connect(redis_url, mode)
+    client = connect(redis_url, mode, security=security)
     try:
         with cluster_errors_as_unavailable() if is_cluster(client) else contextlib.nullcontext():
             return _switch(client, new_prefix, live_prefix)

@@ -1,5 +1,7 @@
 """``nbo promote VERSION``: make a registry version current (the offer service picks it up
 without restart). Refuses a version that is missing, corrupt or trained for another catalog.
+With ``NBO_API__CONTROL_SOURCE=redis`` it also stores the version in Redis and announces it, so
+every API replica switches within a second (docs/OPERATIONS.md, Several API replicas).
 
     nbo promote 20261123T000009Z-611298
     nbo promote --list
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from domain.catalog import CatalogError
 from adapters.model_registry import ModelRegistry, RegistryError
-from bootstrap import catalog, load_settings
+from bootstrap import Settings, catalog, load_settings
 from bootstrap.settings import CATALOG_OPTION_HELP as CATALOG_HELP
 
 
@@ -46,8 +48,36 @@ def run(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         print(f"nbo promote: {exc}; current stays {registry.current_version()}", file=sys.stderr)
         return 1
+    problem = announce(settings, args.version)
+    if problem is not None:
+        print(f"nbo promote: {args.version} is current in {registry.root} but {problem}; the API replicas "
+              "following Redis keep their model: run nbo promote again", file=sys.stderr)
+        return 1
     print(f"current model is now {args.version}")
     return 0
+
+
+def announce(settings: Settings, version: str) -> str | None:
+    """With ``NBO_API__CONTROL_SOURCE=redis``: the version stored in Redis and announced to the
+    API replicas; None when done (or not asked for), else what went wrong."""
+    if settings.api.control_source != "redis":
+        return None
+    import redis
+
+    from adapters.shared_control import MODEL
+    from bootstrap import SettingsError, control_store
+
+    try:
+        control = control_store(settings)
+    except SettingsError as exc:
+        return str(exc)
+    try:
+        control.put(MODEL, version)
+    except (redis.RedisError, OSError) as exc:
+        return f"Redis could not be told ({type(exc).__name__}: {exc})"
+    finally:
+        control.close()
+    return None
 
 
 def _metadata(registry: ModelRegistry, version: str) -> dict:

@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bootstrap import catalog, feature_params, require_servers
+    from bootstrap.connections import kafka_python_options, redis_security
     from streams.core import KnownProducts
     from streams.replay import replay, switch
 
@@ -27,13 +28,15 @@ def run(args: argparse.Namespace) -> int:
     target = args.prefix or f"{live}-replay"
     try:
         result = replay(bootstrap, redis_url, target, feature_params(settings), idle_s=args.idle_s,
-                        products=KnownProducts.of(catalog(settings)), mode=settings.redis.mode)
+                        products=KnownProducts.of(catalog(settings)), mode=settings.redis.mode,
+                        kafka_options=kafka_python_options(settings.kafka), security=redis_security(settings.redis))
     except ValueError as exc:
         print(f"nbo replay: {exc}")
         return 1
     summary = {"prefix": target, **result.__dict__}
     if args.switch:
-        summary["switched_customers"] = switch(redis_url, target, live, settings.redis.mode)
+        summary["switched_customers"] = switch(redis_url, target, live, settings.redis.mode,
+                                               redis_security(settings.redis))
         summary["live_prefix"] = live
     print(json.dumps(summary))
     return 0

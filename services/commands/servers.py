@@ -10,6 +10,7 @@ import threading
 
 from services.runtime import create_topics, running_servers
 from schemas.topics import ALL_TOPICS
+from bootstrap.connections import kafka_python_options
 from bootstrap.settings import load_settings
 
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
             print("nbo servers --create-topics needs NBO_KAFKA__BOOTSTRAP", file=sys.stderr)
             return 2
         create_topics(settings.kafka.bootstrap, ALL_TOPICS, settings.kafka.partitions,
-                      settings.kafka.replication_factor)
+                      settings.kafka.replication_factor, kafka_python_options(settings.kafka))
         print(f"topics ready on {settings.kafka.bootstrap}: {', '.join(ALL_TOPICS)}")
         return 0
     stop = threading.Event()

@@ -17,10 +17,11 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 
 from bootstrap import catalog as served_catalog
+from bootstrap.connections import kafka_python_options
 from bootstrap.settings import CATALOG_OPTION_HELP as CATALOG_HELP, load_settings
 from domain.catalog import CatalogError
 from simulator.bank import DEFAULT_HOLDOUT_DAYS, DEFAULT_START, TYPE_NAMES, EventBatch, write_jsonl
@@ -68,14 +69,17 @@ def parse_start(value: str, days: int, now: datetime) -> datetime:
     return start.astimezone(timezone.utc)
 
 
-def publish(events: Iterable[Event | bytes | str], bootstrap: str, *, flush_timeout_s: float = 60.0) -> dict[str, int]:
+def publish(events: Iterable[Event | bytes | str], bootstrap: str, *, flush_timeout_s: float = 60.0,
+            connection: Mapping[str, Any] | None = None) -> dict[str, int]:
     """Publish events to their topics (``TOPIC_FOR_TYPE``), keyed by customer id, ``acks=all``;
     flushes before returning. Accepts event models or encoded JSON (validated first).
-    Returns the count per topic."""
+    Returns the count per topic. ``connection``: the producer's security arguments
+    (``bootstrap.connections.kafka_python_options``)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024,
-                             max_in_flight_requests_per_connection=1, retries=5, client_id="nbo-simulate")
+                             max_in_flight_requests_per_connection=1, retries=5, client_id="nbo-simulate",
+                             **(connection or {}))
     counts: Counter[str] = Counter()
     futures = []
     try:
@@ -93,12 +97,14 @@ def publish(events: Iterable[Event | bytes | str], bootstrap: str, *, flush_time
     return dict(counts)
 
 
-def _publish_batches(bootstrap: str, flush_timeout_s: float = 60.0):  # type: ignore[no-untyped-def]
+def _publish_batches(bootstrap: str, flush_timeout_s: float = 60.0,  # type: ignore[no-untyped-def]
+                     connection: Mapping[str, Any] | None = None):
     """A producer for ``EventBatch``es (already validated); returns (on_batch, close) callables."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024,
-                             max_in_flight_requests_per_connection=1, retries=5, client_id="nbo-simulate")
+                             max_in_flight_requests_per_connection=1, retries=5, client_id="nbo-simulate",
+                             **(connection or {}))
     counts: Counter[str] = Counter()
     topics = [TOPIC_FOR_TYPE[name] for name in TYPE_NAMES]
     futures: list = []
@@ -160,11 +166,12 @@ def run(args: argparse.Namespace) -> int:
     sinks = [check]
     close_kafka = None
     if args.to_kafka:
-        bootstrap = args.bootstrap or load_settings().kafka.bootstrap
+        kafka = load_settings().kafka
+        bootstrap = args.bootstrap or kafka.bootstrap
         if not bootstrap:
             print("nbo simulate: --to-kafka needs --bootstrap or NBO_KAFKA__BOOTSTRAP", file=sys.stderr)
             return 2
-        on_batch, close_kafka = _publish_batches(bootstrap)
+        on_batch, close_kafka = _publish_batches(bootstrap, connection=kafka_python_options(kafka))
         sinks.append(on_batch)
 
     def on_batch_all(batch: EventBatch) -> None:

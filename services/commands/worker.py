@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 def _check(settings) -> int:  # type: ignore[no-untyped-def]
     from adapters.redis_connect import cluster_problems, connect, is_cluster
     from bootstrap import require_servers
+    from bootstrap.connections import redis_security
     from bootstrap.settings import SettingsError
 
     try:
@@ -63,7 +64,8 @@ def _check(settings) -> int:  # type: ignore[no-untyped-def]
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=3).close()
-        client = connect(redis_url, settings.redis.mode, socket_timeout_s=3, connect_timeout_s=3)
+        client = connect(redis_url, settings.redis.mode, socket_timeout_s=3, connect_timeout_s=3,
+                         security=redis_security(settings.redis))
         try:
             problems = cluster_problems(client) if is_cluster(client) else [] if client.ping() else ["no PONG"]
         finally:
