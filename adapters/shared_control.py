@@ -269,6 +269,11 @@ class ControlledPolicy:
         return self.refusal is not None
 
     @property
+    def failed_stamp(self) -> str | None:
+        """What was refused (``PolicyHolder``'s name): the refusal, or None."""
+        return self.refusal
+
+    @property
     def where(self) -> str:
         return f"the policy pushed to Redis ({keys.control_key(getattr(self.control, 'prefix', '?'), POLICY)})"
 

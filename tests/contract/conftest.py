@@ -15,12 +15,13 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from adapters.fakes import MemoryPolicySource, MemoryRegistry, MemoryStateStore
+from adapters.fakes import MemoryControl, MemoryPolicySource, MemoryRegistry, MemoryStateStore
 from adapters.model_registry import ModelRegistry
 from adapters.policy_file import PolicyHolder
 from adapters.ports import PolicySource, StateReader, StateStore
 from adapters.ports import ModelRegistry as ModelRegistryPort
 from adapters.redis_store import AsyncRedisStateStore, RedisStateStore
+from adapters.shared_control import POLICY, ControlledPolicy, ControlledRegistry, RedisControl
 from portkit import CATALOG, closed_port
 
 REAL = pytest.mark.integration
@@ -80,12 +81,23 @@ def publisher_kind(request: pytest.FixtureRequest) -> str:
 
 # --- model registry ------------------------------------------------------------------------------
 
-@pytest.fixture(params=["memory", "files"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> ModelRegistryPort:
-    """An empty registry that checks models against the packaged catalog."""
+@pytest.fixture(params=["memory", "files", "controlled", pytest.param("controlled-redis", marks=REAL)])
+def registry(request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str) -> Iterator[ModelRegistryPort]:
+    """An empty registry that checks models against the packaged catalog. ``controlled*``: the
+    file registry whose current version is a ``ControlStore``'s (``NBO_API__CONTROL_SOURCE=redis``)."""
     if request.param == "memory":
-        return MemoryRegistry(CATALOG)
-    return ModelRegistry(tmp_path / "registry", CATALOG)
+        yield MemoryRegistry(CATALOG)
+        return
+    files = ModelRegistry(tmp_path / "registry", CATALOG)
+    if request.param == "files":
+        yield files
+        return
+    if request.param == "controlled":
+        yield ControlledRegistry(files, MemoryControl(key_prefix))
+        return
+    control = RedisControl(request.getfixturevalue("servers").redis_url, key_prefix)
+    yield ControlledRegistry(files, control)
+    control.close()
 
 
 # --- policy source -------------------------------------------------------------------------------
@@ -99,11 +111,14 @@ class PolicyBackend:
     change: Callable[[PolicySource, Any], None]
 
 
-@pytest.fixture(params=["memory", "file"])
-def policy_backend(request: pytest.FixtureRequest, tmp_path: Path) -> PolicyBackend:
+@pytest.fixture(params=["memory", "file", "controlled", pytest.param("controlled-redis", marks=REAL)])
+def policy_backend(request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str) -> Iterator[PolicyBackend]:
+    """``controlled*``: ``ControlledPolicy`` (``NBO_API__CONTROL_SOURCE=redis``): the levers file
+    serves first (a bad one stops the start), then marketing's changes are pushed to the store."""
     if request.param == "memory":
-        return PolicyBackend(lambda mapping: MemoryPolicySource(mapping),
-                             lambda source, mapping: source.set(mapping))  # type: ignore[attr-defined]
+        yield PolicyBackend(lambda mapping: MemoryPolicySource(mapping),
+                            lambda source, mapping: source.set(mapping))  # type: ignore[attr-defined]
+        return
     path = tmp_path / "levers.json"
 
     def write(mapping: Any) -> None:
@@ -117,4 +132,11 @@ def policy_backend(request: pytest.FixtureRequest, tmp_path: Path) -> PolicyBack
         write(mapping)
         return PolicyHolder(path)
 
-    return PolicyBackend(open_file, lambda source, mapping: write(mapping))
+    if request.param == "file":
+        yield PolicyBackend(open_file, lambda source, mapping: write(mapping))
+        return
+    control = (MemoryControl(key_prefix) if request.param == "controlled"
+               else RedisControl(request.getfixturevalue("servers").redis_url, key_prefix))
+    yield PolicyBackend(lambda mapping: ControlledPolicy(control, open_file(mapping)),
+                        lambda source, mapping: control.put(POLICY, json.dumps(mapping)))
+    control.close()
