@@ -26,13 +26,19 @@ async def healthz() -> dict[str, str]:
             "which model serves (`model`), the catalog served (`catalog_hash`: first 12 hex of its sha256, "
             "`catalog_products`; `catalog_refused`: the latest edit of the catalog file was refused; "
             "`model_catalog_hash`: the catalog the model was trained for, when another). 200 when Redis "
-            "answers, else 503: take the replica out of the load balancer. No key needed.")
+            "answers, else 503 (with `redis_error`: why, e.g. the credentials refused): take the replica out of "
+            "the load balancer. No key needed.")
 async def readyz(services: ServicesDep) -> JSONResponse:
+    problem = None
     try:
         redis_ok = await asyncio.wait_for(services.store.ping(), timeout=0.5)
-    except Exception:
+    except Exception as exc:  # down, slow, or refusing the credentials: say which
         redis_ok = False
-    body = {"redis": redis_ok, "broker": services.publisher.connected, "model": services.models.version}
+        problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    body: dict[str, object] = {"redis": redis_ok, "broker": services.publisher.connected,
+                               "model": services.models.version}
+    if problem is not None:
+        body["redis_error"] = problem
     body.update(catalog_status(services.catalogs.current, services.models.current, services.catalogs.refused))
     return JSONResponse(body, status_code=200 if redis_ok else 503)
 
