@@ -34,6 +34,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from adapters import keys
+from adapters.model_registry import RegistryError
 from adapters.ports import ControlStore, ModelRegistry as ModelRegistryPort
 from adapters.redis_connect import (
     NO_SECURITY,
@@ -221,8 +222,14 @@ class ControlledRegistry:
         return version if version else self.files.current_version()
 
     def promote(self, version: str, catalog: Catalog | None = None) -> None:
+        """Promote in the files, then announce in Redis; ``RegistryError`` if Redis cannot be told."""
         self.files.promote(version, catalog)
-        self.control.put(MODEL, version)
+        try:
+            self.control.put(MODEL, version)
+        except (redis.RedisError, OSError) as exc:
+            raise RegistryError(f"{version} is current in the registry's files, but Redis could not be told "
+                                f"({type(exc).__name__}: {exc}); the API replicas following Redis keep their model: "
+                                "run nbo promote again") from None
 
     def save(self, model: NboModel, metadata: Mapping[str, Any] | None = None, version: str | None = None) -> str:
         return self.files.save(model, metadata, version)

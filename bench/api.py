@@ -18,7 +18,13 @@ connections one worker often got three or all four of them (per-worker CPU in on
 turns in ``--rounds`` slices of ``--seconds / --rounds`` each, so a slow spell of this shared
 machine falls on all of them alike, and every request's latency is read from hey's CSV.
 
-    .venv/bin/python bench/api.py [--rps 1000] [--seconds 10] [--json] [--write-docs]
+    .venv/bin/python bench/api.py [--rps 1000] [--seconds 10] [--limiter local|shared|both] [--json] [--write-docs]
+
+``--limiter shared`` runs the offer API's replicas with the rate limit shared in Redis
+(``NBO_API__RATE_LIMIT=shared``: one GCRA script call per request) instead of each replica's own
+bucket; ``both`` starts both kinds side by side and measures each channel endpoint through each
+(``<channel>+shared`` is the shared one) in the same run, the same slices, against the same bare
+endpoint.
 
 With ``--json`` the last line is ``{"results": [{"endpoint", "target_rps", "achieved_rps",
 "p50_ms", "p99_ms", "errors"}, ...]}``; ``--write-docs`` replaces the ``## bench/api.py``
@@ -192,10 +198,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         env = {**os.environ, **servers.env(), "NBO_DATA_DIR": str(work), "NBO_REDIS__KEY_PREFIX": PREFIX,
                "NBO_API__ALLOW_DEV_KEYS": "true", "NBO_API__RATE_PER_S": "1000000", "NBO_API__RATE_BURST": "1000000",
                "NBO_API__WORKERS": "1", "PYTHONUNBUFFERED": "1"}
-        api_ports = [free_port() for _ in range(args.replicas)]
+        limiters = ["local", "shared"] if args.limiter == "both" else [args.limiter]
+        api_ports_of = {limiter: [free_port() for _ in range(args.replicas)] for limiter in limiters}
+        api_ports = [port for ports in api_ports_of.values() for port in ports]
+        limiter_of = {port: limiter for limiter, ports in api_ports_of.items() for port in ports}
         bare_ports = [free_port() for _ in range(args.replicas)]
         apis = [ManagedProcess(f"api-{i}", [sys.executable, "-m", "services.cli", "api"], work / f"api-{i}.log",
-                               env={**env, "NBO_API__PORT": str(port)}) for i, port in enumerate(api_ports)]
+                               env={**env, "NBO_API__PORT": str(port), "NBO_API__RATE_LIMIT": limiter_of[port]})
+                for i, port in enumerate(api_ports)]
         bares = [ManagedProcess(f"bare-{i}", [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port)],
                                 work / f"bare-{i}.log", env=env) for i, port in enumerate(bare_ports)]
         for proc in apis + bares:
@@ -209,9 +219,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                       "transaction": {"kind": "deposit", "amount_minor": 250_000, "purpose": "cash"}})
             paths = {"teller": "/v1/teller/offers", "call_centre": f"/v1/call-centre/customers/{customer}/offers",
                      "mobile": f"/v1/mobile/customers/{customer}/slots?n=3"}
-            targets = [(endpoint, [f"http://127.0.0.1:{port}{path}" for port in api_ports], KEYS[endpoint],
-                        teller_body if endpoint == "teller" else None) for endpoint, path in paths.items()]
+            targets = [(endpoint + ("+shared" if limiter == "shared" and len(limiters) > 1 else ""),
+                        [f"http://127.0.0.1:{port}{path}" for port in api_ports_of[limiter]], KEYS[endpoint],
+                        teller_body if endpoint == "teller" else None)
+                       for endpoint, path in paths.items() for limiter in limiters]
             targets.append(("bare", [f"http://127.0.0.1:{port}/bare/{customer}" for port in bare_ports], None, None))
+            # The processes behind each endpoint, whose CPU is counted for it.
+            servers_of = {endpoint: [proc for proc, port in zip(apis, api_ports)
+                                     if any(url.startswith(f"http://127.0.0.1:{port}/") for url in urls)]
+                          for endpoint, urls, _, _ in targets}
+            servers_of["bare"] = bares
             for endpoint, urls, key, body in targets:  # warm-up: connections, caches, the model
                 hey(urls, args.rps, args.warmup_s, args.workers, key, body)
             # Round-robin slices: a shared machine's slow spells fall on every endpoint alike.
@@ -219,7 +236,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             cpu: dict[str, float] = {t[0]: 0.0 for t in targets}
             for round_ in range(args.rounds):
                 for endpoint, urls, key, body in targets:
-                    pids = [proc.pid for proc in (bares if endpoint == "bare" else apis)]
+                    pids = [proc.pid for proc in servers_of[endpoint]]
                     cpu_before = sum(cpu_s(pid) for pid in pids)
                     rows[endpoint] += hey(urls, args.rps, args.seconds / args.rounds, args.workers, key, body)
                     cpu[endpoint] += sum(cpu_s(pid) for pid in pids) - cpu_before
@@ -288,6 +305,8 @@ def main() -> int:
                         help="server processes (one uvicorn worker each) of the offer API and of the bare app")
     parser.add_argument("--customers", type=int, default=200, help="simulated customers seeded into Redis")
     parser.add_argument("--train-customers", type=int, default=3000, help="simulated customers the model is trained on")
+    parser.add_argument("--limiter", choices=("local", "shared", "both"), default="local",
+                        help="the offer API's rate limit: each replica's bucket, shared in Redis, or both side by side")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object with the results")
     parser.add_argument("--write-docs", action="store_true", help="update the section in docs/BENCHMARKS.md")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)

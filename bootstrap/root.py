@@ -110,6 +110,14 @@ def model_registry(settings: Settings, catalog: Catalog | None = None, root: Pat
     return ModelRegistry(root or settings.registry_dir, catalog)
 
 
+def trainer_registry(settings: Settings, catalog: Catalog | None = None,
+                     root: Path | None = None) -> ModelRegistry | ControlledRegistry:
+    """The registry a trainer saves and promotes to; with ``NBO_API__CONTROL_SOURCE=redis`` a
+    promotion is also announced to the API replicas (as ``nbo promote`` does)."""
+    files = model_registry(settings, catalog, root)
+    return ControlledRegistry(files, control_store(settings)) if settings.api.control_source == "redis" else files
+
+
 @dataclass
 class ApiParts:
     """What the offer API's routes use, typed by the ports of ``adapters.ports``: ``build_api``
@@ -201,7 +209,7 @@ def build_stream(settings: Settings) -> StreamParts:
 class TrainerParts:
     settings: Settings
     catalog: Catalog
-    registry: ModelRegistry
+    registry: ModelRegistry | ControlledRegistry
     params: ModelParams
     features: FeatureParams
 
@@ -210,5 +218,5 @@ def build_trainer(settings: Settings, catalog_path: Path | None = None, registry
                   params_override: str | None = None) -> TrainerParts:
     """The trainer's parts; the catalog is ``catalog_path`` (``--catalog``), else ``NBO_CATALOG__PATH``."""
     served = catalog(settings, catalog_path)
-    return TrainerParts(settings=settings, catalog=served, registry=model_registry(settings, served, registry_dir),
+    return TrainerParts(settings=settings, catalog=served, registry=trainer_registry(settings, served, registry_dir),
                         params=model_params(settings, params_override), features=feature_params(settings))

@@ -104,3 +104,33 @@ def test_the_api_serves_with_the_credentials_and_says_why_it_is_not_ready_withou
         assert ready.status_code == 503
         assert "invalid username-password pair" in ready.json()["redis_error"]
         assert offer.status_code == 200 and offer.json()["degraded"] is True  # safe offers, never a 5xx
+
+
+def test_cluster_clients_sync_and_asyncio_send_the_credentials_to_every_node(cluster_servers: Any) -> None:
+    """On the session's cluster (its default user takes any password), every node connection of
+    both cluster clients carries the ACL user and password."""
+    import asyncio
+
+    from adapters.redis_connect import RedisSecurity, connect, connect_async
+
+    security = RedisSecurity(username="default", password="cluster-secret")
+    client = connect(cluster_servers.redis_url, "cluster", security=security)
+    try:
+        assert client.ping()
+        kwargs = [node.redis_connection.connection_pool.connection_kwargs for node in client.get_nodes()]
+        assert len(kwargs) == 3
+        assert all((k["username"], k["password"]) == ("default", "cluster-secret") for k in kwargs)
+    finally:
+        client.close()
+
+    async def asyncio_nodes() -> list[dict[str, Any]]:
+        aclient = await connect_async(cluster_servers.redis_url, "cluster", security=security)
+        try:
+            await aclient.ping()
+            return [node.connection_kwargs for node in aclient.get_nodes()]
+        finally:
+            await aclient.aclose()
+
+    nodes = asyncio.run(asyncio_nodes())
+    assert len(nodes) == 3
+    assert all((k["username"], k["password"]) == ("default", "cluster-secret") for k in nodes)

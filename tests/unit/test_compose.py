@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from services.cli import COMMANDS
-from bootstrap.settings import Settings
+from bootstrap.settings import SECRET_SETTINGS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -22,6 +22,9 @@ OFFICIAL_IMAGES = {"apache/kafka", "redis"}
 
 
 def _setting_exists(name: str) -> bool:
+    if name.endswith("_FILE") and tuple(name.removeprefix("NBO_").removesuffix("_FILE").lower().split("__")) in \
+            SECRET_SETTINGS:
+        return True  # a secret read from a file
     parts = name.removeprefix("NBO_").lower().split("__")
     model: type = Settings
     for part in parts:
@@ -39,6 +42,19 @@ def _env_of(service: dict) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
+def test_every_secret_is_a_file_and_no_password_is_written_here():
+    declared = set(COMPOSE.get("secrets", {}))
+    for name, service in SERVICES.items():
+        env = _env_of(service)
+        for key, value in env.items():
+            if key.endswith("_FILE") and key.startswith("NBO_"):
+                secret = value.removeprefix("/run/secrets/")
+                assert value.startswith("/run/secrets/") and secret in service.get("secrets", []), (name, key)
+            assert "PASSWORD" not in key or key.endswith("_FILE"), f"{name}: {key} in clear"
+        assert set(service.get("secrets", [])) <= declared, name
+    assert all("file" in spec for spec in COMPOSE["secrets"].values())
+
+
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_every_nbo_variable_is_a_real_setting(name):
     env = _env_of(SERVICES[name])
@@ -46,14 +62,22 @@ def test_every_nbo_variable_is_a_real_setting(name):
     assert not unknown, f"{name}: no such setting {unknown}"
 
 
-def test_the_stack_settings_validate(monkeypatch):
+def test_the_stack_settings_validate(monkeypatch, tmp_path):
     env = _env_of(SERVICES["api"])
     for key, value in env.items():
         if key.startswith("NBO_") and not value.startswith("${"):
+            if key.endswith("_FILE"):  # the docker secret, as mounted
+                secret = tmp_path / value.removeprefix("/run/secrets/")
+                secret.write_text(f"{secret.name}-value\n")
+                value = str(secret)
             monkeypatch.setenv(key, value)
     settings = Settings()
     assert settings.kafka.bootstrap == "kafka:9092"
     assert settings.redis.url == "redis://redis:6379/0"
+    assert settings.kafka.security_protocol == "SASL_PLAINTEXT"
+    assert settings.kafka.sasl_password.get_secret_value() == "kafka_password-value"
+    assert settings.redis.username == "nbo" and settings.redis.password.get_secret_value() == "redis_password-value"
+    assert settings.api.rate_limit == "shared" and settings.api.control_source == "redis"
 
 
 @pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if "build" in s))
@@ -111,4 +135,5 @@ def test_dependencies_wait_for_health():
 def test_kafka_runs_in_kraft_mode_and_redis_keeps_an_aof():
     kafka = _env_of(SERVICES["kafka"])
     assert "controller" in kafka["KAFKA_PROCESS_ROLES"] and "ZOOKEEPER" not in " ".join(kafka)
-    assert SERVICES["redis"]["command"][1:5] == ["--appendonly", "yes", "--appendfsync", "everysec"]
+    assert "redis-server --appendonly yes --appendfsync everysec" in " ".join(SERVICES["redis"]["command"])
+    assert "--user default off --user nbo on" in " ".join(SERVICES["redis"]["command"])  # ACL: only nbo gets in
