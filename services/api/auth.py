@@ -131,7 +131,7 @@ class SharedRateLimiter:
         except Exception as exc:  # slow, down, or a cluster in trouble: never fail the request for it
             if not self._paused_until:
                 log.warning("shared rate limit unavailable (%s); this replica's own bucket decides for now",
-                            type(exc).__name__ or "timeout")
+                            type(exc).__name__)
             self._paused_until = self.clock() + self.pause_s
             self.fallbacks += 1
             self.local.check(client)
