@@ -126,10 +126,12 @@ def test_two_replicas_share_one_rate_limit(env: dict[str, str], monkeypatch: pyt
     monkeypatch.setenv("NBO_API__RATE_PER_S", "1")
     monkeypatch.setenv("NBO_API__RATE_BURST", "10")
     with TestClient(create_app(load_settings())) as one, TestClient(create_app(load_settings())) as two:
+        started = time.monotonic()
         codes = [(one if i % 2 else two).get(f"/v1/call-centre/customers/{unique_customer_id}/offers",
                                              headers=AGENT).status_code for i in range(40)]
+        took_s = time.monotonic() - started
         fallbacks = [c.app.state.services.shared_limiter.fallbacks for c in (one, two)]
     assert set(codes) == {200, 429}
     assert fallbacks == [0, 0]  # the shared limit decided every request
-    # rate + burst across both (the 40 requests take a few seconds on a busy machine), not twice.
-    assert 10 <= codes.count(200) <= 10 + 8, codes
+    # The burst plus the rate over the time the requests took, across both: not twice that.
+    assert 10 <= codes.count(200) <= 10 + int(took_s * 1) + 1, (codes, took_s)
