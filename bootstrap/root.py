@@ -106,6 +106,19 @@ def control_store(settings: Settings) -> RedisControl:
                         security=redis_security(settings.redis))
 
 
+def history_state_store(settings: Settings) -> RedisStateStore:
+    """The state store ``nbo import --to-redis`` writes: the stream's, on Redis alone (no broker)."""
+    if settings.redis.url is None:
+        raise SettingsError("nbo import --to-redis needs NBO_REDIS__URL (nbo servers prints it)")
+    return RedisStateStore(settings.redis.url, settings.redis.key_prefix, settings.stream.dedupe_ttl_s,
+                           mode=settings.redis.mode)
+
+
+def history_dir(settings: Settings) -> Path:
+    """The training store ``nbo import`` writes and ``nbo train --history`` reads by default."""
+    return settings.data_dir / "history"
+
+
 def model_registry(settings: Settings, catalog: Catalog | None = None, root: Path | None = None) -> ModelRegistry:
     return ModelRegistry(root or settings.registry_dir, catalog)
 

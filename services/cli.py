@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("services.commands.worker", "run a stream worker"),
     "servers": ("services.commands.servers", "start the embedded Kafka and Redis servers"),
     "simulate": ("services.commands.simulate", "write simulated bank traffic"),
+    "import": ("services.commands.import_", "load a bank's history files into the training store"),
     "train": ("services.commands.train", "train a model and write it to the registry"),
     "evaluate": ("services.commands.evaluate", "offline evaluation against baselines"),
     "tune": ("services.commands.tune", "grid search of model parameters"),
