@@ -29,6 +29,7 @@ from schemas.events import AnyEvent, Event
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
+_WITH_PRODUCT = frozenset({"purchase", "offer_outcome"})
 
 #: The columns of a checked chunk (``CheckedRows.valid``), the training store's row without ``seq``.
 VALID_SCHEMA = pa.schema([
@@ -88,9 +89,10 @@ def check_lines(lines: Sequence[bytes], keys: Sequence[str] | None = None, id_pr
         index.append(i)
         customers.append(event.customer_id)
         times.append((event.occurred_at - _EPOCH) // _MICROSECOND)
-        types.append(event.type)  # type: ignore[attr-defined]
+        kind = event.type  # type: ignore[attr-defined]
+        types.append(kind)
         ids.append(event.event_id)
-        products.append(getattr(event, "product_id", None))
+        products.append(event.product_id if kind in _WITH_PRODUCT else None)  # type: ignore[attr-defined]
         events.append(encode(event))
     valid = pa.RecordBatch.from_arrays(
         [pa.array(index, pa.int64()), pa.array(customers, pa.string()), pa.array(times, pa.int64()),

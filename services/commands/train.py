@@ -24,7 +24,7 @@ import tempfile  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Iterator  # noqa: E402
 
 from adapters.model_registry import RegistryError  # noqa: E402
 from bootstrap import Settings, build_trainer, catalog, load_settings  # noqa: E402
@@ -36,6 +36,8 @@ from recommender.matrix import read_lines  # noqa: E402
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=Path, default=None, help="JSONL event log (default: simulate --customers)")
+    parser.add_argument("--history", type=Path, default=None,
+                        help="training store written by nbo import, instead of --events (default: --events)")
     parser.add_argument("--truth", type=Path, default=None, help="simulator truth (default <events>.truth.json if present)")
     parser.add_argument("--cutoff", default=None, help="train on events before this ISO time (UTC if no zone)")
     parser.add_argument("--customers", "--simulate-customers", dest="customers", type=int, default=5000,
@@ -72,12 +74,25 @@ def log_window(events: Path, truth: Path | None, cutoff: str | None) -> tuple[fl
         return _iso_s(cutoff), _iso_s(meta["start"]) if "start" in meta else None
     if "cutoff" in meta:
         return _iso_s(meta["cutoff"]), _iso_s(meta["start"])
+    if events.is_dir():  # a training store (nbo import)
+        from adapters.history_store import HistoryStore
+
+        return (HistoryStore(events).summary().last_s or 0.0) + 1.0, None
     last = 0.0
     import orjson
 
     for raw in read_lines(events):
         last = max(last, _iso_s(orjson.loads(raw)["occurred_at"]))
     return last + 1.0, None
+
+
+def history_lines(events: Path) -> Iterator[bytes]:
+    """The event lines of a JSONL log, or of a training store directory (``iter_history``)."""
+    if events.is_dir():
+        from adapters.history_store import iter_history
+
+        return iter_history(events)
+    return read_lines(events)
 
 
 def train_events(events: Path, settings: Settings, *, truth: Path | None = None, cutoff: str | None = None,
@@ -89,7 +104,7 @@ def train_events(events: Path, settings: Settings, *, truth: Path | None = None,
     parts = build_trainer(settings, catalog_path, registry_dir, params_json)
     window = window_days or parts.params.window_days
     cutoff_s, start_s = log_window(events, truth, cutoff)
-    split = fold_for_training(read_lines(events), cutoff_s, window, windows or settings.model.training_windows, start_s,
+    split = fold_for_training(history_lines(events), cutoff_s, window, windows or settings.model.training_windows, start_s,
                               features=parts.features)
     params = parts.params
     tuned: dict[str, Any] = {}
@@ -139,6 +154,18 @@ def train_on_simulation(settings: Settings, customers: int = 5000, seed: int = 1
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
+        if args.history is not None:
+            if args.events is not None:
+                print("nbo train: give --events or --history, not both", file=sys.stderr)
+                return 2
+            from adapters.history_store import HistoryStore, HistoryStoreError
+
+            try:
+                HistoryStore(args.history)
+            except HistoryStoreError as exc:
+                print(f"nbo train: --history {exc}", file=sys.stderr)
+                return 2
+            args.events = args.history
         if args.events is None:
             from simulator.bank import write_jsonl
 
