@@ -83,8 +83,14 @@ def check_lines(lines: Sequence[bytes], keys: Sequence[str] | None = None, id_pr
         try:
             event = validate(line)
         except ValidationError as exc:
-            invalid = invalid_from(exc)
-            refused.append((i, invalid.field or "record", invalid.reason, line))
+            first = exc.errors(include_url=False)[0]
+            if first["type"] == "json_invalid":  # what decode says of it
+                refused.append((i, "record", f"not valid JSON ({first['msg']})", line))
+            elif not line.lstrip().startswith(b"{"):
+                refused.append((i, "record", "an event must be a JSON object", line))
+            else:
+                invalid = invalid_from(exc)
+                refused.append((i, invalid.field or "record", invalid.reason, line))
             continue
         index.append(i)
         customers.append(event.customer_id)

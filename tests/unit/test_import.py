@@ -1,0 +1,302 @@
+"""``nbo import``: a mapped extract gives exactly the events it should, bad rows land in the
+rejects file with their reasons (masked), a rerun imports nothing twice, and contract rows read
+the same from CSV, JSONL and Parquet."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+
+from adapters.contract_rows import check_lines, event_id_for
+from adapters.history_files import HistoryFileError, load_mapping
+from adapters.history_store import HistoryStore, iter_history
+from domain.catalog import load_catalog
+from schemas.codec import InvalidEvent, decode, encode
+from schemas.events import CardPaymentMade, DepositPosted, ProductPurchased
+from services.cli import main
+from services.history_import import Importer, RejectsFile
+from streams.core import KnownProducts
+
+MAPPING = """
+tables:
+  txn:
+    files: ["txn*.csv"]
+    event: deposit
+    key: [acct, ref]
+    source: core_banking
+    fields:
+      customer_id: {column: cust, prefix: C, width: 9}
+      occurred_at: {column: [day, time], format: "%Y-%m-%d %H:%M:%S", timezone: Asia/Shanghai}
+      kind: {sign_of: amount, negative: withdrawal, positive: deposit}
+      amount_minor: {column: amount, decimals: 2, absolute: true}
+      channel: {column: chan, map: {TLR: counter, ATM: atm}}
+      purpose: {column: code, map: {SAL01: salary}, default: other}
+      balance_after_minor: {column: balance, decimals: 2}
+  hold:
+    files: ["hold*.csv"]
+    event: purchase
+    key: [cust, acct]
+    source: core_banking
+    fields:
+      customer_id: {column: cust, prefix: C, width: 9}
+      occurred_at: {column: opened, format: "%Y-%m-%d", timezone: UTC}
+      channel: {value: branch}
+      product_id: {column: product, map: {TD1Y: time_deposit_1y, CCG: credit_card_gold, OLD: discontinued_fund}}
+"""
+
+TXN = [
+    ["acct", "ref", "cust", "day", "time", "amount", "chan", "code", "balance"],
+    ["6201", "r1", "42", "2019-03-01", "09:00:00", "1500.00", "TLR", "SAL01", "1500.00"],
+    ["6201", "r2", "42", "2019-03-02", "10:30:00", "-200.5", "ATM", "CSH01", "1299.50"],
+    ["6202", "r1", "7", "2019-03-01", "08:00:00", "30", "TLR", "", "30.00"],
+    ["6202", "r2", "7", "2019-03-05", "23:59:59", "12.34", "ATM", "SAL01", "42.34"],
+    ["6201", "r3", "42", "2019-03-03", "00:00:01", "0.01", "TLR", "TRF01", "1299.51"],
+]
+
+
+def _write_csv(path: Path, rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+def _import(tmp_path: Path, files: list[Path], mapping: Path | None = None, workers: int = 0,
+            store: Path | None = None, **kwargs) -> tuple[dict, list[dict]]:
+    rejects = tmp_path / "rejects.jsonl"
+    argv = ["import", *map(str, files), "--store", str(store or tmp_path / "store"), "--rejects", str(rejects),
+            "--workers", str(workers), "--quiet", "--json"]
+    if mapping is not None:
+        argv += ["--mapping", str(mapping)]
+    for name, value in kwargs.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    return argv, rejects
+
+
+def run_import(tmp_path: Path, capsys, files: list[Path], mapping: Path | None = None, **kwargs):
+    argv, rejects = _import(tmp_path, files, mapping, **kwargs)
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    refused = [json.loads(line) for line in rejects.read_text().splitlines()] if rejects.exists() else []
+    return summary, refused
+
+
+@pytest.fixture
+def mapping(tmp_path: Path) -> Path:
+    path = tmp_path / "bank.yaml"
+    path.write_text(MAPPING, encoding="utf-8")
+    return path
+
+
+def test_a_five_row_extract_gives_exactly_these_events(tmp_path, capsys, mapping):
+    txn = _write_csv(tmp_path / "txn_2019.csv", TXN)
+    summary, refused = run_import(tmp_path, capsys, [txn], mapping)
+    assert (summary["read"], summary["imported"], summary["rejected"], summary["duplicates"]) == (5, 5, 0, 0)
+    assert refused == []
+
+    def expected(ref: str, acct: str, cust: str, at: str, kind: str, amount: int, channel: str, purpose: str,
+                 balance: int) -> DepositPosted:
+        return DepositPosted(event_id=event_id_for("txn:", "\x1f".join(["txn", acct, ref])), customer_id=cust,
+                             occurred_at=at, source="core_banking", kind=kind, amount_minor=amount, channel=channel,
+                             purpose=purpose, balance_after_minor=balance)
+
+    # Asia/Shanghai is UTC+8: 09:00 local is 01:00 UTC; customers in id order, each in time order.
+    want = [
+        expected("r1", "6202", "C000000007", "2019-03-01T00:00:00Z", "deposit", 3000, "counter", "other", 3000),
+        expected("r2", "6202", "C000000007", "2019-03-05T15:59:59Z", "deposit", 1234, "atm", "salary", 4234),
+        expected("r1", "6201", "C000000042", "2019-03-01T01:00:00Z", "deposit", 150000, "counter", "salary", 150000),
+        expected("r2", "6201", "C000000042", "2019-03-02T02:30:00Z", "withdrawal", 20050, "atm", "other", 129950),
+        expected("r3", "6201", "C000000042", "2019-03-02T16:00:01Z", "deposit", 1, "counter", "other", 129951),
+    ]
+    out = list(iter_history(tmp_path / "store"))
+    by_customer = sorted(out, key=lambda line: decode(line).customer_id)  # stable: keeps each one's order
+    assert by_customer == [encode(e) for e in want]
+
+
+def test_bad_rows_go_to_the_rejects_file_with_reasons_and_the_good_ones_are_imported(tmp_path, capsys, mapping):
+    txn = _write_csv(tmp_path / "txn.csv", [
+        TXN[0], TXN[1],
+        ["6201", "r9", "42", "2019-03-04", "09:00:00", "1.234", "TLR", "SAL01", "1.00"],  # bad amount: fen has 2 places
+        ["6201", "r8", "42", "2019-02-30", "09:00:00", "1.00", "TLR", "SAL01", "1.00"],  # no such day
+        ["6201", "r7", "4111111111111111", "2019-03-04", "09:00:00", "1.00", "XXX", "SAL01", "1.00"],  # channel
+    ])
+    hold = _write_csv(tmp_path / "hold.csv", [
+        ["cust", "acct", "opened", "product"],
+        ["42", "a1", "2018-06-01", "TD1Y"],
+        ["42", "a2", "2018-06-01", "NOPE"],  # code not in the map
+        ["7", "a3", "2018-06-01", "OLD"],  # mapped, but not in the catalog
+        ["7", "a4", "1999-12-31", "CCG"],  # before the contract's earliest time
+    ])
+    summary, refused = run_import(tmp_path, capsys, [txn, hold], mapping)
+    assert (summary["read"], summary["imported"], summary["rejected"]) == (8, 2, 6)
+    by_row = {(Path(r["source_file"]).name, r["row"]): r for r in refused}
+    assert set(by_row) == {("txn.csv", 2), ("txn.csv", 3), ("txn.csv", 4), ("hold.csv", 2), ("hold.csv", 3),
+                           ("hold.csv", 4)}
+    amount = by_row[("txn.csv", 2)]
+    assert amount["field"] == "amount_minor" and "is not a number with at most 2 decimals" in amount["reason"]
+    assert amount["customer_id"] == "C000000042"
+    assert by_row[("txn.csv", 3)]["field"] == "occurred_at"
+    # the joined text holds a space, so the masking shows its length only (free text is never shown)
+    assert "in column day, time is not a time in the format %Y-%m-%d %H:%M:%S" in by_row[("txn.csv", 3)]["reason"]
+    card_like = by_row[("txn.csv", 4)]
+    assert card_like["field"] == "channel" and "'XXX'" in card_like["reason"]
+    assert card_like["customer_id"] == "C****1111"  # a PAN where the customer number belongs: masked
+    assert "4111111111111111" not in json.dumps(refused)
+    assert by_row[("hold.csv", 2)]["field"] == "product_id"
+    assert "code 'NOPE' in column product is not in the mapping" in by_row[("hold.csv", 2)]["reason"]
+    assert by_row[("hold.csv", 3)]["reason"].startswith("product 'discontinued_fund' is not in the catalog")
+    assert by_row[("hold.csv", 4)]["field"] == "occurred_at" and "2000-01-01" in by_row[("hold.csv", 4)]["reason"]
+    stored = [decode(line) for line in iter_history(tmp_path / "store")]
+    assert sorted((e.type, e.customer_id) for e in stored) == [("deposit", "C000000042"), ("purchase", "C000000042")]
+
+
+def test_a_rerun_imports_nothing_twice(tmp_path, capsys, mapping):
+    txn = _write_csv(tmp_path / "txn.csv", TXN)
+    first, _ = run_import(tmp_path, capsys, [txn], mapping)
+    again, _ = run_import(tmp_path, capsys, [txn], mapping)
+    assert (first["imported"], first["duplicates"]) == (5, 0)
+    assert (again["read"], again["imported"], again["duplicates"]) == (5, 0, 5)
+    # A file with one new row and the old ones: only the new row is added.
+    more = _write_csv(tmp_path / "txn_more.csv", TXN + [["6203", "r1", "9", "2019-01-01", "12:00:00", "5", "ATM",
+                                                          "", "5"]])
+    third, _ = run_import(tmp_path, capsys, [more], mapping)
+    assert (third["imported"], third["duplicates"]) == (1, 5)
+    assert len(list(iter_history(tmp_path / "store"))) == 6
+
+
+def _contract_events() -> list:
+    return [
+        DepositPosted(event_id="dep-00000001", customer_id="C000000001", occurred_at="2015-05-01T08:00:00Z",
+                      source="core_banking", kind="deposit", amount_minor=500000, channel="counter",
+                      branch_id="BR01", balance_after_minor=500000),
+        CardPaymentMade(event_id="pos-00000001", customer_id="C000000001", occurred_at="2015-05-02T12:00:00Z",
+                        source="card_switch", card_token="tok_abcdefgh12", mcc="7011", hotel_stars=5, luxury=True,
+                        amount_minor=250000, online=False, country="FR"),
+        ProductPurchased(event_id="buy-00000001", customer_id="C000000002", occurred_at="2015-04-01T00:00:00Z",
+                         source="core_banking", product_id="time_deposit_1y", amount_minor=1000000,
+                         channel="branch"),
+    ]
+
+
+@pytest.mark.parametrize("form", ["jsonl", "csv", "parquet"])
+def test_contract_rows_read_the_same_from_csv_jsonl_and_parquet(tmp_path, capsys, form):
+    events = _contract_events()
+    rows = [orjson.loads(encode(e)) for e in events]
+    path = tmp_path / f"history.{form}"
+    if form == "jsonl":
+        path.write_bytes(b"\n".join(encode(e) for e in events) + b"\n")
+    else:
+        names = list(dict.fromkeys(k for r in rows for k in r))
+        frame = pl.DataFrame({n: [None if r.get(n) is None else str(r[n]).lower() if isinstance(r.get(n), bool)
+                                  else str(r[n]) for r in rows] for n in names})
+        if form == "csv":
+            frame.write_csv(path)
+        else:  # typed columns, as a warehouse writes them
+            typed = frame.with_columns(
+                pl.col("amount_minor", "balance_after_minor", "hotel_stars", "schema_version").cast(pl.Int64),
+                (pl.col("luxury") == "true"), (pl.col("online") == "true"),
+                pl.col("occurred_at").str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%SZ"))
+            typed.write_parquet(path)
+    summary, refused = run_import(tmp_path, capsys, [path])
+    assert refused == [] and summary["imported"] == 3
+    want = sorted(encode(e) for e in events)
+    assert sorted(iter_history(tmp_path / "store")) == want
+
+
+def test_one_file_per_type_without_a_type_column(tmp_path, capsys):
+    pos = _contract_events()[1]
+    row = {k: v for k, v in orjson.loads(encode(pos)).items() if k != "type"}
+    path = tmp_path / "pos.csv"
+    pl.DataFrame({k: [str(v).lower() if isinstance(v, bool) else str(v)] for k, v in row.items()}).write_csv(path)
+    summary, refused = run_import(tmp_path, capsys, [path])
+    assert refused == [] and list(iter_history(tmp_path / "store")) == [encode(pos)]
+
+
+def test_contract_rows_refused_with_the_contracts_reason(tmp_path, capsys):
+    good = encode(_contract_events()[0])
+    lines = [good,
+             good.replace(b'"amount_minor":500000', b'"amount_minor":0'),
+             good.replace(b'"C000000001"', b'"C 1 hello world"'),
+             b"not json",
+             good.replace(b'"dep-00000001"', b'"dep-00000002"').replace(b'"counter"', b'"teleport"')]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    summary, refused = run_import(tmp_path, capsys, [path])
+    assert (summary["imported"], summary["rejected"]) == (1, 4)
+    assert [(r["row"], r["field"]) for r in refused] == [(2, "amount_minor"), (3, "customer_id"), (4, "record"),
+                                                         (5, "channel")]
+    assert refused[1]["customer_id"] == "<text, 15 chars>"  # free text never shown
+    for reject, line in zip(refused, lines[1:]):
+        with pytest.raises(InvalidEvent) as caught:
+            decode(line)
+        assert reject["field"] == caught.value.field
+
+
+def test_the_bulk_check_refuses_and_accepts_what_decode_does():
+    good = orjson.loads(encode(_contract_events()[1]))
+    variants = [good, {**good, "hotel_stars": 6}, {**good, "hotel_stars": "5"}, {**good, "luxury": "yes"},
+                {**good, "occurred_at": "2015-05-02T12:00:00"}, {**good, "occurred_at": 1430568000},
+                {**good, "mcc": "70a1"}, {**good, "extra": 1}, {**good, "amount_minor": 1.0},
+                {k: v for k, v in good.items() if k != "merchant_category"}, {**good, "type": "nope"},
+                {**good, "currency": "XXX"}, {**good, "country": "fr"}, {**good, "occurred_at": "2999-01-01T00:00:00Z"}]
+    lines = [orjson.dumps(v) for v in variants]
+    checked = check_lines(lines)
+    refused = {i: (f, r) for i, f, r, _ in checked.refused}
+    accepted = checked.valid.column("index").to_pylist()
+    for i, line in enumerate(lines):
+        try:
+            event = decode(line)
+        except InvalidEvent as exc:
+            assert i in refused and refused[i] == (exc.field, exc.reason), variants[i]
+        else:
+            assert i in accepted
+            assert checked.valid.column("event")[accepted.index(i)].as_py() == encode(event)
+
+
+def test_history_comes_out_in_time_order_per_customer_across_imports(tmp_path, capsys):
+    late, early = _contract_events()[0], _contract_events()[1]
+    first = tmp_path / "a.jsonl"
+    first.write_bytes(encode(early) + b"\n")
+    run_import(tmp_path, capsys, [first])
+    older = late.model_copy(update={"event_id": "dep-00000009", "occurred_at": late.occurred_at.replace(year=2010)})
+    second = tmp_path / "b.jsonl"
+    second.write_bytes(encode(older) + b"\n")
+    run_import(tmp_path, capsys, [second])
+    assert list(iter_history(tmp_path / "store")) == [encode(older), encode(early)]
+
+
+def test_the_process_pool_gives_what_one_process_gives(tmp_path, mapping):
+    txn = _write_csv(tmp_path / "txn.csv", TXN + [[f"7{i}", "r", str(i), "2019-03-01", "09:00:00", "1.00", "ATM",
+                                                  "", "1.00"] for i in range(300)])
+    results = []
+    for workers in (0, 2):
+        store = HistoryStore(tmp_path / f"store{workers}", create=True)
+        rejects = RejectsFile(tmp_path / f"rejects{workers}.csv")
+        report = Importer(store, rejects, KnownProducts.of(load_catalog()), mapping=load_mapping(mapping),
+                          workers=workers, chunk_rows=50).run([txn])
+        rejects.close()
+        results.append((report.imported, list(store.lines())))
+    assert results[0] == results[1] and results[0][0] == 305
+
+
+def test_a_mapping_that_names_no_such_field_fails_with_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(MAPPING.replace("purpose:", "porpose:"), encoding="utf-8")
+    with pytest.raises(HistoryFileError, match="bad.yaml.*porpose"):
+        load_mapping(path)
+    toml = tmp_path / "bank.toml"
+    toml.write_text('[tables.t]\nevent = "deposit"\nkey = ["a"]\n[tables.t.fields]\ncustomer_id = "c"\n')
+    with pytest.raises(HistoryFileError, match="deposit events need"):
+        load_mapping(toml)
+
+
+def test_the_example_extract_imports_without_a_reject(tmp_path, capsys):
+    example = Path(__file__).resolve().parents[2] / "examples" / "core_banking"
+    files = sorted(example.glob("*.csv")) + [example / "contract_events.jsonl"]
+    summary, refused = run_import(tmp_path, capsys, files, example / "mapping.yaml")
+    assert refused == [] and summary["imported"] == summary["read"] == sum(
+        len(f.read_text().splitlines()) - (f.suffix == ".csv") for f in files)
