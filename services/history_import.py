@@ -202,7 +202,8 @@ class Importer:
                 for index, customer, product in unknown.iter_rows():
                     self._refuse(batch.source, batch.rows[index], "product_id",
                                  self.products.refusal(product) or "", {"customer_id": customer, "product_id": product})
-                keep = pa.array(~products.get_column("index").is_in(unknown.get_column("index")).to_numpy())
+                refused = set(unknown.get_column("index").to_list())
+                keep = pa.array([i not in refused for i in products.get_column("index").to_list()])
                 valid = valid.filter(keep)
             self._pending.append(valid)
             self._pending_rows += valid.num_rows
