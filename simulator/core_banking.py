@@ -14,7 +14,7 @@ over before the first live event, in the shapes ``examples/core_banking/mapping.
 - ``contract.jsonl``: the other events (KYC profiles, hotline calls) as contract rows.
 
 Imported through the mapping, the extract gives back the simulated events (with ids derived
-from each row's key), which is what ``tests/integration/test_import.py`` checks.
+from each row's key), which is what ``tests/integration/test_import_history.py`` checks.
 """
 
 from __future__ import annotations
