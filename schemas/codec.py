@@ -15,6 +15,7 @@ import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.events import AnyEvent, Event
+from schemas.rules import DEFAULT_RULES, ContractRules
 
 #: Records larger than this are refused before parsing (bytes).
 MAX_EVENT_BYTES = 16 * 1024
@@ -31,8 +32,10 @@ class InvalidEvent(ValueError):
         self.field = field
 
 
-def decode(raw: bytes) -> Event:
-    """Parse and validate one record. Raises ``InvalidEvent`` naming the field at fault."""
+def decode(raw: bytes, rules: ContractRules = DEFAULT_RULES) -> Event:
+    """Parse and validate one record under the bank's contract ``rules`` (customer id pattern,
+    card-number check, earliest event time; ``schemas.rules``). Raises ``InvalidEvent`` naming the
+    field at fault."""
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"record is {len(raw)} bytes, the limit is {MAX_EVENT_BYTES}", "record")
     try:
@@ -42,7 +45,7 @@ def decode(raw: bytes) -> Event:
     if not isinstance(data, dict):
         raise InvalidEvent("an event must be a JSON object", "record")
     try:
-        return _ADAPTER.validate_python(data)
+        return _ADAPTER.validate_python(data, context=rules.context)
     except ValidationError as exc:
         raise invalid_from(exc) from None
 

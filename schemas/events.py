@@ -6,12 +6,17 @@ Every event shares one envelope:
   (consumers drop duplicates by it). Pattern ``EVENT_ID_PATTERN``.
 - ``schema_version``: the contract version the producer wrote (``SCHEMA_VERSION``).
 - ``customer_id``: a pseudonymous customer token, never a name, phone or card number.
-  Pattern ``CUSTOMER_ID_PATTERN``: ``C`` then 9 to 31 upper-case letters or digits.
-- ``occurred_at``: when the fact happened, timezone-aware (naive timestamps are refused).
+  Pattern ``CUSTOMER_ID_PATTERN``: 1 to 64 letters, digits, ``-``, ``_``, ``.`` or ``:``; an id
+  holding a Luhn-valid 13-19 digit run (a card number) is refused; a bank may narrow the rule
+  with its own pattern (``schemas.rules.ContractRules``, passed as the validation context).
+- ``occurred_at``: when the fact happened, timezone-aware (naive timestamps are refused), not
+  before the rules' earliest time (default 2000-01-01) nor more than 24 h ahead.
 - ``source``: the system that emitted it (``core_banking``, ``cti``, ``card_switch``, ...).
 - ``type``: the discriminator that says which fact this is.
 
-Money is always integer minor units (fen for CNY) in ``*_minor`` fields plus an ISO currency.
+Money is always integer minor units of the event's ``currency`` (any ISO 4217 code with a minor
+unit: fen for CNY, cents for USD, yen for JPY, fils for BHD) in ``*_minor`` fields. Consumers
+convert amounts into the bank's base currency (``domain.money``) before features see them.
 """
 
 from __future__ import annotations
@@ -22,31 +27,48 @@ from enum import StrEnum
 from typing import Annotated, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from schemas.currencies import CURRENCY_PATTERN, currency_refusal
+from schemas.rules import CUSTOMER_ID_PATTERN, DEFAULT_EARLIEST_OCCURRED_AT, rules_of
+
 SCHEMA_VERSION = 1
-CUSTOMER_ID_PATTERN = r"^C[0-9A-Z]{9,31}$"
 EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{7,63}$"
 PRODUCT_ID_PATTERN = r"^[a-z][a-z0-9_]{1,47}$"
 DECISION_ID_PATTERN = r"^d-[A-Za-z0-9_-]{6,60}$"
 CARD_TOKEN_PATTERN = r"^tok_[A-Za-z0-9]{8,40}$"
 SOURCE_PATTERN = r"^[a-z][a-z0-9_.-]{1,31}$"
 
-#: 100 million CNY in fen: anything above is a data error, not a retail transaction.
-MAX_AMOUNT_MINOR = 10_000_000_000
-#: Timestamps before this are refused as corrupt.
-EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+#: The largest amount in minor units of any currency: 10^14 (a trillion CNY, or about six billion
+#: USD in IDR, whose amounts run to 10^12 minor units for a car); anything above is a data error.
+#: With the balance bound (10x) it stays an exact integer in a float64 or a JavaScript number.
+MAX_AMOUNT_MINOR = 10**14
+#: Timestamps before this are refused as corrupt unless the rules set another earliest time.
+EARLIEST_OCCURRED_AT = DEFAULT_EARLIEST_OCCURRED_AT
 #: How far in the future a producer's clock may be before an event is refused (seconds).
 MAX_CLOCK_SKEW_S = 24 * 3600
 
-CURRENCIES = ("CNY", "USD", "EUR", "HKD", "JPY", "GBP")
-Currency = Literal["CNY", "USD", "EUR", "HKD", "JPY", "GBP"]
+
+
+def _iso_currency(code: str) -> str:
+    refused = currency_refusal(code)
+    if refused is not None:
+        raise ValueError(refused)
+    return code
+
+
+#: An ISO 4217 alphabetic code of a currency with a minor unit (``schemas.currencies``).
+Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN, description="ISO 4217 currency code with a minor unit, "
+                                "e.g. CNY, USD, JPY, BHD; the amounts are in its minor units"),
+                     AfterValidator(_iso_currency)]
 
 AmountMinor = Annotated[int, Field(ge=1, le=MAX_AMOUNT_MINOR, strict=True)]
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)]
@@ -184,9 +206,12 @@ class Event(BaseModel):
     event_id: str = Field(pattern=EVENT_ID_PATTERN,
                           description="Unique per fact; a re-sent fact keeps its id (consumers drop duplicates by it).")
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Contract version the producer wrote.")
-    customer_id: CustomerId = Field(description="Pseudonymous customer token (never a name, phone or card number).")
+    customer_id: CustomerId = Field(description="Pseudonymous customer token (never a name, phone or card number): "
+                                    "1-64 letters, digits, - _ . :; an id holding a Luhn-valid 13-19 digit run is "
+                                    "refused as a card number; the bank may narrow it with its own pattern.")
     occurred_at: AwareDatetime = Field(
-        description="When the fact happened: ISO 8601 with a time zone, after 2000-01-01, at most 24 h ahead.")
+        description="When the fact happened: ISO 8601 with a time zone, not before the earliest time accepted "
+                    "(2000-01-01 unless the bank sets another), at most 24 h ahead.")
     source: str = Field(pattern=SOURCE_PATTERN, description="Emitting system, e.g. core_banking, cti, card_switch.")
 
     @field_validator("occurred_at", mode="before")
@@ -197,11 +222,20 @@ class Event(BaseModel):
             raise ValueError("occurred_at must be an ISO 8601 time with a zone, e.g. 2026-01-01T08:00:00Z")
         return value
 
+    @field_validator("customer_id")
+    @classmethod
+    def _bank_customer_id(cls, value: str, info: ValidationInfo) -> str:
+        refused = rules_of(info.context).customer_id_narrowing(value)
+        if refused is not None:
+            raise ValueError(refused)
+        return value
+
     @field_validator("occurred_at")
     @classmethod
-    def _plausible_time(cls, value: datetime) -> datetime:
-        if value < EARLIEST_OCCURRED_AT:
-            raise ValueError("occurred_at is before 2000-01-01; send the real event time")
+    def _plausible_time(cls, value: datetime, info: ValidationInfo) -> datetime:
+        refused = rules_of(info.context).occurred_at_refusal(value)
+        if refused is not None:
+            raise ValueError(refused)
         now = datetime.now(timezone.utc)
         if (value - now).total_seconds() > MAX_CLOCK_SKEW_S:
             raise ValueError("occurred_at is more than 24 h in the future; check the producer clock")
@@ -213,15 +247,15 @@ class DepositPosted(Event):
 
     type: Literal["deposit"] = "deposit"
     kind: TxnKind
-    amount_minor: AmountMinor = Field(description="Amount moved, integer minor units (fen), 1 .. 10^10.")
+    amount_minor: AmountMinor = Field(description="Amount moved, integer minor units of currency, 1 .. 10^14.")
     currency: Currency = "CNY"
     channel: TxnChannel
     purpose: TxnPurpose = TxnPurpose.OTHER
     branch_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,16}$",
                                   description="Branch of the counter or ATM; null for transfers and mobile.")
     balance_after_minor: int = Field(ge=-MAX_AMOUNT_MINOR, le=10 * MAX_AMOUNT_MINOR, strict=True,
-                                     description="Account balance after posting, minor units (may be negative "
-                                                 "on an overdraft).")
+                                     description="Account balance after posting, minor units of currency (may be "
+                                                 "negative on an overdraft).")
 
 
 class HotlineCallEnded(Event):
@@ -308,18 +342,38 @@ class EmploymentType(StrEnum):
     OTHER = "other"
 
 
+class IncomeBand(StrEnum):
+    """The customer's declared income, in five bands of the bank's own definition (e.g. the
+    quintiles of declared income among its customers, or the bands of its KYC form), lowest first.
+    Bank-neutral on purpose: no amounts or currency in the contract."""
+
+    LOW = "low"
+    LOWER_MIDDLE = "lower_middle"
+    MIDDLE = "middle"
+    UPPER_MIDDLE = "upper_middle"
+    HIGH = "high"
+
+
 class CustomerProfileUpdated(Event):
-    """Master data from core banking (KYC) changed: age, risk tolerance, employment.
+    """Master data from core banking (KYC) changed: age, risk tolerance, employment, income band.
+
+    Each event is the whole profile as it stands: a field left out or null is not known (any more).
 
     ``risk_tolerance`` is the result of the suitability questionnaire, 1 (conservative, C1)
-    to 5 (aggressive, C5); a product of risk level R(n) may be offered only when n <= it.
+    to 5 (aggressive, C5); a product of risk level R(n) may be offered only when n <= it. Null
+    (not assessed): only R1 products are offered. ``birth_year`` null (not on record): products
+    for particular ages (an age band narrower than the catalog's widest) are not offered.
     """
 
     type: Literal["profile"] = "profile"
-    birth_year: int = Field(ge=1900, le=2100, strict=True)
-    risk_tolerance: int = Field(ge=1, le=5, strict=True)
+    birth_year: int | None = Field(default=None, ge=1900, le=2100, strict=True,
+                                   description="Year of birth; null when not on record.")
+    risk_tolerance: int | None = Field(default=None, ge=1, le=5, strict=True,
+                                       description="Suitability assessment 1 (C1) .. 5 (C5); null when not assessed.")
     employment: EmploymentType = EmploymentType.OTHER
     city_tier: int = Field(default=2, ge=1, le=4, strict=True)
+    income_band: IncomeBand | None = Field(default=None, description="Declared income band (the bank's five bands, "
+                                           "lowest first); null when not declared.")
 
 
 #: A value of ``OfferedItem.reason_facts``: a flag, a count, an amount in minor units, a weight or a name.
