@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Callable
 
 from domain.catalog import Catalog
+from domain.features import FeatureParams
 from decisioning.arbitration import arbitration
 from decisioning.context import Context, Decision, Offer
 from decisioning.eligibility import eligibility
@@ -70,13 +71,16 @@ assert tuple(STEPS) == STEP_NAMES, "a new step is named in policy.STEP_NAMES too
 
 
 def rank(state: CustomerState, model: RankingModel, catalog: Catalog, policy: Policy,
-         channel: str, now_s: float, limit: int) -> Decision:
+         channel: str, now_s: float, limit: int, params: FeatureParams | None = None) -> Decision:
     """Run the chain; at most ``limit`` offers (fewer if a daily cap leaves less room), best first.
     Ties break on product id, so the same input always gives the same answer. A customer the bank
-    knows nothing about gets the cold-start offers (``fallback.cold_start``)."""
+    knows nothing about gets the cold-start offers (``fallback.cold_start``). ``params``: the fold's
+    parameters the state was made with (default ``FeatureParams()``: CNY)."""
     if not state.events_applied and knows_nothing(state):
         return cold_start(state, catalog, channel, limit)
     ctx = Context(state, model, catalog, policy, channel, now_s, limit)
+    if params is not None:
+        ctx.params = params
     for name in policy.chain:
         STEPS[name](ctx)
         ctx.decision.rules_applied.append(name)

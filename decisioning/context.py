@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.catalog import Catalog, Product
-from domain.features import tokens_at
+from domain.features import FeatureParams, tokens_at
 from decisioning.policy import Policy
 from decisioning.scores import RankingModel
 from domain.state import CustomerState
@@ -50,7 +50,8 @@ class Decision:
 
 @dataclass
 class Context:
-    """One request's working set. ``now_s`` is the decision time, UTC epoch seconds."""
+    """One request's working set. ``now_s`` is the decision time, UTC epoch seconds; ``params`` the
+    fold's parameters the state was made with (its base currency and large-inflow threshold)."""
 
     state: CustomerState
     model: RankingModel
@@ -62,6 +63,7 @@ class Context:
     candidates: dict[str, Offer] = field(default_factory=dict)
     decision: Decision = field(default_factory=lambda: Decision([], []))
     _tokens: dict[str, float] | None = field(default=None, repr=False)
+    params: FeatureParams = field(default_factory=FeatureParams)
 
     @property
     def tokens(self) -> dict[str, float]:

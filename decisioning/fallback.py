@@ -7,7 +7,7 @@ customer, whom the service cannot see).
 ``cold_start``: the state was read and the bank knows nothing about the customer (no event folded
 in, no profile: ``knows_nothing``). No personal claim can be true, so no ranking by the model
 either: the R1, non-credit products of ``SAFE_FALLBACK`` that pass the eligibility rules for what
-is known (channel, no age, no assets, cautious risk tolerance, the default tier), in that order,
+is known (channel, no age, no assets, no risk tolerance, the default tier), in that order,
 with reason code ``cold_start`` and a sentence that says exactly that (``reasons.COLD_START``).
 
 Both draw on ``safe_products(catalog)``: the products of ``SAFE_FALLBACK`` the catalog has, in
@@ -21,7 +21,7 @@ from domain.catalog import VALUE_TIERS, Catalog, Product
 from domain.state import CustomerState
 from decisioning.context import Decision, Offer
 from decisioning.memo import Memo
-from decisioning.eligibility import UNKNOWN_RISK_TOLERANCE, static_rule
+from decisioning.eligibility import static_rule
 from decisioning.reasons import COLD_START, CREDIT_FAMILIES
 
 #: Products that suit nearly everyone, in the order they are offered.
@@ -72,8 +72,8 @@ def cold_start(state: CustomerState, catalog: Catalog, channel: str, limit: int)
     offers, excluded = [], {}
     for product in safe_products(catalog):
         pid = product.product_id
-        rule = static_rule(product, channel, None, 0, state.risk_tolerance or UNKNOWN_RISK_TOLERANCE,
-                           state.value_tier)
+        # No age band check: the cold-start products are meant for nearly every age.
+        rule = static_rule(product, channel, None, 0, state.risk_tolerance, state.value_tier)
         if rule is None and (product.risk_level > 1 or product.family in CREDIT_FAMILIES):
             rule = "cold_start_low_risk_only"
         if rule is None:

@@ -16,12 +16,13 @@ on every trip"). The facts that satisfied the condition are recorded on the offe
 | ``asked_about_wealth`` | ``hotline_intents["wealth_inquiry"]`` >= 0.5 | wealth products |
 | ``asked_about_funds`` | ``hotline_intents["fund_inquiry"]`` >= 0.5 | funds |
 | ``asked_about_insurance`` | ``hotline_intents["insurance_inquiry"]`` >= 0.5 | insurance |
-| ``large_inflow`` | ``last_large_inflow_at_s`` (one credit >= 50,000 CNY, not salary or pension) 0-30 days ago | deposits, CDs and R1-R2 wealth and funds |
+| ``large_inflow`` | ``last_large_inflow_at_s`` (one credit >= ``FeatureParams.large_inflow_minor``, 50,000 CNY by default, not salary or pension) 0-30 days ago | deposits, CDs and R1-R2 wealth and funds |
 | ``salary_credit`` | ``last_salary_at_s`` 0-45 days ago | time deposits, fund SIP, utility auto-pay, personal pension account |
 | ``pension_credit`` | ``last_pension_at_s`` 0-45 days ago | time and notice deposits, CDs |
 | ``premium_spend`` | token ``pos:hotel_5star`` decayed to now >= 2 (two or more card payments at five-star hotels) | platinum card (hotel privileges) |
 | ``travel_spend`` | token ``pos:travel`` >= 2 and travel card spend > 0 | travel card (miles), platinum card (travel insurance), accident insurance |
 | ``spends_abroad`` | token ``pos:abroad`` >= 2 | travel card (waives foreign fees) |
+| ``risk_unknown_conservative`` | no ``risk_tolerance`` on record: eligibility let only R1 products through (the decision's ``rules_applied`` names the rule too) | deposits, CDs, wealth, funds, gold |
 | ``within_risk_tolerance`` | ``risk_tolerance`` on record and the product's risk level <= it | deposits, CDs, wealth, funds, gold |
 | ``open_to_you`` | the product passed eligibility (channel, age, minimum assets, risk, tier, not held) | any product offered |
 | ``cold_start`` | nothing known: no event folded in, no profile (``fallback.knows_nothing``) | the safe cold-start products |
@@ -40,7 +41,9 @@ the profile, for investment products; else ``open_to_you`` ("you can apply for t
 cards, which still need approval; "one of the products you can take up with us" otherwise), true
 because eligibility let the product through. A customer the bank knows nothing about gets the
 cold-start offer (``fallback.cold_start``): low-risk, no credit, and a sentence that says so.
-No amounts or personal data appear in the sentences.
+No amounts or personal data appear in the sentences. Facts that are amounts (``*_minor``) are in
+minor units of the bank's base currency, which the fact ``currency`` names (``FeatureParams.rates``);
+so are the minimums of the talking points.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from domain.catalog import Catalog, Product
-from domain.features import DAY_S, LARGE_INFLOW_MINOR, FeatureParams, decay_factor
+from domain.features import DAY_S, FeatureParams, decay_factor
+from schemas.currencies import minor_unit_exponent
 from domain.state import CustomerState
 from decisioning.context import Context, Offer
 from decisioning.scoring import similar_weight
@@ -101,7 +105,8 @@ def _large_inflow(state: CustomerState, now_s: float, tokens: Mapping[str, float
     days = _recent(state.last_large_inflow_at_s, now_s, LARGE_INFLOW_RECENT_S)
     if days is None:
         return None
-    return {"large_inflow_recent": True, "large_inflow_days_ago": days, "large_inflow_min_minor": LARGE_INFLOW_MINOR}
+    # The threshold the fold used is the process's (``explain`` puts it in, with the currency).
+    return {"large_inflow_recent": True, "large_inflow_days_ago": days, "large_inflow_min_minor": None}
 
 
 def _salary(state: CustomerState, now_s: float, tokens: Mapping[str, float]) -> Facts | None:
@@ -237,6 +242,10 @@ _LINES_BY_PRODUCT: dict[str, tuple[Line, ...]] = {
     pid: tuple(line for line in LINES if pid in line.products) for pid in set().union(*(l.products for l in LINES))
 }
 
+RISK_UNKNOWN = ("Your risk tolerance has not been assessed yet, so we suggest only our lowest-risk (R1) products; "
+                "this is one of them.",
+                "您尚未完成风险测评，因此我们只为您推荐最低风险（R1）的产品，这是其中之一。")
+
 COLD_START = ("We have no record of your banking with us yet, so this is a simple, low-risk (R1) product.",
               "我行尚无您的业务记录，因此为您推荐这款简单、低风险（R1）的产品。")
 
@@ -259,6 +268,10 @@ def explain(offer: Offer, ctx: Context, found: dict[str, Any] | None = None
     (``family_mean`` or ``catalog_mean``): its rank comes from other products, not from evidence
     about this one."""
     codes, en, zh, facts = _explain(offer, ctx, found)
+    if "large_inflow_min_minor" in facts:
+        facts = {**facts, "large_inflow_min_minor": ctx.params.large_inflow_minor}
+    if any(name.endswith("_minor") for name in facts):
+        facts = {**facts, "currency": ctx.params.rates.base}
     if offer.cold_start_from is not None:
         codes = [*codes, "new_product"]
         facts = {**facts, "new_product": True, "propensity_from": f"{offer.cold_start_from}_mean"}
@@ -282,6 +295,9 @@ def _explain(offer: Offer, ctx: Context, found: dict[str, Any] | None) -> tuple[
         facts = found[line.code]
         if facts is not None:
             return [line.code], line.en, line.zh, facts
+    facts = risk_unknown_facts(p, ctx.state)
+    if facts is not None:
+        return [RISK_UNKNOWN_CODE], RISK_UNKNOWN[0], RISK_UNKNOWN[1], facts
     facts = risk_fit_facts(p, ctx.state)
     if facts is not None:
         tolerance = facts["risk_tolerance"]
@@ -311,6 +327,17 @@ def similar_after_purchase_facts(offer: Offer, ctx: Context, weighted: bool = Tr
     return None
 
 
+RISK_UNKNOWN_CODE = "risk_unknown_conservative"
+
+
+def risk_unknown_facts(product: Product, state: CustomerState) -> Facts | None:
+    """For an investment product offered to a customer with no risk tolerance on record (so only
+    R1 passed eligibility): the facts that say so; else None."""
+    if state.risk_tolerance is not None or product.family not in RISK_RATED_FAMILIES:
+        return None
+    return {"risk_tolerance_assessed": False, "product_risk_level": product.risk_level}
+
+
 def risk_fit_facts(product: Product, state: CustomerState) -> Facts | None:
     """The customer's assessed risk tolerance and the product's risk level, when the product is an
     investment within it; else None (no tolerance on record, or not risk-rated)."""
@@ -320,26 +347,35 @@ def risk_fit_facts(product: Product, state: CustomerState) -> Facts | None:
     return {"risk_tolerance": tolerance, "product_risk_level": product.risk_level}
 
 
-def talking_points(product: Product, assets_minor: int | None = None) -> list[tuple[str, str]]:
+def talking_points(product: Product, assets_minor: int | None = None,
+                   currency: str = "CNY") -> list[tuple[str, str]]:
     """Lines for the agent, (en, zh): the pitch, a risk reminder for R3 and above, and the minimum
-    amount. ``assets_minor`` (the customer's assets with the bank, minor units), when given, says
-    whether they clear the minimum; without it the line asks the agent to check."""
+    amount (the catalog's minimum assets, in minor units of the base ``currency``). ``assets_minor``
+    (the customer's assets with the bank, same units), when given, says whether they clear the
+    minimum; without it the line asks the agent to check."""
     points = [(product.pitch_en, product.pitch_zh)]
     if product.risk_level >= 3:
         points.append((f"Risk level R{product.risk_level}: confirm the customer understands the risk.",
                        f"风险等级R{product.risk_level}：请确认客户了解产品风险。"))
     if product.min_assets_minor > 0:
-        amount = f"{product.min_assets_minor // 100:,}"
+        en, zh = money_text(product.min_assets_minor, currency)
         if assets_minor is None:
-            points.append((f"Minimum {amount} CNY: check the customer's funds before the sale.",
-                           f"起购金额{amount}元：办理前请确认客户资金。"))
+            points.append((f"Minimum {en}: check the customer's funds before the sale.",
+                           f"起购金额{zh}：办理前请确认客户资金。"))
         elif assets_minor >= product.min_assets_minor:
-            points.append((f"Minimum {amount} CNY; the customer's assets with us clear it.",
-                           f"起购金额{amount}元；客户在我行的资产已达到。"))
+            points.append((f"Minimum {en}; the customer's assets with us clear it.",
+                           f"起购金额{zh}；客户在我行的资产已达到。"))
         else:
-            points.append((f"Minimum {amount} CNY; the customer's assets with us are below it.",
-                           f"起购金额{amount}元；客户在我行的资产未达到。"))
+            points.append((f"Minimum {en}; the customer's assets with us are below it.",
+                           f"起购金额{zh}；客户在我行的资产未达到。"))
     return points
+
+
+def money_text(amount_minor: int, currency: str) -> tuple[str, str]:
+    """(en, zh) of a whole amount of minor units of ``currency`` in major units, cut to whole
+    units: ``("50,000 CNY", "50,000元")``, ``("500 EUR", "500 EUR")``."""
+    whole = f"{amount_minor // 10 ** minor_unit_exponent(currency):,}"
+    return f"{whole} {currency}", (f"{whole}元" if currency == "CNY" else f"{whole} {currency}")
 
 
 def in_sentence(name: str) -> str:

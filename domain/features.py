@@ -6,7 +6,9 @@ arrives late (other topics are not ordered against each other) adds its contribu
 decayed by its age. So folding the same events in any order of independent streams gives the
 same state, up to float rounding.
 
-Times are UTC epoch seconds; amounts are integer minor units (fen). See docs/FEATURES.md.
+Times are UTC epoch seconds; amounts are integer minor units of the bank's base currency
+(``FeatureParams.rates.base``, default CNY: fen): events in another currency are converted by
+``domain.money.in_base_currency`` before they are folded. See docs/FEATURES.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from domain.catalog import value_tier_for_assets
+from domain.money import CNY_ONLY, ExchangeRates
 from domain.state import ContactRecord, CustomerState, Holding
 from schemas.events import (
     CardPaymentMade,
@@ -32,7 +35,8 @@ from schemas.events import (
 )
 
 DAY_S = 86_400.0
-#: A single credit at or above this (50,000 CNY) is a large inflow.
+#: A single credit at or above this (50,000 CNY, in base-currency minor units) is a large inflow
+#: by default (``FeatureParams.large_inflow_minor``, ``NBO_MONEY__LARGE_INFLOW_MINOR``).
 LARGE_INFLOW_MINOR = 5_000_000
 #: Recent purchases kept for "similar after purchase".
 RECENT_PURCHASES_KEPT = 5
@@ -51,10 +55,16 @@ ASSET_FAMILIES_PREFIXES = ("time_deposit", "large_cd", "wealth_", "money_market"
 
 @dataclass(frozen=True)
 class FeatureParams:
+    """The fold's parameters; the stream, the API and training use the same ones
+    (``bootstrap.feature_params``). ``large_inflow_minor`` is in minor units of ``rates.base``;
+    ``rates`` converts event amounts into it (``domain.money``; default: every amount is CNY)."""
+
     inflow_half_life_days: float = 30.0
     spend_half_life_days: float = 60.0
     hotline_half_life_days: float = 30.0
     token_half_life_days: float = 90.0
+    large_inflow_minor: int = LARGE_INFLOW_MINOR
+    rates: ExchangeRates = CNY_ONLY
 
 
 def decay_factor(elapsed_s: float, half_life_days: float) -> float:
@@ -165,14 +175,14 @@ def _on_deposit(s: CustomerState, e: DepositPosted, at_s: float, age_s: float, p
         elif e.purpose == "pension":
             s.last_pension_at_s = max(s.last_pension_at_s, at_s)
             _add(s.tokens, "dep:pension", w_token)
-        if e.amount_minor >= LARGE_INFLOW_MINOR and e.purpose not in ("salary", "pension"):
+        if e.amount_minor >= p.large_inflow_minor and e.purpose not in ("salary", "pension"):
             s.last_large_inflow_at_s = max(s.last_large_inflow_at_s, at_s)
             _add(s.tokens, "dep:large_inflow", w_token)
     else:
         s.outflow_minor += e.amount_minor * w_money
         if e.purpose == "loan_repayment":
             _add(s.tokens, "dep:loan_repayment", w_token)
-        elif e.amount_minor >= LARGE_INFLOW_MINOR:
+        elif e.amount_minor >= p.large_inflow_minor:
             _add(s.tokens, "dep:large_outflow", w_token)
     # The newest few, whatever order they arrive in: sorted on the whole record, then cut.
     recent = [*s.recent_transactions, [at_s, str(e.kind), e.amount_minor, str(e.channel)]]
@@ -258,6 +268,7 @@ def _on_profile(s: CustomerState, e: CustomerProfileUpdated, at_s: float, age_s:
         s.birth_year = e.birth_year
         s.risk_tolerance = e.risk_tolerance
         s.employment = str(e.employment)
+        s.income_band = str(e.income_band) if e.income_band is not None else None
 
 
 def _on_decision(s: CustomerState, e: OfferDecisionMade, at_s: float, age_s: float, p: FeatureParams) -> None:
@@ -327,6 +338,8 @@ def tokens_at(state: CustomerState, now_s: float, params: FeatureParams = Featur
     age = age_at(state, now_s)
     if age is not None:
         tokens[f"age:{_age_band(age)}"] = 1.0
+    if state.income_band:
+        tokens[f"inc:{state.income_band}"] = 1.0
     tokens[f"tier:{state.value_tier}"] = 1.0
     return tokens
 

@@ -50,6 +50,7 @@ class CustomerState:
     birth_year: int | None = None
     risk_tolerance: int | None = None
     employment: str | None = None
+    income_band: str | None = None  # schemas.events.IncomeBand value; None: not declared (or an older state)
     profile_at_s: float = 0.0
 
     # Deposits and withdrawals.

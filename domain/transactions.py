@@ -5,6 +5,12 @@ The counter posts the transaction to core banking, and the stream folds the resu
 the offer service folds the same fact into a *copy* of the state it read, as the stream will:
 same event type, same fold (``domain.features.apply``), channel ``counter``, source ``teller``.
 
+The amount is in the transaction's own currency; the fold converts it into the bank's base
+currency with the conversion the stream uses (``ExchangeRates.to_base_minor``, which
+``domain.money.in_base_currency`` applies to the stream's events; rates from ``params.rates``),
+so the state the offer is ranked on is the one the stream will write.
+``UnknownRate`` when the table has no rate for the currency.
+
 Pure: the time and the event id come in as arguments.
 """
 
@@ -37,5 +43,11 @@ def counter_transaction(state: CustomerState, kind: TxnKind, amount_minor: int, 
 def fold_counter_transaction(state: CustomerState, kind: TxnKind, amount_minor: int, currency: str,
                              purpose: TxnPurpose, at: datetime, event_id: str,
                              params: FeatureParams = FeatureParams()) -> CustomerState:
-    """A copy of ``state`` with the counter transaction folded in (``state`` is not changed)."""
-    return apply(state, counter_transaction(state, kind, amount_minor, currency, purpose, at, event_id), params)
+    """A copy of ``state`` with the counter transaction folded in (``state`` is not changed), its
+    amount converted into the base currency of ``params.rates`` first (``UnknownRate`` if the
+    table has no rate for ``currency``)."""
+    # Converted before the event is built: its balance after is the state's (base-currency) balance
+    # moved by the amount.
+    amount_base = params.rates.to_base_minor(amount_minor, currency)
+    return apply(state, counter_transaction(state, kind, amount_base, params.rates.base, purpose, at, event_id),
+                 params)

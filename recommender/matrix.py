@@ -6,7 +6,8 @@ A row holds, as raw confidence weights (the model applies ``log1p``):
   use and repeat purchases) plus ``ACCEPT_WEIGHT`` per accepted offer of that product;
 - behaviour tokens decayed to the matrix time (``domain.features.tokens_at``), e.g.
   ``pos:hotel_5star``, ``hotline:loan_inquiry``, ``dep:large_inflow``, plus the static
-  ``emp:*``, ``age:*`` and ``tier:*`` tokens, so behaviour can predict products.
+  ``emp:*``, ``age:*``, ``inc:*`` (declared income band, when known) and ``tier:*`` tokens, so
+  behaviour can predict products.
 
 Rows come from customer states (``CustomerState``), which come from the event log folded with
 the pure ``domain.features.apply`` up to a cutoff (``fold_event_log``), or from a Redis
@@ -26,8 +27,10 @@ import orjson
 from scipy import sparse
 
 from domain.features import FeatureParams, apply, holdings_weights, tokens_at
+from domain.money import in_base_currency
 from domain.state import CustomerState
 from schemas.codec import decode
+from schemas.rules import DEFAULT_RULES, ContractRules
 
 #: Extra confidence on a product column per accepted offer of it.
 ACCEPT_WEIGHT = 0.5
@@ -65,12 +68,15 @@ def _epoch_s(text: str) -> float:
 
 
 def fold_event_log(lines: Iterable[bytes], cutoffs_s: Sequence[float],
-                   params: FeatureParams = FeatureParams()) -> FoldedLog:
+                   params: FeatureParams = FeatureParams(), rules: ContractRules = DEFAULT_RULES) -> FoldedLog:
     """Fold a JSONL event log into customer states at each cutoff (ascending, UTC epoch s).
 
     Each customer's events must come in time order (``nbo simulate`` and a per-customer
     partitioned topic both do that); customers may interleave. Events at or after the last
-    cutoff are not folded, but their purchases are returned (they are the labels)."""
+    cutoff are not folded, but their purchases are returned (they are the labels). Each event is
+    decoded under the bank's contract ``rules`` and its amounts converted into the base currency
+    of ``params.rates`` (``domain.money``), as the stream does; an invalid record or a currency
+    with no rate raises (``InvalidEvent``, ``UnknownRate``)."""
     cutoffs = tuple(sorted(float(c) for c in cutoffs_s))
     if not cutoffs:
         raise ValueError("at least one cutoff is needed")
@@ -98,7 +104,7 @@ def fold_event_log(lines: Iterable[bytes], cutoffs_s: Sequence[float],
         if at_s >= last_cut:
             continue
         state = current.get(cid) or CustomerState(customer_id=cid)
-        current[cid] = apply(state, decode(raw), params)
+        current[cid] = apply(state, in_base_currency(decode(raw, rules), params.rates), params)
     for cid, state in current.items():
         for k in range(passed.get(cid, 0), len(cutoffs)):
             snapshots[k][cid] = state

@@ -17,11 +17,11 @@ which holds the product back for a short cool-down only.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import Callable, TextIO, TypeVar
 
-from schemas.events import CUSTOMER_ID_PATTERN, DeclineReason
+from schemas.events import DeclineReason
+from schemas.rules import CARD_NUMBER_REFUSAL, DEFAULT_RULES
 from services.clients import ClientError, OfferApi, default_api_url, key_for, yuan_to_minor
 
 T = TypeVar("T")
@@ -72,8 +72,11 @@ class Prompt:
 
 
 def parse_customer(typed: str) -> str:
-    if not re.match(CUSTOMER_ID_PATTERN, typed):
-        raise ValueError(f"customer id {typed!r} is not one: C and 9 to 31 digits or capitals, e.g. C000000030")
+    """The id as typed, if the contract's base rule takes it (the API checks the bank's own pattern)."""
+    refused = DEFAULT_RULES.customer_id_refusal(typed)
+    if refused is not None:
+        shown = "a card number" if refused == CARD_NUMBER_REFUSAL else repr(typed)  # never echo a PAN
+        raise ValueError(f"customer id {shown} is not one: {refused}")
     return typed
 
 

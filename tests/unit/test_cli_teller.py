@@ -49,9 +49,13 @@ def test_a_mistyped_reason_customer_or_kind_is_asked_again():
     assert prompt("Reason: ", parse_reason, "--reason") == "too_expensive"
     assert "the reason must be one of not_interested" in said.getvalue()
 
-    prompt, _, said = scripted("c30", "C000000030")
+    prompt, _, said = scripted("C 30", "C000000030")
     assert prompt("Customer id: ", parse_customer, "--customer") == "C000000030"
-    assert "customer id 'c30' is not one" in said.getvalue()
+    assert "customer id 'C 30' is not one" in said.getvalue()
+
+    prompt, _, said = scripted("4111 1111 1111 1111", "CUST-000123")
+    assert prompt("Customer id: ", parse_customer, "--customer") == "CUST-000123"
+    assert "is not one" in said.getvalue() and "4111" not in said.getvalue()
 
     prompt, _, _ = scripted("x", "W")
     assert prompt("Deposit or withdrawal? ", parse_kind, "--deposit or --withdraw") == "withdrawal"

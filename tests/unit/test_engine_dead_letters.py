@@ -135,7 +135,8 @@ def test_the_masked_body_keeps_what_support_needs_to_see():
     assert data["value"]["customer_id"] == "C****1111"
     assert data["value"]["notes"] == f"<text, {len(FREE_TEXT)} chars>"
     assert (data["value"]["intent"], data["value"]["event_id"]) == ("lost_card", "ev-C****1111-h")
-    assert data["field"] == "notes" and "Extra inputs" in data["reason"]
+    # The id is a card number: refused first, and the reason says what to send instead.
+    assert data["field"] == "customer_id" and "tokenised customer id" in data["reason"]
 
 
 def test_keeping_the_originals_is_a_choice_and_the_reason_stays_masked():

@@ -183,6 +183,11 @@ def check_reason(offer, code: str, facts: dict, events: list, state: CustomerSta
         latest = max(reversed([e for e in events if isinstance(e, CustomerProfileUpdated)]), key=at_s)
         assert facts == {"risk_tolerance": latest.risk_tolerance, "product_risk_level": offer.product.risk_level}
         assert offer.product.risk_level <= latest.risk_tolerance
+    elif code == "risk_unknown_conservative":
+        profiles = [e for e in events if isinstance(e, CustomerProfileUpdated)]
+        assert not profiles or max(reversed(profiles), key=at_s).risk_tolerance is None
+        assert facts == {"risk_tolerance_assessed": False, "product_risk_level": 1} == \
+            {"risk_tolerance_assessed": False, "product_risk_level": offer.product.risk_level}
     elif code == "open_to_you":
         assert facts == {}
         assert offer.product in eligible_products(state, CATALOG, channel, now_s)[1]
