@@ -35,7 +35,9 @@ from bootstrap.settings import Settings, SettingsError
 from decisioning import PolicyError
 from domain.catalog import Catalog, CatalogError, load_catalog
 from domain.features import FeatureParams
+from domain.money import ExchangeRates, RateTableError, load_rates
 from recommender.model import ModelParams
+from schemas.rules import DEFAULT_RULES, ContractRules
 
 
 def require_servers(settings: Settings, what: str) -> tuple[str, str]:
@@ -48,14 +50,36 @@ def require_servers(settings: Settings, what: str) -> tuple[str, str]:
 
 
 def feature_params(settings: Settings) -> FeatureParams:
-    """The fold's half-lives; the stream, the API and training must use the same ones."""
+    """The fold's parameters (half-lives, the large-inflow threshold, the rates into the base
+    currency); the stream, the API and training must use the same ones. A bad rate table stops
+    the start naming ``NBO_MONEY__RATES_FILE``."""
     s = settings.stream
     return FeatureParams(
         inflow_half_life_days=s.inflow_half_life_days,
         spend_half_life_days=s.spend_half_life_days,
         hotline_half_life_days=s.hotline_half_life_days,
         token_half_life_days=s.token_half_life_days,
+        large_inflow_minor=settings.money.large_inflow_minor,
+        rates=exchange_rates(settings),
     )
+
+
+def exchange_rates(settings: Settings) -> ExchangeRates:
+    """The rate table of ``NBO_MONEY__RATES_FILE`` (default: the packaged one, into CNY) into
+    ``NBO_MONEY__BASE_CURRENCY``; a bad or mismatched table raises ``SettingsError`` naming them."""
+    try:
+        return load_rates(settings.money.rates_file, settings.money.base_currency)
+    except RateTableError as exc:
+        raise SettingsError(f"NBO_MONEY__RATES_FILE (base currency NBO_MONEY__BASE_CURRENCY="
+                            f"{settings.money.base_currency}): {exc}") from None
+
+
+def contract_rules(settings: Settings) -> ContractRules:
+    """The bank's contract rules from ``NBO_CONTRACT__*``: what the stream's decoding and the offer
+    API check customer ids and event times against."""
+    c = settings.contract
+    return ContractRules(customer_id_pattern=c.customer_id_pattern, refuse_card_numbers=c.refuse_card_numbers,
+                         earliest_occurred_at=c.earliest_occurred_at)
 
 
 def model_params(settings: Settings, override: str | None = None) -> ModelParams:
@@ -147,6 +171,7 @@ class ApiParts:
     catalogs: CatalogSource | None = None  # None: ``catalog`` never changes
     rate_limit: SharedRateLimit | None = None  # None: each replica's own bucket (NBO_API__RATE_LIMIT=local)
     control: ControlStore | None = None  # None: files (NBO_API__CONTROL_SOURCE=files), nothing to listen to
+    contract: ContractRules = DEFAULT_RULES  # the customer ids the routes accept
 
     def __post_init__(self) -> None:
         if self.catalogs is None:
@@ -186,6 +211,7 @@ def build_api(settings: Settings) -> ApiParts:
                             client_id=f"{settings.kafka.client_id}-api", connection=aiokafka_options(settings.kafka)),
         policies=policies,
         params=feature_params(settings),
+        contract=contract_rules(settings),
         decisions=RedisDecisionCache(redis_url, settings.redis.key_prefix, ttl_s=settings.api.outcome_window_s,
                                      flush_interval_s=settings.api.decision_flush_ms / 1000,
                                      buffer_size=settings.api.decision_buffer, mode=settings.redis.mode,
@@ -205,6 +231,7 @@ class StreamParts:
     params: FeatureParams
     catalog: Catalog  # at start: purchases and outcomes of products not in it are dead-lettered
     catalogs: CatalogSource | None = None  # the catalog in force, polled every NBO_CATALOG__POLL_S
+    contract: ContractRules = DEFAULT_RULES  # the bank's customer id and event time rules, checked on decode
 
     def __post_init__(self) -> None:
         if self.catalogs is None:
@@ -215,7 +242,7 @@ def build_stream(settings: Settings) -> StreamParts:
     kafka, _ = require_servers(settings, "nbo worker")
     catalogs = catalog_source(settings)
     return StreamParts(settings=settings, bootstrap=kafka, store=state_store(settings), params=feature_params(settings),
-                       catalog=catalogs.current, catalogs=catalogs)
+                       catalog=catalogs.current, catalogs=catalogs, contract=contract_rules(settings))
 
 
 @dataclass
@@ -225,6 +252,7 @@ class TrainerParts:
     registry: ModelRegistry | ControlledRegistry
     params: ModelParams
     features: FeatureParams
+    contract: ContractRules = DEFAULT_RULES  # what the event log is decoded under (fold_event_log's rules)
 
 
 def build_trainer(settings: Settings, catalog_path: Path | None = None, registry_dir: Path | None = None,
@@ -232,4 +260,5 @@ def build_trainer(settings: Settings, catalog_path: Path | None = None, registry
     """The trainer's parts; the catalog is ``catalog_path`` (``--catalog``), else ``NBO_CATALOG__PATH``."""
     served = catalog(settings, catalog_path)
     return TrainerParts(settings=settings, catalog=served, registry=trainer_registry(settings, served, registry_dir),
-                        params=model_params(settings, params_override), features=feature_params(settings))
+                        params=model_params(settings, params_override), features=feature_params(settings),
+                        contract=contract_rules(settings))

@@ -3,6 +3,8 @@
 Nested sections use a double underscore: ``NBO_KAFKA__BOOTSTRAP=broker:9092``,
 ``NBO_REDIS__URL=redis://redis:6379/0``. Leave both unset to run the embedded servers.
 ``NBO_CATALOG__PATH=/etc/nbo/mybank.csv`` names the bank's product catalog (default: the packaged one).
+``NBO_CONTRACT__*`` narrows the event contract to the bank's customer ids and history;
+``NBO_MONEY__*`` sets the base currency every amount is converted into and the rate table.
 A bad value fails at start with the name of the setting (see ``load_settings``).
 Each secret setting (``SECRET_SETTINGS``: passwords, user names, the control salt) may instead be
 read from a file named by ``<VAR>_FILE``, e.g. ``NBO_REDIS__PASSWORD_FILE=/run/secrets/redis_password``.
@@ -11,12 +13,16 @@ read from a file named by ``<VAR>_FILE``, e.g. ``NBO_REDIS__PASSWORD_FILE=/run/s
 from __future__ import annotations
 
 import os
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from schemas.currencies import currency_refusal
 
 
 class SettingsError(SystemExit):
@@ -314,6 +320,54 @@ class SecretFiles(PydanticBaseSettingsSource):
         return out
 
 
+class ContractSettings(BaseModel):
+    """The bank's narrowing of the event contract (``schemas.rules``), applied by the stream's
+    decoding and the offer API alike."""
+
+    customer_id_pattern: str | None = Field(
+        default=None, description="regular expression every customer id must match in full, e.g. CUST-[0-9]{6}; "
+        "unset: any 1-64 letters, digits, - _ . : (always required)")
+    refuse_card_numbers: bool = Field(
+        default=True, description="refuse customer ids holding a Luhn-valid 13-19 digit run as card numbers; "
+        "turn off only when the bank's own tokens are such digit strings")
+    earliest_occurred_at: AwareDatetime = Field(
+        default=datetime(2000, 1, 1, tzinfo=timezone.utc),
+        description="events before this time (ISO 8601 with a zone) are refused as corrupt; set it earlier to "
+        "import older history")
+
+    @field_validator("customer_id_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value
+
+
+class MoneySettings(BaseModel):
+    """The base currency every amount is converted into before features, thresholds and the
+    state see it, and the rates (``domain.money``, docs/EVENTS.md)."""
+
+    base_currency: str = Field(default="CNY", description="ISO 4217 code of the bank's base currency")
+    rates_file: Path | None = Field(
+        default=None, description="rate table into the base currency, CSV (currency,rate) or JSON "
+        "({\"USD\": \"7.10\"}), the base listed at 1; default the packaged domain/data/rates.csv (into CNY)")
+    large_inflow_minor: int = Field(default=5_000_000, ge=1,
+                                    description="a single credit at least this, in base-currency minor units, is a "
+                                    "large inflow (default 50,000.00 CNY)")
+
+    @field_validator("base_currency")
+    @classmethod
+    def _iso(cls, value: str) -> str:
+        refused = currency_refusal(value)
+        if refused is not None:
+            raise ValueError(refused)
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NBO_", env_nested_delimiter="__", extra="ignore", case_sensitive=False
@@ -335,6 +389,8 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     catalog: CatalogSettings = CatalogSettings()
     loop: LoopSettings = LoopSettings()
+    contract: ContractSettings = ContractSettings()
+    money: MoneySettings = MoneySettings()
 
     @property
     def registry_dir(self) -> Path:

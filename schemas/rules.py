@@ -90,7 +90,10 @@ class ContractRules:
 
     def customer_id_refusal(self, customer_id: str) -> str | None:
         """Why ``customer_id`` is refused, or None. Checks the base rule too (for callers outside a
-        model: the API's path parameters); the message says what to send instead."""
+        model: a client's prompt); the message says what to send instead. A card number is named
+        as such first, whatever else is wrong with it."""
+        if self.refuse_card_numbers and looks_like_card_number(customer_id):
+            return CARD_NUMBER_REFUSAL
         if not _BASE.fullmatch(customer_id):
             return ("customer_id must be 1 to 64 letters, digits or - _ . : (a pseudonymous customer token, "
                     "e.g. CUST-000123)")

@@ -3,7 +3,9 @@ client. The engines (``streams.direct``, ``streams.faust_engine``) are transport
 fetch records, hand them to ``BatchHandler``, and release offsets through ``CommitGate``.
 
 - ``split_batch``: decode and validate (topic, partition, offset, key, value) records into
-  sourced events and ``DeadLetter`` s (masked; products checked against the catalog).
+  sourced events and ``DeadLetter`` s (masked; products checked against the catalog; customer ids
+  and event times against the bank's ``ContractRules``; amounts converted into the base
+  currency, a currency without a rate dead-lettered).
 - ``BatchHandler.handle``: send the dead letters through the transport's async send and wait
   for the broker's ack, count and log them, then apply the good records to the store in one
   batch, off the event loop, with bounded retries and backoff (exactly-once effect by source
@@ -59,7 +61,9 @@ import redis
 from adapters.ports import CatalogSource, SourcedEvent, StateStore
 from domain.catalog import Catalog
 from domain.features import FeatureParams
+from domain.money import ExchangeRates, UnknownRate, in_base_currency
 from schemas.codec import InvalidEvent, decode
+from schemas.rules import DEFAULT_RULES, ContractRules
 from streams.masking import Masker, parsed
 
 log = logging.getLogger("nbo.worker")
@@ -166,17 +170,21 @@ _PRODUCT_EVENTS = frozenset({"purchase", "offer_outcome"})
 
 
 def split_batch(raw_records: Iterable[RawRecord], products: KnownProducts | None = None, *,
-                keep_original: bool = False) -> tuple[list[SourcedEvent], list[DeadLetter]]:
+                keep_original: bool = False, rules: ContractRules = DEFAULT_RULES,
+                rates: ExchangeRates | None = None) -> tuple[list[SourcedEvent], list[DeadLetter]]:
     """Decode (topic, partition, offset, key, value) records into events and dead letters.
 
-    Refused: what ``decode`` refuses, a key that is not the event's customer id, and (when
-    ``products`` is given) a ``product_id`` the catalog does not have. Dead letters are masked
+    Refused: what ``decode`` refuses under the bank's ``rules`` (customer id pattern, card
+    numbers, earliest event time), a key that is not the event's customer id, (when ``products``
+    is given) a ``product_id`` the catalog does not have, and (when ``rates`` is given) a currency
+    the rate table has no rate for (field ``currency``). The events come out with their amounts in
+    the base currency of ``rates`` (``domain.money.in_base_currency``). Dead letters are masked
     unless ``keep_original`` (see ``dead_letter``)."""
     good: list[SourcedEvent] = []
     bad: list[DeadLetter] = []
     for topic, partition, offset, key, value in raw_records:
         try:
-            event = decode(value)
+            event = decode(value, rules)
         except InvalidEvent as exc:
             bad.append(dead_letter(exc.reason, exc.field, topic, partition, offset, key, value,
                                    keep_original=keep_original))
@@ -191,6 +199,13 @@ def split_batch(raw_records: Iterable[RawRecord], products: KnownProducts | None
             refused = products.refusal(event.product_id)
             if refused is not None:
                 bad.append(dead_letter(refused, "product_id", topic, partition, offset, key, value,
+                                       keep_original=keep_original))
+                continue
+        if rates is not None:
+            try:
+                event = in_base_currency(event, rates)
+            except UnknownRate as exc:
+                bad.append(dead_letter(str(exc), "currency", topic, partition, offset, key, value,
                                        keep_original=keep_original))
                 continue
         good.append(SourcedEvent(event, topic, partition, offset))
@@ -247,16 +262,19 @@ class BatchHandler:
     acked them all (raising otherwise). Blocking store calls run in a worker thread so the event
     loop keeps heartbeating and fetching. Any failure calls ``on_failure`` (``stop_process``
     unless a test passes its own), so ``handle`` returns only for a fully handled batch.
-    ``products`` and ``keep_original`` go to ``split_batch``; the log line of a dead letter
+    ``products``, ``keep_original`` and the bank's ``contract`` rules go to ``split_batch``, with
+    ``params.rates`` for the conversion into the base currency; the log line of a dead letter
     carries only its masked reason and field."""
 
     def __init__(self, store: StateStore, params: FeatureParams, send_dead_letters: SendDeadLetters, *,
                  retries: int, products: KnownProducts | None = None, keep_original: bool = False,
+                 contract: ContractRules = DEFAULT_RULES,
                  clock_s: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, on_failure: OnFailure = stop_process) -> None:
         self.store = store
         self.products = products
         self.keep_original = keep_original
+        self.contract = contract
         self.params = params
         self.send_dead_letters = send_dead_letters
         self.retries = retries
@@ -266,7 +284,8 @@ class BatchHandler:
 
     async def handle(self, raw_records: Iterable[RawRecord]) -> Handled:
         try:
-            good, bad = split_batch(raw_records, self.products, keep_original=self.keep_original)
+            good, bad = split_batch(raw_records, self.products, keep_original=self.keep_original,
+                                    rules=self.contract, rates=self.params.rates)
             if bad:
                 await self.send_dead_letters(bad)
                 await asyncio.to_thread(with_retries, lambda: self.store.count("dead_letters", len(bad)),

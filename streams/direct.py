@@ -143,7 +143,8 @@ async def run(settings: Settings) -> int:
         await asyncio.gather(*sent)
 
     handler = BatchHandler(parts.store, parts.params, send_dead_letters, retries=stream.redis_retries,
-                           products=KnownProducts.of(parts.catalog), keep_original=stream.dead_letter_keep_original)
+                           products=KnownProducts.of(parts.catalog), keep_original=stream.dead_letter_keep_original,
+                           contract=parts.contract)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -165,7 +165,8 @@ def create_app(settings: Settings) -> Any:
         await asyncio.gather(*sent)
 
     handler = BatchHandler(parts.store, parts.params, send_dead_letters, retries=stream.redis_retries,
-                           products=KnownProducts.of(parts.catalog), keep_original=stream.dead_letter_keep_original)
+                           products=KnownProducts.of(parts.catalog), keep_original=stream.dead_letter_keep_original,
+                           contract=parts.contract)
     settling = Settling(stream.commit_lag_ms / 1000)
     batch_wait_s = max(MIN_BATCH_WAIT_S, stream.take_window_ms / 1000)
 

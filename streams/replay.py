@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from domain.features import FeatureParams
+from schemas.rules import DEFAULT_RULES, ContractRules
 from schemas.topics import INPUT_TOPICS
 from adapters import keys
 from streams.core import KnownProducts, split_batch
@@ -54,9 +55,11 @@ class ReplayResult:
 def replay(bootstrap: str, redis_url: str, prefix: str, params: FeatureParams, *, idle_s: float = 2.0,
            batch_size: int = 2000, topics: tuple[str, ...] = INPUT_TOPICS, fresh: bool = True,
            products: KnownProducts | None = None, mode: Mode = "auto", kafka_options: Mapping[str, Any] | None = None,
-           security: RedisSecurity = NO_SECURITY) -> ReplayResult:
+           security: RedisSecurity = NO_SECURITY, contract: ContractRules = DEFAULT_RULES) -> ReplayResult:
     """Fold the whole log into namespace ``prefix``; with ``fresh``, refuse a non-empty one.
-    ``products``: the catalog's ids, refused as the workers refuse them; ``reasons`` counts the
+    ``products``: the catalog's ids, refused as the workers refuse them; ``contract``: the bank's
+    contract rules, and ``params.rates`` the conversion into the base currency, both as the
+    workers apply them; ``reasons`` counts the
     refused records by their (masked) reason. ``mode``: the Redis client's (``auto``: ask the
     server whether it is a cluster node)."""
     from kafka import KafkaConsumer, TopicPartition
@@ -81,7 +84,7 @@ def replay(bootstrap: str, redis_url: str, prefix: str, params: FeatureParams, *
             if not raw:
                 continue
             last_record_at = time.monotonic()
-            good, bad = split_batch(raw, products)
+            good, bad = split_batch(raw, products, rules=contract, rates=params.rates)
             result.records += len(raw)
             result.dead_letters += len(bad)
             for letter in bad:

@@ -21,7 +21,7 @@ from adapters.ports import CatalogSource
 from bootstrap import ApiParts, Settings
 from domain.catalog import Catalog
 from schemas.events import CUSTOMER_ID_PATTERN, OfferChannel
-from services.api.auth import Authenticator, Client, RateLimiter, SharedRateLimiter
+from services.api.auth import ApiError, Authenticator, Client, RateLimiter, SharedRateLimiter
 from services.api.metrics import Metrics
 from services.api.models import Problem
 from services.api.decision_ids import DecisionIds
@@ -41,6 +41,8 @@ class Services:
         self.publisher = parts.publisher
         self.policies = parts.policies
         self.params = parts.params
+        #: The bank's contract rules: which customer ids the routes accept (``check_customer_id``).
+        self.contract = parts.contract
         self.decisions = parts.decisions
         self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
         self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
@@ -64,6 +66,14 @@ class Services:
             return False
         self.models.refresh()
         return True
+
+    def check_customer_id(self, customer_id: str, where: str = "customer_id") -> None:
+        """``ApiError`` 422 when the bank's contract rules refuse ``customer_id`` (its own pattern,
+        a card number), the same rule the stream decodes events with; the path's and the body's
+        pattern already checked the base rule. ``where`` names the parameter in the message."""
+        refused = self.contract.customer_id_narrowing(customer_id)
+        if refused is not None:
+            raise ApiError(422, f"{where}: {refused}")
 
     async def admit(self, client: Client) -> None:
         """``ApiError`` 429 if the client is over its rate limit (shared, or this replica's)."""
@@ -106,7 +116,9 @@ ServicesDep = Annotated[Services, Depends(_services)]
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="your API key (bound to one channel)")
 ApiKey = Annotated[str | None, Security(API_KEY)]
 
-CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description="pseudonymous customer token")]
+#: The base rule of the contract (``schemas.rules``); ``Services.check_customer_id`` adds the bank's own.
+CustomerIdPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description="pseudonymous customer token: "
+                                     "1-64 letters, digits, - _ . : (never a card number; the bank may narrow it)")]
 
 #: The OpenAPI security requirement of the routes ``ChannelKeys`` guards.
 KEY_REQUIRED: dict[str, Any] = {"security": [{"APIKeyHeader": []}]}
@@ -116,6 +128,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "no API key, or an unknown one"},
     403: {"model": Problem, "description": "the key is for another channel"},
     413: {"model": Problem, "description": "request body too large"},
-    422: {"model": Problem, "description": "a parameter or field is invalid; the detail names it"},
+    422: {"model": Problem, "description": "a parameter or field is invalid (e.g. a customer id that is a card "
+          "number: send the tokenised id); the detail names it"},
     429: {"model": Problem, "description": "rate limit of the key exceeded; see Retry-After"},
 }

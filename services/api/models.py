@@ -11,6 +11,7 @@ from schemas.events import (
     DECISION_ID_PATTERN,
     MAX_AMOUNT_MINOR,
     PRODUCT_ID_PATTERN,
+    Currency,
     DeclineReason,
     OfferChannel,
     Outcome,
@@ -98,8 +99,9 @@ class Transaction(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: TxnKind
-    amount_minor: int = Field(ge=1, le=MAX_AMOUNT_MINOR, description="integer minor units (fen)")
-    currency: Literal["CNY", "USD", "EUR", "HKD", "JPY", "GBP"] = "CNY"
+    amount_minor: int = Field(ge=1, le=MAX_AMOUNT_MINOR, description="integer minor units of currency (fen for CNY, "
+                              "yen for JPY)")
+    currency: Currency = "CNY"
     purpose: TxnPurpose = TxnPurpose.CASH
 
 
@@ -166,18 +168,21 @@ class IntentWeight(BaseModel):
 
 
 class Behaviour(BaseModel):
-    balance_minor: int
+    balance_minor: int = Field(description="minor units of the base currency (see the profile's currency)")
     inflow_30d_minor: int = Field(description="credits over the last 30 UTC days (today and the 29 days "
-                                  "before), the exact sum of the amounts, minor units (fen)")
-    outflow_30d_minor: int = Field(description="debits over the same 30 days, exact sum, minor units (fen)")
+                                  "before), the exact sum of the amounts, minor units of the base currency")
+    outflow_30d_minor: int = Field(description="debits over the same 30 days, exact sum, minor units of the "
+                                   "base currency")
     flows_counted_from: str = Field(description="ISO 8601, UTC: the two totals count money movements from "
                                     "this time on: the window's first midnight, or later when the state's "
                                     "per-day record of this customer began later")
     flows_complete: bool = Field(description="true when flows_counted_from is the window's first midnight "
                                  "(the totals cover all 30 days)")
     salary_credit: bool = Field(description="a salary credit within the last 45 days")
-    large_inflow_recent: bool = Field(description="a single non-salary credit of at least 50,000 CNY within "
-                                      "the last 30 days")
+    large_inflow_recent: bool = Field(description="a single non-salary credit of at least large_inflow_min_minor "
+                                      "within the last 30 days")
+    large_inflow_min_minor: int = Field(description="the large-inflow threshold, minor units of the base currency "
+                                        "(NBO_MONEY__LARGE_INFLOW_MINOR; 5,000,000 = 50,000 CNY by default)")
     top_spend_categories: list[SpendCategory]
     max_hotel_stars: int
     recent_hotline_intents: list[IntentWeight]
@@ -214,6 +219,20 @@ class ContactOut(BaseModel):
     at: str | None
 
 
+class Money(BaseModel):
+    code: str = Field(description="ISO 4217 code of the bank's base currency: every *_minor amount of the profile "
+                      "is in its minor units")
+    minor_unit_exponent: int = Field(description="decimals of its minor unit: amount = *_minor / 10^exponent "
+                                     "(2 for CNY, 0 for JPY, 3 for BHD)")
+
+
+class ProfileNote(BaseModel):
+    code: str = Field(description="risk_unknown_conservative | birth_year_unknown: the eligibility rule in force "
+                      "for what is not on record")
+    en: str
+    zh: str
+
+
 class ProfileResponse(BaseModel):
     customer_id: str
     known: bool = Field(description="the bank has history of this customer (a deposit, card payment, "
@@ -224,6 +243,12 @@ class ProfileResponse(BaseModel):
                                        "not assessed")
     risk_tolerance_label: Text | None = Field(description='e.g. "C3 balanced"; null when not assessed')
     employment: str | None
+    income_band: str | None = Field(description="declared income band: low | lower_middle | middle | upper_middle "
+                                    "| high (the bank's own five bands); null: not declared")
+    currency: Money = Field(description="the base currency of the amounts")
+    profile_notes: list[ProfileNote] = Field(description="what is not on record and what the offers do about it "
+                                             "(e.g. only R1 products without a risk assessment); empty when "
+                                             "nothing is missing or the customer is not known")
     value_tier: str | None = Field(description="mass | affluent | high_net_worth | private; null when not known")
     vs_segment: str | None = Field(description="value x satisfaction class A..G; null when not known "
                                    "(not enough history)")
@@ -239,6 +264,7 @@ class ProfileResponse(BaseModel):
 
 class Problem(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"detail": "customer_id: String should match pattern '^C[0-9A-Z]{9,31}$'"}]})
+        {"detail": "customer_id: customer_id looks like a payment card number (13-19 digits passing the Luhn "
+                   "check): that is personal data; send the bank's tokenised customer id instead"}]})
 
     detail: str

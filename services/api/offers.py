@@ -28,7 +28,9 @@ log = logging.getLogger("nbo.api")
 
 
 async def read_state(services: Services, customer_id: str) -> CustomerState | None:
-    """The customer's state; a new ``CustomerState`` if unknown; ``None`` if Redis failed."""
+    """The customer's state; a new ``CustomerState`` if unknown; ``None`` if Redis failed.
+    ``ApiError`` 422 first if the bank's rules refuse the customer id."""
+    services.check_customer_id(customer_id)
     try:
         async with asyncio.timeout(services.redis_budget_s):  # connect + read, whatever is slow
             state = await services.store.get(customer_id)
@@ -56,8 +58,9 @@ async def offer(services: Services, customer_id: str, channel: OfferChannel, lim
         if transaction is not None:
             state = fold_counter_transaction(state, transaction.kind, transaction.amount_minor, transaction.currency,
                                              transaction.purpose, now, teller_event_id(decision_id), services.params)
-        decision = rank(state, model, catalog, services.policies.current, channel.value, now.timestamp(), limit)
-    response = offer_view(decision, decision_id, customer_id, channel, model.version)
+        decision = rank(state, model, catalog, services.policies.current, channel.value, now.timestamp(), limit,
+                        services.params)
+    response = offer_view(decision, decision_id, customer_id, channel, model.version, services.params.rates.base)
     latency_ms = (time.perf_counter() - started) * 1000
     services.metrics.observe_decision(channel.value, decision.degraded, latency_ms / 1000)
     services.publisher.log_decision(decision_id, customer_id, channel.value, decision, model.version, latency_ms, now)

@@ -20,10 +20,13 @@ from decisioning.memo import Memo
 from domain.catalog import Catalog, Product
 from domain.features import VS_STRATEGIES, FeatureParams, age_at, flows_in_window, flows_window_start_s
 from domain.state import CustomerState
+from schemas.currencies import minor_unit_exponent
 from schemas.events import OfferChannel
 from services.api.models import (
     Behaviour,
     ContactOut,
+    Money,
+    ProfileNote,
     HoldingOut,
     IntentWeight,
     ProfileResponse,
@@ -61,17 +64,31 @@ RISK_TOLERANCE_NAMES: dict[int, tuple[str, str]] = {
 }
 
 
+#: What the engine does about what is not on record (docs/API.md), code -> (en, zh); the codes are
+#: the eligibility rules' (``decisioning.eligibility``).
+PROFILE_NOTES: dict[str, tuple[str, str]] = {
+    "risk_unknown_conservative": (
+        "Risk tolerance not assessed: only the lowest-risk (R1) products are offered until the customer completes "
+        "the suitability assessment.",
+        "未完成风险测评：在客户完成风险测评之前，只推荐最低风险（R1）的产品。"),
+    "birth_year_unknown": (
+        "Birth year not on record: products for particular age groups are not offered.",
+        "无出生年份记录：不推荐有年龄限制的产品。"),
+}
+
+
 def json_response(body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
 def offer_view(decision: Decision, decision_id: str, customer_id: str, channel: OfferChannel,
-               model_version: str) -> dict[str, Any]:
+               model_version: str, currency: str = "CNY") -> dict[str, Any]:
     """The ``OfferResponse`` body: offers ranked from 1, with reasons, pitch and (call centre)
-    talking points in English and Chinese, and the service action, if any."""
+    talking points in English and Chinese (amounts in the base ``currency``), and the service
+    action, if any."""
     offers = []
     for position, offer in enumerate(decision.offers, start=1):
-        head, tail = product_parts(offer.product, channel)
+        head, tail = product_parts(offer.product, channel, currency)
         offers.append({
             **head, "rank": position, "score": round(offer.score, 6), "propensity": round(offer.propensity, 6),
             "reason_codes": offer.reason_codes, "reason": {"en": offer.reason_en, "zh": offer.reason_zh},
@@ -105,18 +122,19 @@ def slots_view(offers: dict[str, Any]) -> dict[str, Any]:
             "model_version": offers["model_version"], "degraded": offers["degraded"], "slots": slots}
 
 
-def product_parts(product: Product, channel: OfferChannel) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The parts of an offer that depend only on the product and channel (names, pitch, talking
-    points, creative), made once per product and channel and shared by responses (read-only)."""
+def product_parts(product: Product, channel: OfferChannel,
+                  currency: str = "CNY") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parts of an offer that depend only on the product, channel and base currency (names,
+    pitch, talking points, creative), made once per such triple and shared by responses (read-only)."""
     def make() -> tuple[dict[str, Any], dict[str, Any]]:
         p = product
         head = {"product_id": p.product_id, "name": p.name, "name_zh": p.name_zh, "family": p.family}
         tail = {"pitch": {"en": p.pitch_en, "zh": p.pitch_zh},
-                "talking_points": [{"en": en, "zh": zh} for en, zh in talking_points(p)]
+                "talking_points": [{"en": en, "zh": zh} for en, zh in talking_points(p, currency=currency)]
                 if channel is OfferChannel.CALL_CENTRE else [],
                 "creative_id": f"mob-{p.product_id}-1" if channel is OfferChannel.MOBILE else None}
         return head, tail
-    return _PRODUCT_PARTS.get((product,), (channel,), make)
+    return _PRODUCT_PARTS.get((product,), (channel, currency), make)
 
 
 _PRODUCT_PARTS: Memo[tuple[dict[str, Any], dict[str, Any]]] = Memo(max_entries=4096)
@@ -162,8 +180,14 @@ def profile_view(state: CustomerState, catalog: Catalog, params: FeatureParams, 
                    at=iso(record.last_outcome_at_s) if record.last_outcome_at_s else None)
         for pid, record in sorted(state.contacts.items(), key=lambda kv: -kv[1].last_outcome_at_s)[:10]
     ]
+    notes = [] if not known else [
+        ProfileNote(code=code, en=PROFILE_NOTES[code][0], zh=PROFILE_NOTES[code][1])
+        for code, missing in (("risk_unknown_conservative", state.risk_tolerance is None),
+                              ("birth_year_unknown", state.birth_year is None)) if missing]
+    base = params.rates.base
     return ProfileResponse(
-        customer_id=customer_id, known=known, age=age_at(state, now_s),
+        customer_id=customer_id, known=known, age=age_at(state, now_s), income_band=state.income_band,
+        currency=Money(code=base, minor_unit_exponent=minor_unit_exponent(base)), profile_notes=notes,
         risk_tolerance=state.risk_tolerance,
         risk_tolerance_label=Text(en=f"C{state.risk_tolerance} {risk[0]}", zh=f"C{state.risk_tolerance} {risk[1]}")
         if risk else None,
@@ -176,6 +200,7 @@ def profile_view(state: CustomerState, catalog: Catalog, params: FeatureParams, 
             flows_counted_from=iso(counted_from_s), flows_complete=counted_from_s <= window_start_s,
             salary_credit=now_s - state.last_salary_at_s < SALARY_RECENT_S,
             large_inflow_recent=now_s - state.last_large_inflow_at_s < LARGE_INFLOW_RECENT_S,
+            large_inflow_min_minor=params.large_inflow_minor,
             top_spend_categories=[SpendCategory(category=c, amount_minor=int(a)) for c, a in spend],
             max_hotel_stars=state.max_hotel_stars,
             recent_hotline_intents=[IntentWeight(intent=i, weight=round(w, 3)) for i, w in intents],

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bootstrap import catalog, feature_params, require_servers
+    from bootstrap import catalog, contract_rules, feature_params, require_servers
     from bootstrap.connections import kafka_python_options, redis_security
     from streams.core import KnownProducts
     from streams.replay import replay, switch
@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = replay(bootstrap, redis_url, target, feature_params(settings), idle_s=args.idle_s,
                         products=KnownProducts.of(catalog(settings)), mode=settings.redis.mode,
-                        kafka_options=kafka_python_options(settings.kafka), security=redis_security(settings.redis))
+                        kafka_options=kafka_python_options(settings.kafka), security=redis_security(settings.redis),
+                        contract=contract_rules(settings))
     except ValueError as exc:
         print(f"nbo replay: {exc}")
         return 1

@@ -21,7 +21,7 @@ import sys
 from typing import Callable, TextIO, TypeVar
 
 from schemas.events import DeclineReason
-from schemas.rules import CARD_NUMBER_REFUSAL, DEFAULT_RULES
+from schemas.rules import DEFAULT_RULES, looks_like_card_number
 from services.clients import ClientError, OfferApi, default_api_url, key_for, yuan_to_minor
 
 T = TypeVar("T")
@@ -75,7 +75,7 @@ def parse_customer(typed: str) -> str:
     """The id as typed, if the contract's base rule takes it (the API checks the bank's own pattern)."""
     refused = DEFAULT_RULES.customer_id_refusal(typed)
     if refused is not None:
-        shown = "a card number" if refused == CARD_NUMBER_REFUSAL else repr(typed)  # never echo a PAN
+        shown = "that" if looks_like_card_number(typed) else repr(typed)  # never echo a card number
         raise ValueError(f"customer id {shown} is not one: {refused}")
     return typed
 

@@ -38,6 +38,7 @@ async def outcomes(services: ServicesDep, body: Annotated[OutcomeRequest, Body(d
                    x_api_key: ApiKey = None) -> OutcomeAck:
     # The key is checked against the channel the body names, so only once the body is parsed.
     await services.authorize(x_api_key, body.channel)
+    services.check_customer_id(body.customer_id)
     if body.product_id not in services.catalogs.current:
         raise ApiError(404, f"product_id: {body.product_id!r} is not in the catalog; send a product_id from the offer")
     await decided(services, body.decision_id, body.customer_id, body.channel, body.product_id)
