@@ -81,7 +81,7 @@ def test_without_a_terminal_nothing_is_asked():
     (["--answer", "declined"], "--answer declined needs --reason"),
     ([], "--answer is missing"),
     (["--answer", "accepted", "--reason", "too_expensive"], "--reason goes with --answer declined"),
-    (["--customer", "bad"], "customer id 'bad' is not one"),
+    (["--customer", "no good"], "customer id 'no good' is not one"),
     (["--deposit", "0", "--answer", "skip"], "must be positive"),
 ])
 def test_mistakes_on_the_command_line_fail_before_the_offer_is_requested(monkeypatch, capsys, argv, says):
