@@ -13,6 +13,8 @@ const TEXT = {
     balance: "Balance", inflow: "Money in, last 30 days", outflow: "Money out, last 30 days",
     inflow_since: "Money in since {date}", outflow_since: "Money out since {date}",
     salary: "Salary credited in the last 45 days", large_inflow: "A single credit of ¥50,000 or more in the last 30 days",
+    large_inflow_amount: "A single credit of {amount} or more in the last 30 days",
+    income: "Income band", income_bands: { low: "low", lower_middle: "lower middle", middle: "middle", upper_middle: "upper middle", high: "high" },
     transactions: "Recent deposits and withdrawals",
     spend: "Card spend", hotel: "Hotel tier", stars: "stars", intents: "Recent hotline calls",
     satisfaction: "Satisfaction", satisfaction_scale: ", on a scale from -1 (unhappy) to 1 (happy)",
@@ -65,6 +67,8 @@ const TEXT = {
     balance: "账户余额", inflow: "近30天流入", outflow: "近30天流出",
     inflow_since: "自{date}起流入", outflow_since: "自{date}起流出",
     salary: "近45天有代发工资", large_inflow: "近30天有单笔5万元及以上转入", transactions: "近期存取款",
+    large_inflow_amount: "近30天有单笔{amount}及以上转入",
+    income: "收入档次", income_bands: { low: "低", lower_middle: "中低", middle: "中等", upper_middle: "中高", high: "高" },
     spend: "刷卡消费", hotel: "酒店档次", stars: "星", intents: "近期来电意图",
     satisfaction: "满意度", satisfaction_scale: "（取值-1不满意至1满意）",
     no_calls: "暂无来电记录", no_behaviour: "暂无存取款、刷卡或来电记录。", purchases: "近期购买", none: "无",
@@ -141,9 +145,31 @@ function el(tag, props = {}, ...children) {
 // Appends the children that are there (a feature the customer lacks is passed as null).
 function put(node, ...children) { node.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false)); }
 
-function yuan(minor) {
+// An amount in minor units of the bank's base currency (the profile's `currency`): "¥1,234.50"
+// for CNY; in another base currency its ISO code and its own decimals, e.g. "EUR 1,234.50",
+// "JPY 1,234", "BHD 1.234".
+function money(minor, whole = false) {
   const locale = ui.lang === "zh" ? "zh-CN" : "en-US";
-  return "¥" + (minor / 100).toLocaleString(locale, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const currency = (ui.profile && ui.profile.currency) || { code: "CNY", minor_unit_exponent: 2 };
+  const digits = whole ? 0 : currency.minor_unit_exponent;
+  const major = minor / 10 ** currency.minor_unit_exponent;
+  const text = (whole ? Math.trunc(major) : major).toLocaleString(locale, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  return currency.code === "CNY" ? "¥" + text : `${currency.code} ${text}`;
+}
+
+// The affluent floor (domain.catalog.VALUE_TIER_FLOORS_MINOR: 20,000,000 minor units of the base
+// currency) in the legend: as written for CNY, in the base currency otherwise.
+function segmentLegend() {
+  const currency = ui.profile && ui.profile.currency;
+  if (!currency || currency.code === "CNY") return t("legend_segment");
+  return t("legend_segment").replace("¥200,000", money(20000000, true)).replace("20万元", money(20000000, true));
+}
+
+// The large-inflow flag: the fixed text for the default 50,000 CNY, else the amount in force.
+function largeInflowText(b) {
+  const currency = ui.profile && ui.profile.currency;
+  if ((!currency || currency.code === "CNY") && b.large_inflow_min_minor === 5000000) return t("large_inflow");
+  return t("large_inflow_amount").replace("{amount}", money(b.large_inflow_min_minor, true));
 }
 
 // A code from the API (channel, hotline intent, spend category) in the agent's language.
@@ -266,7 +292,11 @@ function renderProfile(p) {
       el("span", { class: "segment-label", "data-testid": "segment-label", text: local(p.segment_label) }),
       p.value_tier !== null ? el("span", { class: "tier", text: `${t("tier")}: ${t(p.value_tier)}` }) : null,
       p.age !== null ? el("span", { text: `${t("age")}: ${p.age}` }) : null,
-      p.known ? el("span", { "data-testid": "risk", text: `${t("risk")}: ${p.risk_tolerance_label ? local(p.risk_tolerance_label) : t("not_assessed")}` }) : null),
+      p.known ? el("span", { "data-testid": "risk", text: `${t("risk")}: ${p.risk_tolerance_label ? local(p.risk_tolerance_label) : t("not_assessed")}` }) : null,
+      p.income_band ? el("span", { "data-testid": "income-band", text: `${t("income")}: ${t("income_bands")[p.income_band] || p.income_band}` }) : null),
+    (p.profile_notes || []).length
+      ? el("ul", { class: "profile-notes", "data-testid": "profile-notes" }, p.profile_notes.map((n) => el("li", { "data-code": n.code, text: local(n) })))
+      : null,
     p.strategy ? el("p", { class: "strategy", "data-testid": "strategy", text: local(p.strategy) }) : null,
     p.known ? null : el("p", { class: "muted", text: t("unknown") }),
     legend());
@@ -297,24 +327,24 @@ function renderProfile(p) {
 
 function renderBehaviour(behaviour, p) {
   const b = p.behaviour;
-  const flags = [b.salary_credit ? t("salary") : null, b.large_inflow_recent ? t("large_inflow") : null].filter(Boolean);
+  const flags = [b.salary_credit ? t("salary") : null, b.large_inflow_recent ? largeInflowText(b) : null].filter(Boolean);
   const since = b.flows_complete ? null : b.flows_counted_from.slice(0, 10);
   put(behaviour,
-    row(t("balance"), yuan(b.balance_minor)),
+    row(t("balance"), money(b.balance_minor)),
     el("div", { class: "row", "data-testid": "money-in" }, el("span", { class: "label", text: since ? t("inflow_since").replace("{date}", since) : t("inflow") }),
-      el("span", { class: "num", text: yuan(b.inflow_30d_minor) })),
+      el("span", { class: "num", text: money(b.inflow_30d_minor) })),
     el("div", { class: "row", "data-testid": "money-out" }, el("span", { class: "label", text: since ? t("outflow_since").replace("{date}", since) : t("outflow") }),
-      el("span", { class: "num", text: yuan(b.outflow_30d_minor) })),
+      el("span", { class: "num", text: money(b.outflow_30d_minor) })),
     flags.length ? el("div", { class: "flags" }, flags.map((f) => el("span", { class: "flag", text: f }))) : null,
     el("h3", { text: t("transactions") }),
     p.recent_transactions.length
       ? el("table", { class: "mini", "data-testid": "transactions" }, p.recent_transactions.map((x) =>
         el("tr", {}, el("td", { text: day(x.at) }), el("td", { text: t(x.kind) }),
-          el("td", { class: `num ${x.kind}`, text: (x.kind === "withdrawal" ? "-" : "+") + yuan(x.amount_minor) }),
+          el("td", { class: `num ${x.kind}`, text: (x.kind === "withdrawal" ? "-" : "+") + money(x.amount_minor) }),
           el("td", { class: "muted", text: code(x.channel) }))))
       : el("p", { class: "muted", text: t("none") }),
     row(t("spend"), b.top_spend_categories.length
-      ? b.top_spend_categories.map((c) => `${code(c.category)} ${yuan(c.amount_minor)}`).join(" · ") : t("none")),
+      ? b.top_spend_categories.map((c) => `${code(c.category)} ${money(c.amount_minor)}`).join(" · ") : t("none")),
     b.max_hotel_stars ? row(t("hotel"), `${b.max_hotel_stars} ${t("stars")}`) : null,
     row(t("intents"), b.recent_hotline_intents.length
       ? b.recent_hotline_intents.map((i) => code(i.intent)).join(" · ") : t("none")),
@@ -326,7 +356,7 @@ function renderBehaviour(behaviour, p) {
 function legend() {
   return el("details", { class: "legend", "data-testid": "legend" },
     el("summary", { text: t("legend") }),
-    el("p", { text: t("legend_segment") }),
+    el("p", { text: segmentLegend() }),
     el("ul", {}, t("legend_classes").map((line) => el("li", { text: line }))),
     el("p", { text: t("legend_satisfaction") }),
     el("p", { text: t("legend_risk") }),
