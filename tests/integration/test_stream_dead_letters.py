@@ -100,13 +100,14 @@ def test_unknown_products_are_dead_lettered_and_no_card_number_reaches_a_letter_
     spaced = " ".join(pan[i:i + 4] for i in range(0, 16, 4))
     tag = uuid.uuid4().hex[:8].upper()
     customer = f"C{tag}01"
-    pan_customer = f"C{pan}"  # a card number where the pseudonymous id belongs; the pattern allows it
+    pan_customer = f"C{pan}"  # a card number where the pseudonymous id belongs: refused as such first
     note = f"caller Li Na read out her card {spaced} and her address"
     refused = [  # (topic, key, value, the field the letter must name)
         (PURCHASES, customer.encode(), purchase(f"ev-{tag}-unknown", customer, "moon_bond"), "product_id"),
         (PURCHASES, pan_customer.encode(), purchase(f"ev-{tag}-pan-unknown", pan_customer, "moon_bond"),
-         "product_id"),
-        (HOTLINE, pan_customer.encode(), hotline(f"ev-{tag}-note", pan_customer, notes=note), "notes"),
+         "customer_id"),
+        (HOTLINE, pan_customer.encode(), hotline(f"ev-{tag}-note", pan_customer, notes=note), "customer_id"),
+        (HOTLINE, customer.encode(), hotline(f"ev-{tag}-note2", customer, notes=note), "notes"),
         (HOTLINE, spaced.encode(), hotline(f"ev-{tag}-key", customer), "key"),
         (HOTLINE, customer.encode(), orjson.dumps({"type": pan, "customer_id": customer}), "type"),
     ]
@@ -142,6 +143,8 @@ def test_unknown_products_are_dead_lettered_and_no_card_number_reaches_a_letter_
     for letter in mine:
         if letter["field"] == "product_id":
             assert "'moon_bond' is not in the catalog" in letter["reason"]
+        if letter["field"] == "customer_id":
+            assert "tokenised customer id" in letter["reason"]
         assert letter["original"] is False and "value_b64" not in letter
     for key, value in letters.records:  # every letter on the topic, not only this test's
         for text in (key or b"").decode("utf-8", "replace"), value.decode("utf-8", "replace"):
