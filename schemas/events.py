@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.currencies import CURRENCY_PATTERN, currency_refusal
+from schemas.currencies import CURRENCY_PATTERN, MINOR_UNIT_EXPONENTS, currency_refusal
 from schemas.rules import CUSTOMER_ID_PATTERN, DEFAULT_EARLIEST_OCCURRED_AT, rules_of
 
 SCHEMA_VERSION = 1
@@ -67,7 +67,8 @@ def _iso_currency(code: str) -> str:
 
 #: An ISO 4217 alphabetic code of a currency with a minor unit (``schemas.currencies``).
 Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN, description="ISO 4217 currency code with a minor unit, "
-                                "e.g. CNY, USD, JPY, BHD; the amounts are in its minor units"),
+                                "e.g. CNY, USD, JPY, BHD; the amounts are in its minor units",
+                                json_schema_extra={"enum": sorted(MINOR_UNIT_EXPONENTS)}),
                      AfterValidator(_iso_currency)]
 
 AmountMinor = Annotated[int, Field(ge=1, le=MAX_AMOUNT_MINOR, strict=True)]

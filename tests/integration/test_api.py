@@ -166,8 +166,10 @@ def test_the_key_is_checked_before_anything_else_about_the_request(client):
 
 
 def test_bad_input_is_a_4xx_that_says_what_to_fix(client):
-    bad_id = client.get("/v1/call-centre/customers/13800138000/offers", headers=AGENT)
+    bad_id = client.get("/v1/call-centre/customers/C%20000042/offers", headers=AGENT)
     assert bad_id.status_code == 422 and "customer_id" in bad_id.json()["detail"]
+    card = client.get("/v1/call-centre/customers/C4111111111111111/offers", headers=AGENT)
+    assert card.status_code == 422 and "tokenised customer id" in card.json()["detail"]
     bad_amount = client.post("/v1/teller/offers", headers=TELLER, json={
         "customer_id": "C000000001", "transaction": {"kind": "deposit", "amount_minor": -5}})
     assert bad_amount.status_code == 422 and "amount_minor" in bad_amount.json()["detail"]

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings as hsettings
 
 from services.api.app import create_app
 from bootstrap.settings import load_settings
+from schemas.rules import looks_like_card_number
 
 KEYS = {"teller": "dev-teller", "call_centre": "dev-agent", "mobile": "dev-mobile"}
 
@@ -76,6 +77,19 @@ def _key_for(case) -> str:  # type: ignore[no-untyped-def]
     return KEYS.get(channel, KEYS["call_centre"]) if isinstance(channel, str) else KEYS["call_centre"]
 
 
+def _refused_beyond_the_spec(case, response) -> bool:  # type: ignore[no-untyped-def]
+    """A 422 for what no OpenAPI schema can express, with the detail that says so: a customer id
+    that is a Luhn-valid card number, a currency the served rate table has no rate for."""
+    if response.status_code != 422:
+        return False
+    detail = response.json().get("detail", "")
+    ids = [v for v in (*(case.path_parameters or {}).values(), *((case.body or {}).values()
+                                                                  if isinstance(case.body, dict) else ()))
+           if isinstance(v, str)]
+    card = any(looks_like_card_number(v) for v in ids) and "tokenised customer id" in detail
+    return card or ("transaction.currency" in detail and "has no exchange rate" in detail)
+
+
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[op.label for op in OPERATIONS])
 def test_no_input_makes_the_api_fail_or_break_its_spec(operation, api_url):  # type: ignore[no-untyped-def]
     @given(case=operation.as_strategy())
@@ -85,6 +99,8 @@ def test_no_input_makes_the_api_fail_or_break_its_spec(operation, api_url):  # t
         response = case.call(base_url=api_url)
         assert response.status_code < 500, (
             f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}")
+        if _refused_beyond_the_spec(case, response):
+            return
         case.validate_response(response)
 
     check()
