@@ -237,6 +237,8 @@ LINES: tuple[Line, ...] = (
          "您常在境外用卡消费，这张卡免收境外交易手续费。"),
 )
 assert all(line.code in STATE_CONDITIONS for line in LINES)
+#: The codes whose facts hold an amount in minor units (``large_inflow_min_minor``, ``travel_spend_minor``).
+_AMOUNT_CODES = frozenset({"large_inflow", "travel_spend"})
 
 _LINES_BY_PRODUCT: dict[str, tuple[Line, ...]] = {
     pid: tuple(line for line in LINES if pid in line.products) for pid in set().union(*(l.products for l in LINES))
@@ -268,10 +270,10 @@ def explain(offer: Offer, ctx: Context, found: dict[str, Any] | None = None
     (``family_mean`` or ``catalog_mean``): its rank comes from other products, not from evidence
     about this one."""
     codes, en, zh, facts = _explain(offer, ctx, found)
-    if "large_inflow_min_minor" in facts:
-        facts = {**facts, "large_inflow_min_minor": ctx.params.large_inflow_minor}
-    if any(name.endswith("_minor") for name in facts):
+    if codes[0] in _AMOUNT_CODES:  # facts with an amount (*_minor) say its currency
         facts = {**facts, "currency": ctx.params.rates.base}
+        if codes[0] == "large_inflow":
+            facts["large_inflow_min_minor"] = ctx.params.large_inflow_minor
     if offer.cold_start_from is not None:
         codes = [*codes, "new_product"]
         facts = {**facts, "new_product": True, "propensity_from": f"{offer.cold_start_from}_mean"}

@@ -30,12 +30,17 @@ from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 from schemas.currencies import MINOR_UNIT_EXPONENTS, currency_refusal
-from schemas.events import CardPaymentMade, DepositPosted, Event, ProductPurchased
+from schemas.events import EVENT_TYPES, Event
 
 PACKAGED_RATES = Path(__file__).parent / "data" / "rates.csv"
 _ONE = Decimal(1)
 
 E = TypeVar("E", bound=Event)
+
+#: Every event type that carries a ``currency`` -> its amount fields (``*_minor``), in its currency.
+_AMOUNT_FIELDS: dict[type[Event], tuple[str, ...]] = {
+    model: tuple(name for name in model.model_fields if name.endswith("_minor"))
+    for model in EVENT_TYPES.values() if "currency" in model.model_fields}
 
 
 class UnknownRate(ValueError):
@@ -114,20 +119,17 @@ CNY_ONLY = ExchangeRates.only("CNY")
 
 
 def in_base_currency(event: E, rates: ExchangeRates) -> E:
-    """``event`` with its amounts (``amount_minor``, a deposit's ``balance_after_minor``) in minor
-    units of ``rates.base`` and its ``currency`` set to it; the event itself when it carries no
+    """``event`` with its amounts (every ``*_minor`` field: ``amount_minor``, a deposit's
+    ``balance_after_minor``) in minor units of ``rates.base`` and its ``currency`` set to it; the event itself when it carries no
     money or is already in the base currency. ``UnknownRate`` when the table has no rate for its
     currency. The only conversion of event amounts (stream, teller fold-in, training)."""
-    currency = getattr(event, "currency", None)
-    if currency is None or currency == rates.base:
+    fields = _AMOUNT_FIELDS.get(type(event))
+    if fields is None:
         return event
-    if isinstance(event, DepositPosted):
-        update: dict[str, Any] = {"amount_minor": rates.to_base_minor(event.amount_minor, currency),
-                                  "balance_after_minor": rates.to_base_minor(event.balance_after_minor, currency)}
-    elif isinstance(event, (CardPaymentMade, ProductPurchased)):
-        update = {"amount_minor": rates.to_base_minor(event.amount_minor, currency)}
-    else:  # a new money-carrying event type must be added above
-        raise TypeError(f"{type(event).__name__} carries a currency but no conversion is defined for it")
+    currency = event.currency  # type: ignore[attr-defined]
+    if currency == rates.base:
+        return event
+    update: dict[str, Any] = {name: rates.to_base_minor(getattr(event, name), currency) for name in fields}
     return event.model_copy(update={**update, "currency": rates.base})
 
 
