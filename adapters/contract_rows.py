@@ -23,8 +23,10 @@ from typing import Sequence
 import pyarrow as pa
 from pydantic import TypeAdapter, ValidationError
 
+from domain.money import ExchangeRates, UnknownRate, in_base_currency
 from schemas.codec import MAX_EVENT_BYTES, encode, invalid_from
 from schemas.events import AnyEvent, Event
+from schemas.rules import DEFAULT_RULES, ContractRules
 
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -58,10 +60,14 @@ def event_id_for(prefix: str, key: str) -> str:
     return prefix + hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def check_lines(lines: Sequence[bytes], keys: Sequence[str] | None = None, id_prefix: str = "") -> CheckedRows:
-    """Validate every line (a JSON object). With ``keys``, each line gets the event id
-    ``event_id_for(id_prefix, keys[i])`` put in front of its fields first (the line must not
-    carry one)."""
+def check_lines(lines: Sequence[bytes], keys: Sequence[str] | None = None, id_prefix: str = "",
+                rules: ContractRules = DEFAULT_RULES, rates: ExchangeRates | None = None) -> CheckedRows:
+    """Validate every line (a JSON object) under the bank's contract ``rules`` (customer id
+    pattern, card-number check, earliest event time: those the stream decodes with). With
+    ``keys``, each line gets the event id ``event_id_for(id_prefix, keys[i])`` put in front of its
+    fields first (the line must not carry one). With ``rates``, a row in a currency the bank's rate
+    table has no rate for is refused naming the currency (the stream would dead-letter it); what is
+    stored keeps the row's own currency (the fold converts, as the stream does)."""
     index: list[int] = []
     customers: list[str] = []
     times: list[int] = []
@@ -71,6 +77,7 @@ def check_lines(lines: Sequence[bytes], keys: Sequence[str] | None = None, id_pr
     events: list[bytes] = []
     refused: list[tuple[int, str, str, bytes]] = []
     validate = _ADAPTER.validate_json
+    context = rules.context
     blake = hashlib.blake2b
     prefix = id_prefix.encode("ascii")
     for i, line in enumerate(lines):
@@ -81,7 +88,7 @@ def check_lines(lines: Sequence[bytes], keys: Sequence[str] | None = None, id_pr
             refused.append((i, "record", f"record is {len(line)} bytes, the limit is {MAX_EVENT_BYTES}", line))
             continue
         try:
-            event = validate(line)
+            event = validate(line, context=context)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             if first["type"] == "json_invalid":  # what decode says of it
@@ -92,6 +99,12 @@ def check_lines(lines: Sequence[bytes], keys: Sequence[str] | None = None, id_pr
                 invalid = invalid_from(exc)
                 refused.append((i, invalid.field or "record", invalid.reason, line))
             continue
+        if rates is not None:
+            try:
+                in_base_currency(event, rates)
+            except UnknownRate as exc:
+                refused.append((i, "currency", str(exc), line))
+                continue
         index.append(i)
         customers.append(event.customer_id)
         times.append((event.occurred_at - _EPOCH) // _MICROSECOND)

@@ -41,7 +41,9 @@ from adapters.history_files import (
 from adapters.history_store import HistoryStore, Prepared
 from adapters.ports import SourcedEvent, StateStore
 from domain.features import FeatureParams
+from domain.money import ExchangeRates, in_base_currency
 from schemas.codec import decode
+from schemas.rules import DEFAULT_RULES, ContractRules
 from streams.core import KnownProducts
 from streams.masking import Masker, parsed
 
@@ -118,22 +120,24 @@ def candidates_of(files: Sequence[Path], mapping: Mapping | None, event_type: st
             yield from contract_batches(path, event_type, chunk_rows)
 
 
-def _check(candidates: Candidates) -> CheckedRows:
-    return check_lines(candidates.lines, candidates.keys, candidates.id_prefix)
+def _check(candidates: Candidates, rules: ContractRules, rates: ExchangeRates | None) -> CheckedRows:
+    return check_lines(candidates.lines, candidates.keys, candidates.id_prefix, rules, rates)
 
 
-def checked(batches: Iterator[Candidates], workers: int) -> Iterator[tuple[Candidates, CheckedRows]]:
+def checked(batches: Iterator[Candidates], workers: int,
+            rules: ContractRules = DEFAULT_RULES,
+            rates: ExchangeRates | None = None) -> Iterator[tuple[Candidates, CheckedRows]]:
     """Each chunk with its contract check, in order; with ``workers`` > 0 the checks run in a
     process pool (spawned: polars' threads do not survive a fork), ``2 * workers`` chunks ahead."""
     if workers <= 0:
         for batch in batches:
-            yield batch, _check(batch)
+            yield batch, _check(batch, rules, rates)
         return
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         pending: deque[tuple[Candidates, Future[CheckedRows]]] = deque()
         for batch in batches:
-            pending.append((batch, pool.submit(check_lines, batch.lines, batch.keys, batch.id_prefix)))
+            pending.append((batch, pool.submit(check_lines, batch.lines, batch.keys, batch.id_prefix, rules, rates)))
             while len(pending) > 2 * workers:
                 done, future = pending.popleft()
                 yield done, future.result()
@@ -152,12 +156,13 @@ class Importer:
                  chunk_rows: int = DEFAULT_CHUNK_ROWS, flush_rows: int = DEFAULT_FLUSH_ROWS,
                  state_store: StateStore | None = None, features: FeatureParams = FeatureParams(),
                  progress: Callable[[ImportReport], None] | None = None, progress_every_s: float = 5.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, rules: ContractRules = DEFAULT_RULES) -> None:
         self.store, self.rejects, self.products = store, rejects, products
         self.mapping, self.event_type, self.workers = mapping, event_type, workers
         self.chunk_rows, self.flush_rows = chunk_rows, flush_rows
         self.state_store, self.features = state_store, features
         self.progress, self.progress_every_s, self.clock = progress, progress_every_s, clock
+        self.rules = rules
         self.report = ImportReport()
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
@@ -171,7 +176,7 @@ class Importer:
         with self.store.locked():
             self._seq = self.store.next_seq()
             for batch, result in checked(candidates_of(files, self.mapping, self.event_type, self.chunk_rows),
-                                         self.workers):
+                                         self.workers, self.rules, self.features.rates):
                 self._take(batch, result)
                 if self._pending_rows >= self.flush_rows:
                     self._flush()
@@ -249,7 +254,8 @@ class Importer:
         batch: list[SourcedEvent] = []
         now_s = self.clock()
         for customer_id, seq, raw in rows.iter_rows():
-            batch.append(SourcedEvent(decode(raw), HISTORY_TOPIC, 0, int(seq)))
+            batch.append(SourcedEvent(in_base_currency(decode(raw, self.rules), self.features.rates), HISTORY_TOPIC, 0,
+                                      int(seq)))
             self._customers.add(customer_id)
             if len(batch) >= REDIS_BATCH:
                 self.report.to_redis += self.state_store.apply_batch(batch, self.features, now_s).applied

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from bootstrap import catalog, feature_params, load_settings
-    from bootstrap.root import history_dir, history_state_store
+    from bootstrap.root import contract_rules, history_dir, history_state_store
     from domain.catalog import CatalogError
     from services.history_import import Importer, ImportReport, RejectsFile
     from streams.core import KnownProducts
@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     importer = Importer(store, rejects, products, mapping=mapping, event_type=args.event_type, workers=workers,
                         chunk_rows=args.chunk_rows, flush_rows=args.flush_rows, state_store=state_store,
-                        features=feature_params(settings), progress=None if args.quiet else progress)
+                        features=feature_params(settings), progress=None if args.quiet else progress,
+                        rules=contract_rules(settings))
     try:
         report = importer.run(files)
     except (HistoryFileError, HistoryStoreError) as exc:

@@ -300,3 +300,28 @@ def test_the_example_extract_imports_without_a_reject(tmp_path, capsys):
     summary, refused = run_import(tmp_path, capsys, files, example / "mapping.yaml")
     assert refused == [] and summary["imported"] == summary["read"] == sum(
         len(f.read_text().splitlines()) - (f.suffix == ".csv") for f in files)
+
+
+def test_the_bulk_check_applies_the_banks_rules_and_rate_table():
+    """An import refuses what the bank's stream would refuse: an id outside its pattern, an event
+    before its earliest time, a currency its rate table has no rate for (naming each field)."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from domain.money import ExchangeRates
+    from schemas.rules import ContractRules
+
+    good = orjson.loads(encode(_contract_events()[1]))
+    good = {**good, "customer_id": "CUST-000123", "occurred_at": "1998-05-02T12:00:00Z", "currency": "EUR"}
+    rules = ContractRules(customer_id_pattern=r"CUST-[0-9]{6}",
+                          earliest_occurred_at=datetime(1990, 1, 1, tzinfo=timezone.utc))
+    rates = ExchangeRates("EUR", (("EUR", Decimal(1)), ("USD", Decimal("0.9"))))
+    variants = [good, {**good, "customer_id": "C000000042"}, {**good, "occurred_at": "1989-12-31T00:00:00Z"},
+                {**good, "currency": "GBP"}, {**good, "currency": "USD"}]
+    checked = check_lines([orjson.dumps(v) for v in variants], rules=rules, rates=rates)
+    refused = {i: f for i, f, _, _ in checked.refused}
+    assert checked.valid.column("index").to_pylist() == [0, 4]
+    assert refused == {1: "customer_id", 2: "occurred_at", 3: "currency"}
+    assert "GBP" in next(r for i, _, r, _ in checked.refused if i == 3)
+    # what is stored keeps the row's own currency: the fold converts, as the stream does
+    assert orjson.loads(checked.valid.column("event")[1].as_py())["currency"] == "USD"
