@@ -159,7 +159,20 @@ class StreamSettings(BaseModel):
     commit_lag_ms: int = Field(default=3000, ge=0, le=600_000,
                                description="commit an offset only once the Redis writes of its records are this "
                                "old (AOF everysec has them on disk by then); both engines")
-    session_timeout_s: float = Field(default=6.0, ge=1.0, le=300.0)
+    session_timeout_s: float = Field(default=6.0, ge=1.0, le=300.0,
+                                     description="a worker that stops heartbeating leaves the group after this; "
+                                     "its partitions wait that long, plus one rebalance, for a new owner")
+    instance_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._-]{1,128}$",
+        description="static group membership (KIP-345): this worker's stable name in the group, unique per worker "
+        "slot (e.g. the pod's ordinal); a restart within session_timeout_s takes its old partitions back without a "
+        "rebalance on Apache Kafka >= 2.3. Unset (default) on Tansu 0.6, where it makes the group rebalance every "
+        "few seconds (docs/CAPACITY.md)")
+    join_wait_s: float | None = Field(
+        default=None, ge=0.0, le=600.0,
+        description="a starting worker that finds its group stable with members waits up to this long for the "
+        "group to start a rebalance (a dead member's session expiring) and joins that one, so a replacement costs "
+        "one rebalance, not two; default session_timeout_s, 0 joins at once; ignored with instance_id")
     inflow_half_life_days: float = Field(default=30.0, gt=0)
     spend_half_life_days: float = Field(default=60.0, gt=0)
     hotline_half_life_days: float = Field(default=30.0, gt=0)

@@ -144,6 +144,7 @@ def create_app(settings: Settings) -> Any:
         topic_allow_declare=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=stream.instance_id,
         broker_session_timeout=stream.session_timeout_s,
         broker_heartbeat_interval=max(0.5, stream.session_timeout_s / 6),
         broker_rebalance_timeout=stream.session_timeout_s * 2,

@@ -42,9 +42,14 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(direct.run(settings))
     import faust
 
+    from bootstrap.connections import aiokafka_options
     from streams.faust_engine import create_app
+    from streams.membership import join_wait_s, wait_to_join_group
 
     app = create_app(settings)
+    asyncio.run(wait_to_join_group(settings.kafka.bootstrap or "", settings.stream.group_id,
+                                   join_wait_s(settings.stream), client_id=settings.kafka.client_id,
+                                   **aiokafka_options(settings.kafka)))
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
