@@ -185,6 +185,12 @@ def create_app(settings: Settings) -> Any:
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         settling.forget(revoked)
+        if revoked:
+            log.info("partitions revoked: %d", len(revoked))
+
+    @app.on_partitions_assigned.connect
+    async def log_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        log.info("partitions assigned: %d", len(assigned))
 
     async def apply(events: Sequence[Any]) -> None:
         try:
