@@ -41,6 +41,7 @@ from schemas.codec import decode  # noqa: E402
 from schemas.topics import TOPIC_FOR_TYPE  # noqa: E402
 from adapters import keys  # noqa: E402
 from adapters.ports import SourcedEvent  # noqa: E402
+from adapters.decision_cache import encode_decision  # noqa: E402
 from adapters.redis_store import RedisStateStore  # noqa: E402
 from bootstrap.settings import load_settings  # noqa: E402
 from services.runtime import start_valkey  # noqa: E402
@@ -112,6 +113,23 @@ def measure(store: RedisStateStore, ids: list[str]) -> dict[str, dict[str, float
             "seen_ids": summary(seen_ids), "keys_bytes": summary(both)}
 
 
+def decision_keys(store: RedisStateStore, count: int = 2_000) -> dict[str, float]:
+    """``MEMORY USAGE`` of remembered decisions, written as the offer API's decision cache writes
+    them (``SET <prefix>:decision:<id> <json> PX <window>``, id "d-" + 32 hex digits), three offers each."""
+    client = store.client
+    pipe = client.pipeline(transaction=False)
+    names = [keys.decision_key(store.prefix, f"d-{uuid.uuid4().hex}") for _ in range(count)]
+    for i, name in enumerate(names):
+        pipe.execute_command("SET", name, encode_decision(f"C{i:09d}", "call_centre",
+                                                          ("fund_sip", "credit_card", "term_deposit"), time.time()),
+                             "PX", 24 * 3600 * 1000)
+    pipe.execute()
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.memory_usage(name, samples=0)
+    return summary([int(n) for n in pipe.execute()])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=20_000)
@@ -136,11 +154,12 @@ def main() -> int:
             log(f"folding {args.customers:,} customers x {args.days} days through the store ...")
             events, seconds, ids = fold(store, args.customers, args.days, args.seed)
             info = store.client.info("memory")
-            after = int(info["used_memory"])
+            after = int(info["used_memory"])  # before the decisions below
             chosen = sorted(ids)
             if args.sample and args.sample < len(chosen):
                 chosen = random.Random(args.seed).sample(chosen, args.sample)
             per_key = measure(store, chosen)
+            per_key["decision_key_bytes"] = decision_keys(store)
             encodings = {"state": store.client.object("encoding", store.state_key(chosen[0])).decode(),
                          "seen": store.client.object("encoding", keys.seen_key(store.prefix, chosen[0])).decode()}
             server = store.client.info("server")
@@ -177,7 +196,10 @@ def write_doc(r: dict, command: str) -> None:
         row("`MEMORY USAGE` seen set (event ids of the last 7 days)", r["seen_key_bytes"]),
         row("both keys", r["keys_bytes"]),
         row("state JSON alone", r["state_json_bytes"]),
-        row("event ids in the seen set", r["seen_ids"]), "",
+        row("event ids in the seen set", r["seen_ids"]),
+        row("a remembered decision (offer API, 3 offers, kept `NBO_API__OUTCOME_WINDOW_S`)", r["decision_key_bytes"]),
+        "",
+        "The decision row is per decision, not per customer. "
         f"`INFO memory` `used_memory` grew by **{r['used_memory_per_customer_bytes']:,.0f} bytes per customer** "
         f"(the keys plus the keyspace's own tables; fragmentation ratio {r['mem_fragmentation_ratio']}). Encodings: "
         f"state {r['encodings']['state']}, seen {r['encodings']['seen']}. Fold rate (one process, informative only): "

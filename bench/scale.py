@@ -21,7 +21,7 @@ On one embedded broker and Redis (Tansu and Valkey; ``--partitions`` per input t
    replacement taking the dead worker's id).
 
 Usage: ``python bench/scale.py [--events 100000] [--partitions 8] [--workers 1,2,3] [--rate 2000]
-[--session-s 6] [--faust] [--static] [--json] [--write-doc]``. The last line of output is one JSON
+[--session-s 6] [--repeat 2] [--faust] [--static] [--json] [--write-doc]``. The last line of output is one JSON
 object with the figures; ``--write-doc`` updates the ``bench/scale.py`` section of docs/BENCHMARKS.md.
 """
 
@@ -169,8 +169,10 @@ class AppliedTrace:
         return longest
 
 
-def membership(servers: Servers, partitions: int, args: argparse.Namespace, log_dir: Path, policy: str) -> dict:
-    """Kill one of 3 workers under a steady load and start a replacement; then add a 4th."""
+def membership(servers: Servers, partitions: int, backlog: int, args: argparse.Namespace, log_dir: Path,
+               policy: str) -> dict:
+    """Kill one of 3 workers under a steady load and start a replacement; then add a 4th. The
+    group first drains the ``backlog`` (the pre-produced traffic) and 3 s of the steady load."""
     prefix = "m" + uuid.uuid4().hex[:8]
     env = {"NBO_STREAM__SESSION_TIMEOUT_S": str(args.session_s)}
     if policy == "join at once":
@@ -178,10 +180,10 @@ def membership(servers: Servers, partitions: int, args: argparse.Namespace, log_
     static = policy == "static membership"
     store = RedisStateStore(servers.redis_url, prefix)
     slot = lambda i: {"NBO_STREAM__INSTANCE_ID": f"w{i}"} if static else {}  # noqa: E731
-    tag = policy.replace(" ", "-")
+    tag = policy.replace(" ", "-") + "-" + prefix
     workers = [start_worker(servers, prefix, log_dir / f"{tag}-{i}.log", "direct", **env, **slot(i)) for i in range(3)]
     trace = AppliedTrace(store)
-    seconds = 14 + 2 * (args.session_s + 4) + (0 if static else 8 + args.session_s)
+    seconds = 600.0  # longer than the phase: stopped at its end
     sender = multiprocessing.get_context("spawn").Process(
         target=send_steady, args=(servers.kafka_bootstrap, [f"CSCALE{i:06d}" for i in range(400)], args.rate, seconds),
         daemon=True)
@@ -191,7 +193,8 @@ def membership(servers: Servers, partitions: int, args: argparse.Namespace, log_
         wait_until(lambda: all_owned_after(workers, 0.0, partitions) is not None, 60, "3 workers to share", workers)
         trace.start()
         sender.start()
-        wait_until(lambda: store.counters().get("applied", 0) > args.rate * 3, 60, "the load to flow", workers)
+        wait_until(lambda: store.counters().get("applied", 0) > backlog + args.rate * 3, 120,
+                   "the backlog drained and the steady load flowing", workers)
         duplicates_before = store.counters().get("duplicates", 0)
         killed_at = time.time()
         workers[1].kill(signal.SIGKILL)
@@ -286,6 +289,7 @@ def main() -> int:
     parser.add_argument("--session-s", type=float, default=6.0, help="NBO_STREAM__SESSION_TIMEOUT_S of the workers")
     parser.add_argument("--faust", action="store_true", help="also the faust engine's throughput")
     parser.add_argument("--static", action="store_true", help="also the kill with static membership")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each membership policy")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--json", action="store_true", help="(the JSON line is always printed last)")
     parser.add_argument("--write-doc", action="store_true", help="update docs/BENCHMARKS.md")
@@ -319,7 +323,8 @@ def main() -> int:
                     log(f"  {row['events_per_s']:,.0f} events/s (assignments per worker {row['assignments_per_worker']})")
             for policy in ["join at once", "join wait", *(["static membership"] if args.static else [])]:
                 log(f"membership, {policy}: kill one of 3 workers at {args.rate:,} deposits/s ...")
-                result["membership"].append(membership(servers, partitions, args, Path(tmp), policy))
+                for _ in range(args.repeat):
+                    result["membership"].append(membership(servers, partitions, len(records), args, Path(tmp), policy))
     if args.write_doc:
         write_doc(result, "python bench/scale.py " + " ".join(sys.argv[1:]))
     print(json.dumps(result))
