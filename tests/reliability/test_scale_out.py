@@ -63,11 +63,12 @@ def all_owned(workers: Sequence[ManagedProcess]) -> bool:
     return sum(counts) == PARTITIONS and all(counts)
 
 
-#: The faust engine lost events for good in 2 of 4 runs of this test (904 and 1,200 of 20,859:
-#: offsets committed past records never applied; a fresh worker in the same group did not bring
-#: them back; with faust's own delivery loop instead of the chunked one, 3 of 3 runs passed), an
-#: open problem of its rebalance handling (docs/CAPACITY.md), so this test runs
-#: on the direct engine only until it is fixed; faust runs as one worker per group.
+#: The faust engine fell short in 2 of 4 runs of this test (904 and 1,200 of 20,859 events not
+#: applied; after the second, a fresh worker in the same group, from the committed offsets, did
+#: not bring them back: offsets committed past records never applied). With faust's own delivery
+#: loop instead of the chunked one, 3 of 3 runs passed. An open problem of its rebalance handling
+#: (docs/CAPACITY.md), so this test runs on the direct engine only until it is fixed; faust runs
+#: as one worker per group.
 @pytest.mark.parametrize("engine", ["direct"])
 def test_three_workers_share_the_partitions_and_a_killed_ones_replacement_loses_and_doubles_nothing(
         many_partitions, tmp_path, key_prefix, engine):
