@@ -31,7 +31,7 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import redis
@@ -40,11 +40,12 @@ from adapters import keys
 from adapters.decision_cache import DecisionCacheError, Pending, fresh
 from adapters.kafka_publisher import DecisionItem, PublishError, decision_record, outcome_event_id
 from adapters.model_registry import _VERSION, RegistryError
-from adapters.ports import ApplyResult, RememberedDecision, SourcedEvent
-from adapters.redis_store import decode_state, encode_state
+from adapters.ports import ApplyResult, LoopCountRow, LoopUnit, RememberedDecision, SourcedEvent
+from adapters.redis_store import count_rows, decode_state, encode_state, loop_unit, report_days
 from decisioning import Decision, Policy, PolicyError, policy_from_dict
 from decisioning.scores import RankingModel
 from domain.catalog import Catalog, CatalogError, parse_catalog
+from domain.attribution import LoopFacts, add_signed
 from domain.features import FeatureParams, apply_all
 from domain.state import CustomerState
 from recommender.model import NboModel
@@ -62,6 +63,8 @@ class _Stored:
     state: bytes  # the CustomerState as JSON, as in the ``state`` field
     offsets: dict[str, int] = field(default_factory=dict)  # ``o:<topic>:<partition>`` -> offset
     seen: dict[str, float] = field(default_factory=dict)  # event id -> applied at (epoch s)
+    version: int = 0
+    outbox: dict[str, LoopUnit] = field(default_factory=dict)  # ``x:<version>`` -> unit not settled
 
 
 class MemoryStateStore:
@@ -71,13 +74,22 @@ class MemoryStateStore:
     duplicate (its offset still advances); seen ids older than ``dedupe_ttl_s`` are forgotten
     when the customer is next written. ``counters()`` holds ``applied`` and ``duplicates``
     (duplicates plus redeliveries) after any batch, and whatever ``count`` added. There is no
-    other writer to race with, so ``ApplyResult.conflicts`` stays 0."""
+    other writer to race with, so ``ApplyResult.conflicts`` stays 0.
 
-    def __init__(self, dedupe_ttl_s: int = 7 * 24 * 3600) -> None:
+    The closed loop: a write's loop facts wait in the customer's outbox, are returned by every
+    ``apply_batch`` that touches the customer until ``settle`` adds them (once per unit id, in
+    ``loop_counts`` and ``evidence``, the forms of the ``{learn}`` keys); ``loop_stats()`` reads
+    the counters as ``RedisLoopStats`` does."""
+
+    def __init__(self, dedupe_ttl_s: int = 7 * 24 * 3600, evidence_half_life_days: float = 30.0) -> None:
         self.dedupe_ttl_s = dedupe_ttl_s
+        self.evidence_half_life_days = evidence_half_life_days
         self._customers: dict[str, _Stored] = {}
         self._counters: dict[str, int] = {}
         self._lock = threading.Lock()  # several agents' threads may share one store
+        self.loop_counts: dict[str, dict[str, int]] = {}  # UTC day -> counter field -> count
+        self.evidence: dict[str, list[float]] = {}  # evidence field -> [accepts, others, as_of_s]
+        self._settled: dict[str, float] = {}  # unit id -> settled at (epoch s)
 
     def get(self, customer_id: str) -> CustomerState | None:
         stored = self._customers.get(customer_id)
@@ -106,9 +118,35 @@ class MemoryStateStore:
                 self._counters[name] = self._counters.get(name, 0) + amount
         return result
 
+    def settle(self, units: Sequence[LoopUnit], now_s: float) -> int:
+        added = 0
+        with self._lock:
+            cutoff_s = now_s - self.dedupe_ttl_s
+            for unit in units:
+                if unit.unit_id not in self._settled:
+                    self._settled[unit.unit_id] = now_s
+                    added += 1
+                    for day, name, delta in unit.counts:
+                        counts = self.loop_counts.setdefault(day, {})
+                        counts[name] = counts.get(name, 0) + delta
+                    for name, accepted, at_s, sign in unit.answers:
+                        self.evidence[name] = add_signed(self.evidence.get(name), accepted, at_s, sign,
+                                                         self.evidence_half_life_days)
+                stored = self._customers.get(unit.customer_id)
+                if stored is not None:
+                    stored.outbox.pop(unit.version, None)
+            self._settled = {i: at for i, at in self._settled.items() if at > cutoff_s}
+        return added
+
+    def loop_stats(self) -> "MemoryLoopStats":
+        """The loop counters' read side over the same data."""
+        return MemoryLoopStats(self)
+
     def _apply_customer(self, customer_id: str, batch: list[SourcedEvent], params: FeatureParams, now_s: float,
                         result: ApplyResult) -> None:
         known = self._customers.get(customer_id)
+        if known is not None:
+            result.units += [known.outbox[v] for v in sorted(known.outbox, key=int)]
         known_offsets = known.offsets if known else {}
         known_seen = known.seen if known else {}
         offsets: dict[str, int] = {}
@@ -128,12 +166,19 @@ class MemoryStateStore:
         if not offsets:
             return
         state = decode_state(known.state) if known else CustomerState(customer_id)
+        facts = LoopFacts()
         if fresh:
-            state = apply_all(state, fresh, params)
+            state = apply_all(state, fresh, params, facts)
         seen = {**known_seen, **dict.fromkeys(seen_now, float(now_s))}
         cutoff_s = now_s - self.dedupe_ttl_s
+        version = (known.version if known else 0) + 1
+        outbox = dict(known.outbox) if known else {}
+        if facts:
+            unit = loop_unit(customer_id, str(version), fresh[-1].event_id, facts)
+            outbox[unit.version] = unit
+            result.units.append(unit)
         self._customers[customer_id] = _Stored(encode_state(state), {**known_offsets, **offsets},
-                                               {i: at for i, at in seen.items() if at > cutoff_s})
+                                               {i: at for i, at in seen.items() if at > cutoff_s}, version, outbox)
         result.applied += len(fresh)
 
     def close(self) -> None:
@@ -173,6 +218,20 @@ class MemoryStateReader:
         return self.store.counters()
 
     async def close(self) -> None:
+        pass
+
+
+class MemoryLoopStats:
+    """``LoopStatsReader`` over a ``MemoryStateStore``'s settled loop counters."""
+
+    def __init__(self, store: MemoryStateStore) -> None:
+        self.store = store
+
+    def counts(self, day_from: date, day_to: date) -> list[LoopCountRow]:
+        days = report_days(day_from, day_to)
+        return count_rows({d: dict(self.store.loop_counts.get(d.isoformat(), {})) for d in days})
+
+    def close(self) -> None:
         pass
 
 

@@ -30,6 +30,18 @@ replay's) share that slot too.
   and the marketing policy (levers JSON) every API replica follows when
   ``NBO_API__CONTROL_SOURCE=redis``; ``<prefix>:control:changed`` is the pub/sub channel on which
   ``model`` or ``policy`` is published when one changes.
+- ``<prefix>:{learn}:counts:<YYYY-MM-DD>`` — hash of the closed loop's live counters for offers
+  shown on that UTC day (``domain.attribution``): field
+  ``<product id>|<channel>|<segment>|<arm>|<measure>|<model version>`` -> integer, measures
+  ``shows``, ``accepted``, ``declined:<reason>``, ``ignored``, ``conversions``,
+  ``conversions_accepted``. Read by ``redis_store.RedisLoopStats``; kept until deleted.
+- ``<prefix>:{learn}:seen`` — sorted set of the loop's fact units already added to the evidence
+  and the counters (unit id -> epoch s when added), trimmed past the dedupe TTL like a
+  customer's ``seen``; in the ``{learn}`` slot with what it guards, so one script checks and adds.
+- ``x:<version>`` fields of a customer's state hash — the outbox: the loop facts of the write
+  that set that version (JSON), until they are added to the ``{learn}`` keys and the conversions
+  published; a field still there when the customer is next read is sent again (the dedupe set
+  drops what was already added).
 """
 
 from __future__ import annotations
@@ -65,6 +77,19 @@ def control_key(prefix: str, name: str) -> str:
 
 def control_channel(prefix: str) -> str:
     return f"{prefix}:control:changed"
+
+
+def learn_seen_key(prefix: str) -> str:
+    return f"{prefix}:{{learn}}:seen"
+
+
+def loop_counts_key(prefix: str, day: str) -> str:
+    """``day``: ``YYYY-MM-DD`` (UTC)."""
+    return f"{prefix}:{{learn}}:counts:{day}"
+
+
+def outbox_field(version: str) -> str:
+    return f"x:{version}"
 
 
 def offset_field(topic: str, partition: int) -> str:

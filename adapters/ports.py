@@ -16,14 +16,15 @@ drift from the real thing.
 | ``DecisionCache`` (recent decisions, to check outcomes against) | ``decision_cache.RedisDecisionCache`` | ``fakes.MemoryDecisionCache`` |
 | ``SharedRateLimit`` (one GCRA limit per API key across replicas) | ``shared_control.RedisRateLimit`` | ``fakes.MemoryRateLimit`` |
 | ``ControlStore`` (promoted version and policy shared by replicas, with notifications) | ``shared_control.RedisControl`` | ``fakes.MemoryControl`` |
+| ``LoopStatsReader`` (the closed loop's live counters per day) | ``redis_store.RedisLoopStats`` | ``fakes.MemoryStateStore.loop_stats()`` |
 
 Times are UTC epoch seconds (``now_s``); customer ids are the contract's pseudonymous tokens.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, Awaitable, Callable, Iterator, Mapping, Protocol, Sequence
 
 from decisioning import Decision, Policy
@@ -45,12 +46,32 @@ class SourcedEvent:
     offset: int
 
 
+@dataclass(frozen=True)
+class LoopUnit:
+    """The closed loop's facts (``domain.attribution``) of one customer write, added to the
+    shared counters and evidence at most once by ``unit_id``; kept in the customer's outbox
+    (field ``version``) until ``StateStore.settle``.
+
+    ``counts``: (UTC day ``YYYY-MM-DD``, counter field, delta); ``answers``: (evidence field,
+    accepted, at_s, sign); ``conversions``: ``ConversionAttributed`` records as JSON objects."""
+
+    unit_id: str
+    customer_id: str
+    version: str
+    counts: tuple[tuple[str, str, int], ...] = ()
+    answers: tuple[tuple[str, bool, float, int], ...] = ()
+    conversions: tuple[dict[str, Any], ...] = ()
+
+
 @dataclass
 class ApplyResult:
     applied: int = 0
     redelivered: int = 0  # at or below the stored offset: already applied
     duplicates: int = 0  # same event id seen before at another offset
     conflicts: int = 0  # compare-and-set retries
+    #: Loop facts written to customers' outboxes and not settled yet: this batch's, and any found
+    #: still there (a writer died before settling them), oldest first per customer.
+    units: list[LoopUnit] = field(default_factory=list)
 
 
 class StateStore(Protocol):
@@ -72,6 +93,12 @@ class StateStore(Protocol):
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add ``amount`` to a named counter."""
+
+    def settle(self, units: Sequence[LoopUnit], now_s: float) -> int:
+        """Add the units' counts and answers to the live counters and the online evidence, each
+        unit at most once (a unit id seen within the dedupe TTL adds nothing), then empty their
+        outbox fields; returns the units added now. Call it after ``apply_batch`` with its
+        ``units``, once their conversions are published, on every delivery."""
 
     def close(self) -> None: ...
 
@@ -266,3 +293,42 @@ class DecisionCache(Protocol):
 
     async def close(self) -> None:
         """Write what is buffered, then release the connection."""
+
+
+# --- the closed loop's live counters (stream side) -----------------------------------------------
+
+@dataclass(frozen=True)
+class LoopCountRow:
+    """The live counters of one (UTC day of showing, product, channel, vs segment, arm, model
+    version): offers shown, answers (``declined`` by reason), offers ignored (explicitly or with
+    no answer after ``NBO_LOOP__IGNORED_AFTER_S``), purchases attributed to those showings
+    (last touch within ``NBO_LOOP__ATTRIBUTION_DAYS``) and those of them accepted at the
+    touchpoint. Filed under the day the offer was shown, so a later answer counts for it."""
+
+    day: date
+    product_id: str
+    channel: str
+    segment: str
+    arm: str
+    model_version: str
+    shows: int = 0
+    accepted: int = 0
+    declined: dict[str, int] = field(default_factory=dict)
+    ignored: int = 0
+    conversions: int = 0
+    conversions_accepted: int = 0
+
+    @property
+    def declines(self) -> int:
+        return sum(self.declined.values())
+
+
+class LoopStatsReader(Protocol):
+    """The closed loop's live counters, for the effectiveness report (synchronous)."""
+
+    def counts(self, day_from: date, day_to: date) -> list["LoopCountRow"]:
+        """Every row of the UTC days ``day_from`` to ``day_to`` (inclusive, at most 400 days),
+        sorted by day, product, channel, segment, arm, model version; ``ValueError`` for a
+        reversed or longer range."""
+
+    def close(self) -> None: ...

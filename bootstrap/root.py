@@ -28,7 +28,7 @@ from adapters.ports import (
     SharedRateLimit,
     StateReader,
 )
-from adapters.redis_store import AsyncRedisStateStore, RedisStateStore
+from adapters.redis_store import AsyncRedisStateStore, RedisLoopStats, RedisStateStore
 from adapters.shared_control import ControlledPolicy, ControlledRegistry, RedisControl, RedisRateLimit
 from bootstrap.connections import aiokafka_options, redis_security
 from bootstrap.settings import Settings, SettingsError
@@ -61,6 +61,8 @@ def feature_params(settings: Settings) -> FeatureParams:
         token_half_life_days=s.token_half_life_days,
         large_inflow_minor=settings.money.large_inflow_minor,
         rates=exchange_rates(settings),
+        attribution_days=settings.loop.attribution_days,
+        ignored_after_s=float(settings.loop.ignored_after_s),
     )
 
 
@@ -119,7 +121,15 @@ def state_store(settings: Settings) -> RedisStateStore:
     _, url = require_servers(settings, "the state store")
     return RedisStateStore(url, settings.redis.key_prefix, settings.stream.dedupe_ttl_s,
                            cache_size=settings.stream.state_cache_size, mode=settings.redis.mode,
-                           security=redis_security(settings.redis))
+                           security=redis_security(settings.redis),
+                           evidence_half_life_days=settings.loop.evidence_half_life_days)
+
+
+def loop_stats(settings: Settings) -> RedisLoopStats:
+    """The closed loop's live counters (``LoopStatsReader``), for the effectiveness report."""
+    _, url = require_servers(settings, "the loop counters")
+    return RedisLoopStats(url, settings.redis.key_prefix, mode=settings.redis.mode,
+                          security=redis_security(settings.redis))
 
 
 def control_store(settings: Settings) -> RedisControl:
@@ -134,8 +144,9 @@ def history_state_store(settings: Settings) -> RedisStateStore:
     """The state store ``nbo import --to-redis`` writes: the stream's, on Redis alone (no broker)."""
     if settings.redis.url is None:
         raise SettingsError("nbo import --to-redis needs NBO_REDIS__URL (nbo servers prints it)")
+    # No outbox: history is the state to start from, not live answers to count.
     return RedisStateStore(settings.redis.url, settings.redis.key_prefix, settings.stream.dedupe_ttl_s,
-                           mode=settings.redis.mode)
+                           mode=settings.redis.mode, outbox=False)
 
 
 def history_dir(settings: Settings) -> Path:

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
+from domain import attribution
+from domain.attribution import LoopFacts, LoopParams
 from domain.catalog import value_tier_for_assets
 from domain.money import CNY_ONLY, ExchangeRates
 from domain.state import ContactRecord, CustomerState, Holding
@@ -65,6 +67,13 @@ class FeatureParams:
     token_half_life_days: float = 90.0
     large_inflow_minor: int = LARGE_INFLOW_MINOR
     rates: ExchangeRates = CNY_ONLY
+    #: The closed loop (``domain.attribution``): NBO_LOOP__ATTRIBUTION_DAYS, NBO_LOOP__IGNORED_AFTER_S.
+    attribution_days: float = 30.0
+    ignored_after_s: float = 86_400.0
+
+    @functools.cached_property
+    def loop(self) -> LoopParams:
+        return LoopParams(self.attribution_days, self.ignored_after_s)
 
 
 def decay_factor(elapsed_s: float, half_life_days: float) -> float:
@@ -124,32 +133,44 @@ def clone(state: CustomerState) -> CustomerState:
     new.daily_flows = dict(state.daily_flows)
     new.holdings = dict(state.holdings)
     new.contacts = dict(state.contacts)
+    new.touches = dict(state.touches)
+    new.bought = dict(state.bought)
     return new
 
 
-def apply(state: CustomerState, event: Event, params: FeatureParams = FeatureParams()) -> CustomerState:
-    """Fold one event into a copy of ``state`` and return the copy."""
+def apply(state: CustomerState, event: Event, params: FeatureParams = FeatureParams(),
+          facts: LoopFacts | None = None) -> CustomerState:
+    """Fold one event into a copy of ``state`` and return the copy; the closed loop's facts
+    (``domain.attribution``) are appended to ``facts`` when given (the state is the same either way)."""
     new = clone(state)
-    _apply_in_place(new, event, params)
+    _apply_in_place(new, event, params, LoopFacts() if facts is None else facts)
     return new
 
 
-def apply_all(state: CustomerState, events: Iterable[Event], params: FeatureParams = FeatureParams()) -> CustomerState:
+def apply_all(state: CustomerState, events: Iterable[Event], params: FeatureParams = FeatureParams(),
+              facts: LoopFacts | None = None) -> CustomerState:
     """Fold events in order into one copy of ``state`` (same result as repeated ``apply``)."""
     new = clone(state)
+    sink = LoopFacts() if facts is None else facts
     for event in events:
-        _apply_in_place(new, event, params)
+        _apply_in_place(new, event, params, sink)
     return new
 
 
-def _apply_in_place(new: CustomerState, event: Event, params: FeatureParams) -> None:
+def _apply_in_place(new: CustomerState, event: Event, params: FeatureParams, facts: LoopFacts) -> None:
     at_s = event.occurred_at.timestamp()
     _advance(new, at_s, params)
     # A late event's contributions are decayed by how far it lies behind the state.
     age_s = new.as_of_s - at_s
-    handler = _HANDLERS.get(type(event))
+    kind = type(event)
+    handler = _HANDLERS.get(kind)
     if handler is not None:
         handler(new, event, at_s, age_s, params)
+    loop = _LOOP_HANDLERS.get(kind)
+    if loop is not None:
+        loop(new, event, at_s, params.loop, facts)
+    elif new.loop_due_s:
+        attribution.after_event(new, params.loop, facts)
     new.events_applied += 1
     _derive_segments(new)
 
@@ -272,7 +293,7 @@ def _on_profile(s: CustomerState, e: CustomerProfileUpdated, at_s: float, age_s:
 
 
 def _on_decision(s: CustomerState, e: OfferDecisionMade, at_s: float, age_s: float, p: FeatureParams) -> None:
-    """Decisions are an audit log; they do not change the customer's state."""
+    """A decision changes only the closed loop's part of the state (``domain.attribution``)."""
 
 
 _HANDLERS = {
@@ -283,6 +304,14 @@ _HANDLERS = {
     OfferOutcomeRecorded: _on_outcome,
     CustomerProfileUpdated: _on_profile,
     OfferDecisionMade: _on_decision,
+}
+
+#: The closed loop's part of the fold (``domain.attribution``); after any other event only the
+#: check for overdue answers runs.
+_LOOP_HANDLERS = {
+    OfferDecisionMade: attribution.on_decision,
+    OfferOutcomeRecorded: attribution.on_outcome,
+    ProductPurchased: attribution.on_purchase,
 }
 
 

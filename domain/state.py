@@ -93,6 +93,14 @@ class CustomerState:
     contacts: dict[str, ContactRecord] = field(default_factory=dict)
     daily_contacts: dict[str, int] = field(default_factory=dict)
 
+    # The closed loop (domain.attribution): offers shown, product -> touches
+    # [decision_id, shown_at_s | None, channel, arm, model_version, segment, answers, ignored, order_at_s];
+    # recent purchases, product -> [event_id, at_s, channel, decision_id, shown_at_s, accepted];
+    # when the next touch turns ignored or one of them leaves the window (0.0: none).
+    touches: dict[str, list[list[Any]]] = field(default_factory=dict)
+    bought: dict[str, list[list[Any]]] = field(default_factory=dict)
+    loop_due_s: float = 0.0
+
     # Behaviour tokens for the model, e.g. "pos:hotel_5star" -> decayed weight.
     tokens: dict[str, float] = field(default_factory=dict)
 

@@ -14,10 +14,14 @@ PROFILES = "nbo.profiles"
 OFFER_OUTCOMES = "nbo.offer-outcomes"
 OFFER_DECISIONS = "nbo.offer-decisions"
 DEAD_LETTER = "nbo.dead-letter"
+#: Purchases attributed to the offers that led to them (``schemas.conversions``), written by the
+#: stream workers, keyed by customer id.
+CONVERSIONS = "nbo.conversions"
 
-#: Topics the stream workers consume, one agent each.
-INPUT_TOPICS: tuple[str, ...] = (DEPOSITS, HOTLINE, POS, PURCHASES, OFFER_OUTCOMES, PROFILES)
-ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, OFFER_DECISIONS, DEAD_LETTER)
+#: Topics the stream workers consume (the decisions too: they feed attribution and the loop's
+#: counters, ``domain.attribution``).
+INPUT_TOPICS: tuple[str, ...] = (DEPOSITS, HOTLINE, POS, PURCHASES, OFFER_OUTCOMES, PROFILES, OFFER_DECISIONS)
+ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, DEAD_LETTER, CONVERSIONS)
 
 #: Which topic each event type is published to.
 TOPIC_FOR_TYPE: dict[str, str] = {

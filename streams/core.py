@@ -58,7 +58,7 @@ from typing import Any, Awaitable, Callable, Generic, Hashable, Iterable, Mappin
 import orjson
 import redis
 
-from adapters.ports import CatalogSource, SourcedEvent, StateStore
+from adapters.ports import ApplyResult, CatalogSource, LoopUnit, SourcedEvent, StateStore
 from domain.catalog import Catalog
 from domain.features import FeatureParams
 from domain.money import ExchangeRates, UnknownRate, in_base_currency
@@ -246,6 +246,9 @@ def stop_process(reason: str, exc: BaseException | None = None) -> NoReturn:
 
 
 SendDeadLetters = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+#: Sends conversion records (``schemas.conversions``, as JSON objects) to ``nbo.conversions``,
+#: keyed by customer id, and returns once the broker acked them all (raising otherwise).
+SendConversions = Callable[[Sequence[Mapping[str, Any]]], Awaitable[None]]
 OnFailure = Callable[[str, BaseException], NoReturn]
 
 
@@ -264,14 +267,22 @@ class BatchHandler:
     unless a test passes its own), so ``handle`` returns only for a fully handled batch.
     ``products``, ``keep_original`` and the bank's ``contract`` rules go to ``split_batch``, with
     ``params.rates`` for the conversion into the base currency; the log line of a dead letter
-    carries only its masked reason and field."""
+    carries only its masked reason and field.
+
+    The closed loop (``domain.attribution``): the store returns the batch's loop facts (and any a
+    dead writer left in an outbox); the conversions among them go out through
+    ``send_conversions`` and are acked, then ``StateStore.settle`` adds the counts and the
+    evidence, once per unit, before ``handle`` returns (so before any offset is committed). A
+    crash in between leaves them in the outbox: the redelivery finds and re-sends them, and the
+    warehouse and the settle script drop what was already there."""
 
     def __init__(self, store: StateStore, params: FeatureParams, send_dead_letters: SendDeadLetters, *,
                  retries: int, products: KnownProducts | None = None, keep_original: bool = False,
-                 contract: ContractRules = DEFAULT_RULES,
+                 contract: ContractRules = DEFAULT_RULES, send_conversions: SendConversions | None = None,
                  clock_s: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, on_failure: OnFailure = stop_process) -> None:
         self.store = store
+        self.send_conversions = send_conversions
         self.products = products
         self.keep_original = keep_original
         self.contract = contract
@@ -294,7 +305,9 @@ class BatchHandler:
                     log.warning("dead-lettered %s[%d]@%d: %s (field %s)", letter.topic, letter.partition,
                                 letter.offset, letter.reason, letter.field)  # both masked
             if good:
-                await asyncio.to_thread(self.apply, good)
+                result = await asyncio.to_thread(self.apply, good)
+                if result.units:
+                    await self.settle(result.units)
             return Handled(len(good), len(bad))
         except asyncio.CancelledError:
             raise
@@ -303,9 +316,19 @@ class BatchHandler:
         except Exception as exc:
             self.on_failure(f"batch handling failed ({type(exc).__name__}: {exc})", exc)
 
-    def apply(self, good: Sequence[SourcedEvent]) -> None:
-        with_retries(lambda: self.store.apply_batch(good, self.params, self.clock_s()), self.retries,
-                     sleep=self.sleep)
+    def apply(self, good: Sequence[SourcedEvent]) -> ApplyResult:
+        return with_retries(lambda: self.store.apply_batch(good, self.params, self.clock_s()), self.retries,
+                            sleep=self.sleep)
+
+    async def settle(self, units: Sequence[LoopUnit]) -> None:
+        """Publish the units' conversions (acked), then add their counts and evidence."""
+        conversions = [record for unit in units for record in unit.conversions]
+        if conversions:
+            if self.send_conversions is None:
+                raise RuntimeError(f"{len(conversions)} conversion records and no conversions topic to send them to")
+            await self.send_conversions(conversions)
+        await asyncio.to_thread(with_retries, lambda: self.store.settle(units, self.clock_s()), self.retries,
+                                sleep=self.sleep)
 
 
 class CommitGate(Generic[K, T]):

@@ -27,13 +27,15 @@ import signal
 import time
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
+import orjson
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from bootstrap import build_stream
 from bootstrap.connections import aiokafka_options
 from bootstrap.settings import Settings
-from schemas.topics import DEAD_LETTER, INPUT_TOPICS
+from schemas.topics import CONVERSIONS, DEAD_LETTER, INPUT_TOPICS, partition_key
 from adapters.model_watch import poll
 from streams.membership import join_wait_s, wait_to_join_group
 from streams.core import (BatchHandler, DeadLetter, FetchPacing, KnownProducts, OffsetCommits, follow_catalog, raw_of,
@@ -148,7 +150,8 @@ async def run(settings: Settings) -> int:
     commits: OffsetCommits = OffsetCommits(stream.commit_lag_ms / 1000, stream.commit_interval_ms / 1000)
     consumer.subscribe(topics=list(INPUT_TOPICS), listener=_Revocations(commits, consumer))
     # aiokafka's idempotent producer does not work on every broker (Tansu); acks=all is enough
-    # here: a dead letter sent twice after a crash is harmless, one never sent is not.
+    # here: a dead letter or conversion sent twice after a crash is harmless (a conversion has
+    # its id), one never sent is not.
     producer = AIOKafkaProducer(bootstrap_servers=parts.bootstrap, acks="all",
                                 client_id=f"{settings.kafka.client_id}-dead-letters", **aiokafka_options(settings.kafka))
 
@@ -156,9 +159,14 @@ async def run(settings: Settings) -> int:
         sent = [await producer.send(DEAD_LETTER, key=d.key, value=d.to_json()) for d in letters]
         await asyncio.gather(*sent)
 
+    async def send_conversions(records: Sequence[Mapping[str, Any]]) -> None:
+        sent = [await producer.send(CONVERSIONS, key=partition_key(r["customer_id"]), value=orjson.dumps(r))
+                for r in records]
+        await asyncio.gather(*sent)
+
     handler = BatchHandler(parts.store, parts.params, send_dead_letters, retries=stream.redis_retries,
                            products=KnownProducts.of(parts.catalog), keep_original=stream.dead_letter_keep_original,
-                           contract=parts.contract)
+                           contract=parts.contract, send_conversions=send_conversions)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

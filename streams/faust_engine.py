@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+import orjson
 
 from bootstrap import build_stream
 from bootstrap.connections import faust_credentials
 from bootstrap.settings import Settings
-from schemas.topics import DEAD_LETTER, INPUT_TOPICS
+from schemas.topics import CONVERSIONS, DEAD_LETTER, INPUT_TOPICS, partition_key
 from streams import faust_transport
 from streams.core import BatchHandler, CommitGate, DeadLetter, KnownProducts, follow_catalog, stop_process
 
@@ -165,9 +167,16 @@ def create_app(settings: Settings) -> Any:
         sent = [await dead_letter_topic.send(key=d.key, value=d.to_json()) for d in letters]
         await asyncio.gather(*sent)
 
+    conversions_topic = app.topic(CONVERSIONS, key_serializer="raw", value_serializer="raw")
+
+    async def send_conversions(records: Sequence[Mapping[str, Any]]) -> None:
+        sent = [await conversions_topic.send(key=partition_key(r["customer_id"]), value=orjson.dumps(r))
+                for r in records]
+        await asyncio.gather(*sent)
+
     handler = BatchHandler(parts.store, parts.params, send_dead_letters, retries=stream.redis_retries,
                            products=KnownProducts.of(parts.catalog), keep_original=stream.dead_letter_keep_original,
-                           contract=parts.contract)
+                           contract=parts.contract, send_conversions=send_conversions)
     settling = Settling(stream.commit_lag_ms / 1000)
     batch_wait_s = max(MIN_BATCH_WAIT_S, stream.take_window_ms / 1000)
 

@@ -64,7 +64,8 @@ def replay(bootstrap: str, redis_url: str, prefix: str, params: FeatureParams, *
     server whether it is a cluster node)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    store = RedisStateStore(redis_url, prefix, mode=mode, security=security)
+    # No outbox: the loop's counters and evidence were added live, once; a rebuild adds nothing.
+    store = RedisStateStore(redis_url, prefix, mode=mode, security=security, outbox=False)
     if fresh and next(iter(store.customer_ids()), None) is not None:
         store.close()
         raise ValueError(f"namespace {prefix!r} already holds customer state; choose another --prefix")

@@ -158,8 +158,8 @@ def test_the_column_encoder_fills_defaults_shares_single_values_and_refuses_what
 def test_every_event_type_has_a_strategy_and_a_topic() -> None:
     assert set(VALID) == set(EVENT_TYPES) == set(TOPIC_FOR_TYPE)
     assert set(TOPIC_FOR_TYPE.values()) <= set(ALL_TOPICS)
-    assert {TOPIC_FOR_TYPE[t] for t in ("deposit", "hotline", "pos", "purchase", "offer_outcome", "profile")} \
-        == set(INPUT_TOPICS)
+    assert {TOPIC_FOR_TYPE[t] for t in ("deposit", "hotline", "pos", "purchase", "offer_outcome", "profile",
+                                        "offer_decision")} == set(INPUT_TOPICS)
     assert partition_key("C000000042") == b"C000000042"
 
 
