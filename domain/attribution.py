@@ -46,7 +46,7 @@ DAY_S = 86_400.0
 #: Touches kept per product and in all (the newest by shown-at); purchases kept per product.
 TOUCHES_PER_PRODUCT = 4
 TOUCHES_KEPT = 24
-PURCHASES_PER_PRODUCT = 2
+PURCHASES_PER_PRODUCT = 4
 #: Touches and purchases are kept for the attribution window plus this (late events).
 LATE_S = DAY_S
 

@@ -166,13 +166,13 @@ def _apply_in_place(new: CustomerState, event: Event, params: FeatureParams, fac
     handler = _HANDLERS.get(kind)
     if handler is not None:
         handler(new, event, at_s, age_s, params)
-    loop = _LOOP_HANDLERS.get(kind)
+    new.events_applied += 1
+    _derive_segments(new)
+    loop = _LOOP_HANDLERS.get(kind)  # after the segments: a touch keeps the customer's segment
     if loop is not None:
         loop(new, event, at_s, params.loop, facts)
     elif new.loop_due_s:
         attribution.after_event(new, params.loop, facts)
-    new.events_applied += 1
-    _derive_segments(new)
 
 
 def _on_deposit(s: CustomerState, e: DepositPosted, at_s: float, age_s: float, p: FeatureParams) -> None:
