@@ -314,11 +314,10 @@ def _prune(s: Any, p: LoopParams) -> None:
     kept: dict[str, list[list[Any]]] = {}
     total = 0
     for pid, touches in s.touches.items():
-        fresh = [t for t in touches if t[ORDER_AT] >= horizon]
-        if len(fresh) > TOUCHES_PER_PRODUCT:
-            fresh = sorted(fresh, key=lambda t: (t[ORDER_AT], t[DECISION]))[-TOUCHES_PER_PRODUCT:]
+        # in (order_at, decision) order, so the state does not depend on arrival order
+        fresh = sorted((t for t in touches if t[ORDER_AT] >= horizon), key=_touch_order)[-TOUCHES_PER_PRODUCT:]
         if fresh:
-            kept[pid] = fresh if len(fresh) != len(touches) else touches
+            kept[pid] = fresh
             total += len(fresh)
     if total > TOUCHES_KEPT:
         ranked = sorted(((t[ORDER_AT], t[DECISION], pid) for pid, ts in kept.items() for t in ts), reverse=True)
@@ -327,6 +326,10 @@ def _prune(s: Any, p: LoopParams) -> None:
     s.touches = kept
     if s.bought:
         s.bought = {pid: b2 for pid, b in s.bought.items() if (b2 := [x for x in b if x[P_AT] >= horizon])}
+
+
+def _touch_order(touch: list[Any]) -> tuple[float, str]:
+    return touch[ORDER_AT], touch[DECISION]
 
 
 def _day(at_s: float) -> str:

@@ -261,8 +261,9 @@ def interleave(logs, choices):
 @settings(max_examples=300, deadline=None)
 @given(customer_logs(), st.lists(st.integers(0, 5), max_size=40), st.lists(st.integers(0, 5), max_size=40))
 def test_any_interleaving_of_the_topics_gives_the_same_conversions_counts_and_evidence(logs, order_a, order_b):
-    _, a = fold(*interleave(logs, order_a))
-    _, b = fold(*interleave(logs, order_b))
+    state_a, a = fold(*interleave(logs, order_a))
+    state_b, b = fold(*interleave(logs, order_b))
+    assert (state_a.touches, state_a.bought) == (state_b.touches, state_b.bought)
     assert final_conversions(a) == final_conversions(b)
     assert totals(a) == totals(b)
     ea, eb = evidence(a), evidence(b)
