@@ -312,3 +312,12 @@ def test_an_unsettled_unit_is_handed_back_until_it_is_settled():
     rows = store.loop_stats().counts(date(2026, 3, 2), date(2026, 3, 2))
     assert [(r.product_id, r.channel, r.arm, r.model_version, r.shows) for r in rows] == [
         ("fund_sip", "teller", "treatment", "v1", 1)]
+
+
+def test_the_conversion_example_in_the_events_doc_is_a_valid_record():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "EVENTS.md").read_text(encoding="utf-8")
+    example = doc.split("## Conversions")[1].split("```text\n")[1].split("\n```")[0]
+    record = ConversionAttributed.model_validate_json(example)
+    assert record.days_after_shown == (record.purchased_at - record.shown_at).total_seconds() / 86_400
