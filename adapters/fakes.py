@@ -39,7 +39,7 @@ import redis
 from adapters import keys
 from adapters.decision_cache import DecisionCacheError, Pending, fresh
 from adapters.kafka_publisher import DecisionItem, PublishError, decision_record, outcome_event_id
-from adapters.model_registry import _VERSION, RegistryError
+from adapters.model_registry import _VERSION, RegistryError, promotion_record
 from adapters.ports import ApplyResult, LoopCountRow, LoopUnit, RememberedDecision, SourcedEvent
 from adapters.redis_store import count_rows, decode_state, encode_state, loop_unit, report_days
 from decisioning import Decision, Policy, PolicyError, policy_from_dict
@@ -447,8 +447,11 @@ class MemoryRegistry:
             raise RegistryError(f"model version {version!r}: product order differs from the catalog; retrain")
         return replace(model, version=version, metadata=meta)
 
-    def promote(self, version: str, catalog: Catalog | None = None) -> None:
+    def promote(self, version: str, catalog: Catalog | None = None, *, forced: bool = False,
+                overrode: Sequence[str] = ()) -> None:
         self.load(version, catalog)
+        model, meta = self._models[version]
+        self._models[version] = (model, {**meta, "promotion": promotion_record(forced, overrode)})
         self._current = version
 
 

@@ -4,7 +4,8 @@ Layout under ``root``::
 
     versions/<version>/model.npz   arrays: factors, weights, id maps (no pickle)
     versions/<version>/meta.json   version, created_at, catalog_hash, data window, params,
-                                   metrics, sha256 of model.npz
+                                   metrics, sha256 of model.npz; ``promotion`` once promoted
+                                   (when, and whether it was forced past the promotion gate)
     CURRENT                        the promoted version (one line)
 
 Every write goes to a temporary name in the same directory and is renamed into place, so a
@@ -25,7 +26,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -59,6 +60,8 @@ def model_to_bytes(model: NboModel) -> bytes:
     }
     if model.transitions is not None:
         arrays["transitions"] = model.transitions.astype(np.float32)
+    if model.label_counts is not None:
+        arrays["label_counts"] = model.label_counts.astype(np.float64)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -83,6 +86,8 @@ def model_from_bytes(data: bytes, version: str, params: ModelParams, metadata: M
             metadata=dict(metadata),
             # absent from artifacts saved before the after-purchase transitions: boost by ``similar``
             transitions=z["transitions"].astype(np.float64) if "transitions" in z.files else None,
+            # absent from artifacts saved before the shrinkage toward popularity: none is applied
+            label_counts=z["label_counts"].astype(np.float64) if "label_counts" in z.files else None,
         )
 
 
@@ -195,8 +200,22 @@ class ModelRegistry:
             raise RegistryError(f"model version {version!r}: product order differs from the catalog; retrain")
         return model
 
-    def promote(self, version: str, catalog: Catalog | None = None) -> None:
-        """Make ``version`` current after checking it loads (atomic replace of ``CURRENT``)."""
+    def promote(self, version: str, catalog: Catalog | None = None, *, forced: bool = False,
+                overrode: Sequence[str] = ()) -> None:
+        """Make ``version`` current after checking it loads (atomic replace of ``CURRENT``).
+        ``forced``: it was promoted past the promotion gate's refusal, whose reasons are
+        ``overrode``; the version's metadata records it (``promotion``: at, forced, overrode)."""
         self.load(version, catalog)
+        meta = self.metadata(version)
+        meta["promotion"] = promotion_record(forced, overrode)
+        _atomic_write(self.versions_dir / version / META_FILE,
+                      (json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))
         self.root.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.root / CURRENT_FILE, (version + "\n").encode("utf-8"))
+
+
+def promotion_record(forced: bool, overrode: Sequence[str]) -> dict[str, Any]:
+    """The ``promotion`` entry of a version's metadata: when (ISO UTC), forced or not, and the
+    gate's reasons it overrode."""
+    return {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "forced": bool(forced),
+            "overrode": list(overrode)}

@@ -176,8 +176,10 @@ class ModelRegistry(Protocol):
         """Load ``version`` (default: the current one); refused when its catalog hash or product
         order differs from ``catalog`` (or the registry's own catalog)."""
 
-    def promote(self, version: str, catalog: Catalog | None = None) -> None:
-        """Make ``version`` current after checking that it loads."""
+    def promote(self, version: str, catalog: Catalog | None = None, *, forced: bool = False,
+                overrode: Sequence[str] = ()) -> None:
+        """Make ``version`` current after checking that it loads, and record it in the version's
+        metadata (``promotion``: at, ``forced`` past the promotion gate, the reasons ``overrode``)."""
 
 
 class ModelSource(Protocol):

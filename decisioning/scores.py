@@ -42,10 +42,17 @@ Scores = ScoredProducts
 class RankingModel(Protocol):
     """``version`` names the trained artifact; ``product_ids`` is the order of every score array;
     ``similar_weight`` (>= 0) is the weight of "similar after purchase" the model was tuned and
-    saved with: the chain's ``similar_boost`` step ranks with it (``score`` uses it too)."""
+    saved with: the chain's ``similar_boost`` step ranks with it (``score`` uses it too).
+
+    ``informed``: product id -> how much that product's propensity is the model's own evidence,
+    in [0, 1] (0: the model knows nothing beyond the product's popularity; ``NboModel``: the
+    shrinkage weight n / (n + k) of its n labelled purchases); None when the model does not say
+    (every propensity counts as informed). Read it through ``informed_weights``: a model written
+    before the attribute existed has none."""
 
     version: str
     product_ids: tuple[str, ...]
+    informed: Mapping[str, float] | None
 
     @property
     def similar_weight(self) -> float: ...
@@ -53,3 +60,9 @@ class RankingModel(Protocol):
     def score(self, held: Mapping[str, float], tokens: Mapping[str, float],
               recent_purchases: Sequence[tuple[str, float]], now_s: float,
               segment: str | None) -> ScoredProducts: ...
+
+
+def informed_weights(model: RankingModel) -> Mapping[str, float] | None:
+    """The model's ``informed`` map (product id -> [0, 1]), or None when it has none: a model
+    without the attribute, or one whose propensities are all its own."""
+    return getattr(model, "informed", None)

@@ -27,13 +27,31 @@ How a score is made (pure numpy, no I/O, ~30-60 us):
    same data shows (``params.half_life_days`` when it cannot tell); ``because_of`` names that
    purchase. Models saved before transitions existed boost by the item-item cosine over
    co-holdings (``similar``, implicit CosineRecommender), still fitted and saved.
-4. ``score = propensity * (1 + similar_weight * similar_boost)``, the blend used for ranking.
+4. **Shrinkage toward popularity.** A product's logistic weights are learned from its own
+   labels; with few of them they are noise, and a ranking by them loses to plain popularity.
+   So each product's logit is pulled toward the log-odds of its base rate in the customer's
+   segment (``segment_popularity``, itself shrunk toward the overall rate) with the
+   empirical-Bayes weight of its ``n_j`` labelled purchases (``label_counts``):
+
+       informed_j = n_j / (n_j + k)                          k = params.shrink_labels (10)
+       z_j'       = prior_j + informed_j * (z_j - prior_j)   prior_j = logit(segment rate_j)
+       propensity = sigmoid(z')
+
+   ``k`` is the number of labels at which the model's own estimate and the prior weigh the
+   same (the prior's strength in pseudo-labels: the ratio of the label noise to the spread of
+   true deviations from the base rate). A model trained on a handful of purchases ranks like
+   segment popularity; with hundreds per product it ranks by its own features. ``informed``
+   [P] is exposed through the ``RankingModel`` port, so arbitration can tell an uninformed
+   propensity from an informed one (``decisioning.arbitration``). Artifacts saved before
+   label counts existed have ``label_counts = None``: no shrinkage, ``informed = None``.
+5. ``score = propensity * (1 + similar_weight * similar_boost)``, the blend used for ranking.
    ``similar_weight`` is ``params.similar_weight`` (tuned by ``nbo tune``, saved with the
    artifact); the decisioning chain's ``similar_boost`` step ranks with the same weight
    (``NboModel.similar_weight``, the ``RankingModel`` port), so what tuning chose is what serves.
 
 Products the customer holds and can hold only once score 0. A customer with nothing held and
-no tokens gets the popularity of their segment (value tier) instead of a fold-in.
+no tokens gets the popularity of their segment (value tier) instead of a fold-in (the prior of
+step 4, unshrunk: there is nothing to shrink).
 
 ``popularity_model(catalog)`` needs no training (a static prior by product family), so the
 service can rank before any model was trained; its version is ``popularity``.
@@ -83,6 +101,7 @@ class ModelParams:
     half_life_from_data: bool = True  # fit sets half_life_days to the fade the purchase log shows
     max_token_columns: int = 400  # the most frequent tokens become columns
     min_token_customers: int = 5
+    shrink_labels: float = 10.0  # k of the shrinkage toward popularity: informed = n / (n + k)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -140,6 +159,11 @@ class NboModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: [P, P] after-purchase excess lift (X row, Y column), zero diagonal; None: boost by ``similar``
     transitions: np.ndarray | None = None
+    #: [P] labelled purchases of each product in training; None (older artifacts): no shrinkage
+    label_counts: np.ndarray | None = None
+    #: product id -> how much its propensity is the model's own (the shrinkage weight ``informed_j``
+    #: in [0, 1]; 0: it is its segment's popularity); None: fully informed (no label counts)
+    informed: Mapping[str, float] | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         self.product_ids = tuple(self.product_ids)
@@ -158,6 +182,20 @@ class NboModel:
         self._similar = self.similar.astype(np.float64)
         self._boost_source = self._similar if self.transitions is None else self.transitions.astype(np.float64)
         self._overall = _sigmoid(self._bias)
+        self._informed: np.ndarray | None = None
+        self._prior_logit: dict[str, np.ndarray] = {}
+        if self.label_counts is not None:
+            counts = np.maximum(np.asarray(self.label_counts, dtype=np.float64), 0.0)
+            k = max(float(self.params.shrink_labels), 0.0)
+            self._informed = counts / (counts + k) if k > 0 else np.ones_like(counts)
+            self._prior_logit = {s: logit(r) for s, r in self.segment_popularity.items()}
+            # a segment the model has no rate for (none is expected: every state has a value tier)
+            self._prior_overall = logit(np.mean(np.stack(list(self.segment_popularity.values())), axis=0)
+                                        if self.segment_popularity else self._overall)
+            self.informed = {p: float(w) for p, w in zip(self.product_ids, self._informed)}
+        else:
+            self.informed = None
+
 
     @property
     def similar_weight(self) -> float:
@@ -208,7 +246,11 @@ class NboModel:
         if len(idx) == 0:
             propensity = self.segment_popularity.get(segment or "", self._overall).astype(np.float64, copy=True)
         else:
-            propensity = _sigmoid(self.logits(idx, weights))
+            z = self.logits(idx, weights)
+            if self._informed is not None:
+                prior = self._prior_logit.get(segment or "", self._prior_overall)
+                z = prior + self._informed * (z - prior)
+            propensity = _sigmoid(z)
         boost, because = self.similar_boost(recent_purchases, now_s)
         single_hold = self._single_hold_index
         for pid in held:
@@ -253,6 +295,10 @@ class NboModel:
         z += np.asarray(xl @ self._coef)
         if self._factor_coef.shape[0]:
             z += batch_fold_in(self, x) @ self._factor_coef
+        if self._informed is not None:
+            prior = np.stack([self._prior_logit.get(segments[r] if segments is not None else "", self._prior_overall)
+                              for r in range(x.shape[0])]) if x.shape[0] else z
+            z = prior + self._informed[None, :] * (z - prior)
         propensity = _sigmoid(z)
         empty = np.diff(x.indptr) == 0
         if empty.any():
@@ -429,7 +475,9 @@ def train_model(train_x: "Any", labels: "Any", segments: Sequence[str], product_
     subsampled (at most half buyers), weighted to stand for the rows they replace.
     ``transitions`` (``recommender.after_purchase.fit_transitions`` on the same log) become the
     after-purchase boost; with ``params.half_life_from_data`` their half-life replaces
-    ``params.half_life_days``. Without them the boost is the co-holding cosine (``similar``)."""
+    ``params.half_life_days``. Without them the boost is the co-holding cosine (``similar``).
+    Each product's labelled purchases (``label_counts``) set how far its propensity is shrunk
+    toward its segment's popularity (module docstring, step 4)."""
     from scipy import sparse
 
     x = sparse.csr_matrix(train_x, dtype=np.float32)
@@ -476,6 +524,10 @@ def train_model(train_x: "Any", labels: "Any", segments: Sequence[str], product_
             params = replace(params, half_life_days=float(transitions.half_life_days))
         meta["after_purchase"] = {"window_days": transitions.window_days,
                                   "half_life_days": transitions.half_life_days, **transitions.info}
+    counts = (y & mask).sum(0).astype(np.float64)
+    meta["labels"] = {"purchases": int(counts.sum()), "products_with_labels": int((counts > 0).sum()),
+                      "shrink_labels": params.shrink_labels}
     return NboModel(version=version, product_ids=tuple(product_ids), token_ids=tuple(token_ids), params=params,
                     item_factors=item_factors, coef=w, factor_coef=v, bias=b, similar=similar,
-                    single_hold=single, segment_popularity=seg_pop, metadata=meta, transitions=excess)
+                    single_hold=single, segment_popularity=seg_pop, metadata=meta, transitions=excess,
+                    label_counts=counts)
