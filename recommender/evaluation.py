@@ -560,12 +560,14 @@ def choose_windows(purchase_times_s: np.ndarray, cutoff_s: float, data_start_s: 
         lo = max(cutoff_s - n * w_days * DAY_S, data_start_s)
         return int(np.searchsorted(times, cutoff_s, "left") - np.searchsorted(times, lo, "left"))
 
+    history_days = max((cutoff_s - data_start_s) / DAY_S, 0.0)
+    if not fixed_windows:  # windows that would start before the history are dropped (``plan_starts``)
+        windows = min(windows, max(1, int(history_days / window_days + 1e-9)))
     configured = held(window_days, windows)
     if configured >= min_purchases or (fixed_window_days and fixed_windows):
         why = ("as given" if fixed_window_days and fixed_windows else
                f"the configured windows hold {configured:,} purchases (>= {min_purchases:,})")
         return WindowChoice(window_days, windows, configured, configured >= min_purchases, why)
-    history_days = max((cutoff_s - data_start_s) / DAY_S, 0.0)
     lengths = [window_days]
     if not fixed_window_days:
         while lengths[-1] * 2 * (windows if fixed_windows else 1) <= history_days + 1e-9:

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("services.commands.import_", "load a bank's history files into the training store"),
     "train": ("services.commands.train", "train a model and write it to the registry"),
     "evaluate": ("services.commands.evaluate", "offline evaluation against baselines"),
+    "backtest": ("services.commands.backtest", "the offers the engine would have made at a past date, scored"),
     "tune": ("services.commands.tune", "grid search of model parameters"),
     "promote": ("services.commands.promote", "make a registry version current"),
     "levers": ("services.commands.levers", "push the marketing policy to every API replica"),

@@ -6,10 +6,14 @@ Presentation and file output, so it lives with the ``nbo evaluate`` command, not
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recommender.evaluation import METRICS, EvalReport
+
+if TYPE_CHECKING:
+    from recommender.backtest import BacktestReport
 
 
 def write_chart(report: EvalReport, path: Path) -> bool:
@@ -50,6 +54,40 @@ def write_chart(report: EvalReport, path: Path) -> bool:
         ax2.set_ylim(0, 1)
         ax2.set_ylabel(f"ndcg@{report.k}")
         ax2.set_title(f"By purchase recency ({channel}): a purchase in the 30 days before the cutoff, or not")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_backtest_chart(report: "BacktestReport", path: Path) -> bool:
+    """Write the chart of a backtest (``nbo backtest``) to ``path``: hit rate at 1 and 3, NDCG@3
+    and coverage per ranker, grouped by metric (PNG, 1100 x 495 px). False when matplotlib is not
+    installed (nothing is written)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    from recommender.backtest import METRICS as BACKTEST_METRICS
+
+    names = list(report.rows)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(names)
+    xs = np.arange(len(BACKTEST_METRICS))
+    for i, name in enumerate(names):
+        values = [report.rows[name][m] for m in BACKTEST_METRICS]
+        bars = ax.bar(xs + i * width, values, width, label=name)
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=7, padding=1)
+    ax.set_xticks(xs + width * (len(names) - 1) / 2)
+    ax.set_xticklabels([m.replace("_at_", "@").replace("_", " ") for m in BACKTEST_METRICS])
+    ax.set_ylim(0, 1.05)
+    info = report.info
+    ax.set_title(f"Backtest as of {info['as_of'][:10]}, {info['horizon_days']:g}-day horizon, {info['channel']} "
+                 f"({info['counted_customers']:,} customers who bought)")
+    ax.legend(fontsize=8, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

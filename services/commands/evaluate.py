@@ -37,8 +37,9 @@ from decisioning.policy import CHANNELS  # noqa: E402
 from recommender.evaluation import (  # noqa: E402
     DAY_S, EVAL_CHANNEL, EvalReport, fold_for_training, leave_one_out, time_split, tune_similar_weight,
 )
-from recommender.matrix import build_matrix, read_lines, token_vocabulary  # noqa: E402
-from services.commands.train import log_window  # noqa: E402
+from recommender.evaluation import scan_history  # noqa: E402
+from recommender.matrix import build_matrix, token_vocabulary  # noqa: E402
+from services.commands.train import MIN_LABEL_PURCHASES, history_lines, label_windows, log_window  # noqa: E402
 from services.evaluation_chart import write_chart  # noqa: E402
 
 
@@ -53,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-days", type=float, default=None, help="label window (default NBO_MODEL__WINDOW_DAYS)")
     parser.add_argument("--windows", type=int, default=None, help="stacked training windows")
     parser.add_argument("--params", default=None, help="JSON of model parameters")
+    parser.add_argument("--min-purchases", type=int, default=MIN_LABEL_PURCHASES,
+                        help="labelled purchases the training windows should hold (as nbo train)")
     parser.add_argument("--channel", choices=CHANNELS, default=EVAL_CHANNEL,
                         help="channel of the headline rows (the others are reported per channel too)")
     parser.add_argument("--catalog", type=Path, default=None, help=CATALOG_HELP)
@@ -75,15 +78,21 @@ def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
     truth = load_truth(truth_file) if truth_file.exists() else None
     if truth is not None and truth.meta.get("catalog_hash") not in (None, served.content_hash()):
         raise ValueError(f"{truth_file} was simulated with another catalog")
-    end_s, start_s = log_window(events, truth_file if truth is not None else None, None)
+    scan = scan_history(history_lines(events))
+    end_s, start_s = log_window(events, truth_file if truth is not None else None, None, scan)
     if args.mode == "loo":
-        split = fold_for_training(read_lines(events), end_s, window, 1, start_s, features=parts.features)
+        split = fold_for_training(history_lines(events), end_s, window, 1, start_s, features=parts.features)
         states = split.folded.states[-1]
         vocab = token_vocabulary(states.values(), end_s, params.max_token_columns, params.min_token_customers)
         matrix = build_matrix(states, served.ids, vocab, end_s)
         return leave_one_out(matrix, served, params, args.k, args.seed)
     cutoff_s = end_s if truth is not None else end_s - window * DAY_S
-    split = fold_for_training(read_lines(events), cutoff_s, window, windows, start_s, features=parts.features)
+    # the label windows training would choose at this cutoff (nbo train does the same)
+    choice = label_windows(scan, cutoff_s, start_s, settings, args.window_days, args.windows, params.window_days,
+                           getattr(args, "min_purchases", MIN_LABEL_PURCHASES))
+    window, windows = choice.window_days, choice.windows
+    params = replace(params, window_days=window)
+    split = fold_for_training(history_lines(events), cutoff_s, window, windows, start_s, features=parts.features)
     channels = (args.channel, *(ch for ch in CHANNELS if ch != args.channel))
     tuned = None
     if args.tune_similar_weight:
@@ -96,6 +105,7 @@ def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
                            label_end_s=end_s, train_starts_s=split.starts_s, channels=channels)
     report.info["events"] = str(events)
     report.info["training_windows"] = len(split.starts_s)
+    report.info["label_windows"] = choice.to_dict()
     if tuned is not None:
         report.info["similar_weight_validation"] = tuned
     return report

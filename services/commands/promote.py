@@ -1,9 +1,14 @@
 """``nbo promote VERSION``: make a registry version current (the offer service picks it up
-without restart). Refuses a version that is missing, corrupt or trained for another catalog.
+without restart). Refuses a version that is missing, corrupt or trained for another catalog, and
+one the promotion gate refused when it was trained (too few labelled purchases, or ranking worse
+than popularity on the validation window: ``nbo train`` saves the verdict with the version) or
+that carries no verdict (trained before the gate). ``--force`` promotes it anyway; the version's
+metadata records that it was forced and what it overrode, and ``--list`` shows it.
 With ``NBO_API__CONTROL_SOURCE=redis`` it also stores the version in Redis and announces it, so
 every API replica switches within a second (docs/OPERATIONS.md, Several API replicas).
 
     nbo promote 20261123T000009Z-611298
+    nbo promote 20261123T000009Z-611298 --force
     nbo promote --list
 """
 
@@ -23,6 +28,8 @@ from bootstrap.settings import CATALOG_OPTION_HELP as CATALOG_HELP
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("version", nargs="?", help="the version to make current")
     parser.add_argument("--list", action="store_true", help="list versions (current marked with *)")
+    parser.add_argument("--force", action="store_true",
+                        help="promote even a version the promotion gate refused (recorded in its metadata)")
     parser.add_argument("--registry", type=Path, default=None, help="registry directory (default NBO_MODEL__REGISTRY_DIR)")
     parser.add_argument("--catalog", type=Path, default=None, help=CATALOG_HELP)
 
@@ -44,7 +51,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return 0
     try:
-        registry.promote(args.version)
+        reasons = gate_reasons(registry.metadata(args.version))
+        if reasons and not args.force:
+            print(f"nbo promote: {args.version} is refused: " + "; ".join(reasons) + ". Give a longer history and "
+                  f"retrain (nbo train --promote), or promote it anyway with nbo promote {args.version} --force (recorded "
+                  f"as forced); current stays {registry.current_version()}", file=sys.stderr)
+            return 1
+        registry.promote(args.version, forced=bool(reasons), overrode=reasons)
     except RegistryError as exc:
         print(f"nbo promote: {exc}; current stays {registry.current_version()}", file=sys.stderr)
         return 1
@@ -53,8 +66,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"nbo promote: {args.version} is current in {registry.root} but {problem}; the API replicas "
               "following Redis keep their model: run nbo promote again", file=sys.stderr)
         return 1
-    print(f"current model is now {args.version}")
+    print(f"current model is now {args.version}" + (" (forced past the promotion gate: " + "; ".join(reasons) + ")"
+                                                   if reasons else ""))
     return 0
+
+
+def gate_reasons(meta: dict) -> list[str]:
+    """Why the promotion gate refuses the version whose metadata this is (empty: it passed)."""
+    gate = (meta.get("training") or {}).get("promotion_gate")
+    if gate is None:
+        return ["no promotion-gate verdict in its metadata (trained before the gate, or by the demo): it was never "
+                "validated against popularity"]
+    return [] if gate.get("passed") else list(gate.get("reasons") or ["the promotion gate refused it"])
 
 
 def announce(settings: Settings, version: str) -> str | None:
@@ -102,6 +125,12 @@ def describe(version: str, current: bool, meta: dict, served_catalog: str | None
         catalog += " (not the catalog in use: cannot be promoted)"
     metrics = meta.get("metrics") or {}
     parts = [f"created {meta.get('created_at', '?')}", f"data {window}", size, f"catalog {catalog}"]
+    gate = training.get("promotion_gate")
+    if gate is not None:
+        parts.append("gate passed" if gate.get("passed") else "gate refused")
+    promotion = meta.get("promotion")
+    if promotion is not None:
+        parts.append(f"promoted {promotion.get('at', '?')}" + (" FORCED past the gate" if promotion.get("forced") else ""))
     if metrics:
         parts.append("metrics " + json.dumps(metrics, sort_keys=True))
     return f"{'*' if current else ' '} {version}  " + "; ".join(parts)
