@@ -43,7 +43,11 @@ def test_train_promote_and_the_service_swaps_models(events: Path, tmp_path: Path
     first = info["version"]
     assert info["customers"] == 1500 and info["purchases"] > 0
     assert not holder.refresh()  # trained, not promoted: still the prior
-    assert main(["promote", first, "--registry", str(registry_dir)]) == 0
+    # A few hundred labelled purchases: the promotion gate refuses it; forced, it serves.
+    assert not info["promotion_gate"]["passed"]
+    assert main(["promote", first, "--registry", str(registry_dir)]) == 1
+    assert not holder.refresh()
+    assert main(["promote", first, "--registry", str(registry_dir), "--force"]) == 0
     assert holder.refresh() and holder.version == first
     assert holder.current.similar_weight == 0.7  # the weight trained with is the weight that serves
 
@@ -63,7 +67,7 @@ def test_train_promote_and_the_service_swaps_models(events: Path, tmp_path: Path
     second = _last_json(capsys.readouterr().out)["version"]
     blob = registry_dir / "versions" / second / MODEL_FILE
     blob.write_bytes(blob.read_bytes()[:-100])
-    assert main(["promote", second, "--registry", str(registry_dir)]) == 1
+    assert main(["promote", second, "--registry", str(registry_dir), "--force"]) == 1
     assert ModelRegistry(registry_dir).current_version() == first
     (registry_dir / CURRENT_FILE).write_text(second + "\n")
     assert not holder.refresh()
@@ -99,11 +103,16 @@ def test_train_says_whether_it_promoted_and_warns_on_little_data(events: Path, t
     # 1,500 simulated customers x 30 days give a few hundred labelled purchases: too few to trust.
     assert info["purchases"] < 1000
     assert f"warning: only {info['purchases']:,} purchases in the label windows" in captured.err
+    assert f"label windows: 2 x 14 days before {info['cutoff']}" in captured.err
 
-    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--promote"]) == 0
+    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--promote"]) == 1
+    err = capsys.readouterr().err
+    assert "was not promoted: only" in err and "--force" in err
+    assert ModelRegistry(registry_dir).current_version() is None
+    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--promote", "--force"]) == 0
     err = capsys.readouterr().err
     current = ModelRegistry(registry_dir).current_version()
-    assert f"promoted: {current} is now the current model" in err
+    assert f"promoted: {current} is now the current model (forced past the promotion gate; recorded)" in err
 
 
 def test_train_refuses_to_promote_a_model_with_no_purchase(events: Path, tmp_path: Path, capsys) -> None:
@@ -119,7 +128,8 @@ def test_train_refuses_to_promote_a_model_with_no_purchase(events: Path, tmp_pat
 
 def test_promote_list_tells_versions_apart(events: Path, tmp_path: Path, capsys) -> None:
     registry_dir = tmp_path / "models"
-    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--json", "--promote"]) == 0
+    assert main(["train", "--events", str(events), "--registry", str(registry_dir), "--json", "--promote",
+                 "--force"]) == 0
     info = _last_json(capsys.readouterr().out)
     assert main(["promote", "--list", "--registry", str(registry_dir)]) == 0
     line = capsys.readouterr().out.strip().splitlines()[0]
@@ -127,6 +137,7 @@ def test_promote_list_tells_versions_apart(events: Path, tmp_path: Path, capsys)
     assert f"{info['customers']:,} customers, {info['purchases']:,} purchases" in line
     assert f"catalog {CATALOG.content_hash()[:12]}" in line and "not the catalog in use" not in line
     assert "data 20" in line  # the label windows' dates
+    assert "gate refused" in line and "FORCED past the gate" in line
 
 
 def test_train_tunes_the_after_purchase_weight_and_saves_the_transitions(events: Path, tmp_path: Path,
