@@ -14,6 +14,7 @@ marketing's decisions and are never damped."""
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 from domain.catalog import Catalog
@@ -38,20 +39,29 @@ def arbitration(ctx: Context) -> None:
         for pid, offer in candidates.items():
             offer.score = offer.score * weights[pid][1] * scale
         return
+    table = damped_weights(ctx.policy, ctx.catalog, ctx.channel, ctx.model, informed)
+    log_median = math.log(median)
     for pid, offer in candidates.items():
-        value, weight = weights[pid]
-        offer.score = offer.score * weight * scale * uninformed_value_damping(value, median, exponent,
-                                                                              informed, pid)
+        weight, lack = table[pid]
+        # weight = value ** (exponent - lack) x fit x lever, so x median ** lack makes the value term
+        # (value / median) ** (exponent x informed) once divided by median ** exponent (scale)
+        offer.score = offer.score * weight * scale * (math.exp(lack * log_median) if lack else 1.0)
 
 
-def uninformed_value_damping(value: float, median: float, exponent: float, informed: Mapping[str, float],
-                             product_id: str) -> float:
-    """``(median / value) ** (exponent * (1 - i))``: what turns the configured value term
-    ``(value / median) ** exponent`` into ``(value / median) ** (exponent * i)`` for a product whose
-    propensity is informed ``i`` (a product the model has no score of, launched after it, counts
-    as uninformed: 0)."""
-    lack = 1.0 - informed.get(product_id, 0.0)
-    return (median / value) ** (exponent * lack) if lack > 0 else 1.0
+def damped_weights(policy: Policy, catalog: Catalog, channel: str, model: object,
+                   informed: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """Product id -> (``value ** (exponent - lack)`` x channel fit x lever, ``lack``), where
+    ``lack = exponent x (1 - informed)`` is the part of the value exponent the product's
+    propensity has not earned (a product the model has no score of, launched after it, counts
+    as uninformed: the whole exponent). Once per policy, catalog, channel and model."""
+    def compute() -> dict[str, tuple[float, float]]:
+        exponent = policy.value_exponent
+        out = {}
+        for pid, (value, weight) in product_weights(policy, catalog, channel).items():
+            lack = exponent * (1.0 - min(max(informed.get(pid, 0.0), 0.0), 1.0))
+            out[pid] = (weight * value ** -lack if lack else weight, lack)
+        return out
+    return _DAMPED.get((policy, catalog, model), (channel,), compute)
 
 
 def product_weights(policy: Policy, catalog: Catalog, channel: str) -> dict[str, tuple[int, float]]:
@@ -68,3 +78,4 @@ def product_weights(policy: Policy, catalog: Catalog, channel: str) -> dict[str,
 
 
 _WEIGHTS: Memo[dict[str, tuple[int, float]]] = Memo(max_entries=256)
+_DAMPED: Memo[dict[str, tuple[float, float]]] = Memo(max_entries=64)

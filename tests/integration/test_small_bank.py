@@ -124,7 +124,7 @@ def test_the_backtest_at_a_past_date_beats_popularity_and_segment_popularity(old
 
 
 def test_the_backtest_says_what_to_fix(old_bank: Path, capsys) -> None:
-    assert main(["backtest", "--events", str(old_bank), "--as-of", "2019-01-01", "--horizon", "14d"]) == 2
+    assert main(["backtest", "--events", str(old_bank), "--as-of", "1990-01-01", "--horizon", "14d"]) == 2
     assert "the log starts later" in capsys.readouterr().err
     assert main(["backtest", "--events", str(old_bank), "--as-of", "2021-02-15", "--horizon", "soon"]) == 2
     assert "expected a positive duration" in capsys.readouterr().err
