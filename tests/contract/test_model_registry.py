@@ -112,3 +112,18 @@ def test_a_model_with_another_product_order_is_refused(registry):
     with pytest.raises(RegistryError, match="product order differs from the catalog; retrain"):
         registry.promote("shuffled")
     assert registry.current_version() is None
+
+
+def test_a_forced_promotion_is_recorded_in_the_versions_metadata(registry):
+    registry.save(trained(0), version="checked")
+    registry.save(trained(1), version="refused")
+    registry.promote("checked")
+    assert registry.metadata("checked")["promotion"]["forced"] is False
+    reasons = ["only 50 labelled purchases"]
+    registry.promote("refused", forced=True, overrode=reasons)
+    assert registry.current_version() == "refused"
+    promotion = registry.metadata("refused")["promotion"]
+    assert (promotion["forced"], promotion["overrode"]) == (True, reasons)
+    assert promotion["at"].endswith("Z")
+    # the artifact still loads (the record is metadata, not part of the checked arrays)
+    assert registry.load().version == "refused"
