@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import threading
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import redis
 from redis.exceptions import NoScriptError
@@ -221,9 +221,11 @@ class ControlledRegistry:
         self._down = False
         return version if version else self.files.current_version()
 
-    def promote(self, version: str, catalog: Catalog | None = None) -> None:
-        """Promote in the files, then announce in Redis; ``RegistryError`` if Redis cannot be told."""
-        self.files.promote(version, catalog)
+    def promote(self, version: str, catalog: Catalog | None = None, *, forced: bool = False,
+                overrode: Sequence[str] = ()) -> None:
+        """Promote in the files (``forced`` past the promotion gate's ``overrode`` reasons: recorded
+        there), then announce in Redis; ``RegistryError`` if Redis cannot be told."""
+        self.files.promote(version, catalog, forced=forced, overrode=overrode)
         try:
             self.control.put(MODEL, version)
         except (redis.RedisError, OSError) as exc:

@@ -3,6 +3,7 @@ then bought, next to popularity and segment popularity.
 
     nbo backtest --events log.jsonl --as-of 2024-06-30 --horizon 30d
     nbo backtest --events log.jsonl --as-of 2024-06-30 --horizon 30d --channel mobile --json
+    nbo backtest --history store/ --as-of 2024-06-30 --horizon 30d    # a training store (nbo import)
 
 It trains on what was known before the as-of date (events strictly before it; label windows
 ending by it, chosen as ``nbo train`` chooses them: ``--window-days`` / ``--windows`` win), ranks
@@ -43,7 +44,9 @@ _UNIT_S = {"": 86_400.0, "d": 86_400.0, "w": 7 * 86_400.0, "h": 3600.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--events", type=Path, required=True, help="JSONL event log (the bank's history)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", type=Path, help="JSONL event log (the bank's history)")
+    source.add_argument("--history", type=Path, help="training store written by nbo import, instead of --events")
     parser.add_argument("--as-of", required=True,
                         help="the date to decide at: YYYY-MM-DD (00:00 UTC) or an ISO time (UTC if no zone)")
     parser.add_argument("--horizon", default="30d", help="purchases scored after the as-of date: 30d, 4w, 72h")
@@ -116,11 +119,13 @@ def _day(epoch_s: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    if not args.events.exists():
-        print(f"nbo backtest: --events {args.events}: file not found", file=sys.stderr)
+    source = args.events if args.events is not None else args.history
+    if not source.exists():
+        print(f"nbo backtest: --{'events' if args.events is not None else 'history'} {source}: not found",
+              file=sys.stderr)
         return 2
     try:
-        report = backtest_events(args.events, args)
+        report = backtest_events(source, args)
     except (CatalogError, PolicyError, ValueError) as exc:
         print(f"nbo backtest: {exc}", file=sys.stderr)
         return 2
