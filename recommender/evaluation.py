@@ -26,6 +26,7 @@ from scipy import sparse
 
 from decisioning.eligibility import eligible_products
 from decisioning.policy import CHANNELS
+from schemas.rules import DEFAULT_RULES, ContractRules
 from domain.catalog import Catalog
 from domain.features import FeatureParams
 from domain.state import CustomerState
@@ -428,14 +429,15 @@ class LogSplit:
 
 def fold_for_training(lines: Any, cutoff_s: float, window_days: float, windows: int,
                       data_start_s: float | None = None, extra_cutoffs_s: Sequence[float] = (),
-                      features: FeatureParams = FeatureParams()) -> LogSplit:
+                      features: FeatureParams = FeatureParams(), rules: ContractRules = DEFAULT_RULES) -> LogSplit:
     """Fold a log once with states at every training start, ``cutoff_s`` and any extra cutoffs,
-    with the half-lives ``features`` (the stream's, ``bootstrap.feature_params``)."""
+    with the half-lives ``features`` (the stream's, ``bootstrap.feature_params``), decoding under
+    the bank's contract ``rules`` (its customer ids and earliest event time: the stream's)."""
     from recommender.matrix import fold_event_log
 
     starts = plan_starts(cutoff_s, window_days, windows, data_start_s)
     cutoffs = sorted(set(starts) | {cutoff_s} | set(extra_cutoffs_s))
-    return LogSplit(fold_event_log(lines, cutoffs, features), cutoff_s, starts, data_start_s)
+    return LogSplit(fold_event_log(lines, cutoffs, features, rules), cutoff_s, starts, data_start_s)
 
 
 def train_at(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, version: str = "dev",

@@ -104,7 +104,7 @@ def backtest_events(events: Path, args: argparse.Namespace) -> BacktestReport:
     choice = label_windows(scan, as_of_s, start_s, settings, args.window_days, args.windows, parts.params.window_days,
                            args.min_purchases)
     split = fold_for_training(history_lines(events), as_of_s, choice.window_days, choice.windows, start_s,
-                              features=parts.features)
+                              features=parts.features, rules=parts.contract)
     params = replace(parts.params, window_days=choice.window_days)
     report, _ = backtest(split, parts.catalog, policy, params, choice.window_days, horizon_s, args.channel,
                          args.limit, args.seed, settings.model.max_train_rows)

@@ -81,7 +81,8 @@ def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
     scan = scan_history(history_lines(events))
     end_s, start_s = log_window(events, truth_file if truth is not None else None, None, scan)
     if args.mode == "loo":
-        split = fold_for_training(history_lines(events), end_s, window, 1, start_s, features=parts.features)
+        split = fold_for_training(history_lines(events), end_s, window, 1, start_s,
+                              features=parts.features, rules=parts.contract)
         states = split.folded.states[-1]
         vocab = token_vocabulary(states.values(), end_s, params.max_token_columns, params.min_token_customers)
         matrix = build_matrix(states, served.ids, vocab, end_s)
@@ -92,7 +93,8 @@ def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
                            getattr(args, "min_purchases", MIN_LABEL_PURCHASES))
     window, windows = choice.window_days, choice.windows
     params = replace(params, window_days=window)
-    split = fold_for_training(history_lines(events), cutoff_s, window, windows, start_s, features=parts.features)
+    split = fold_for_training(history_lines(events), cutoff_s, window, windows, start_s,
+                              features=parts.features, rules=parts.contract)
     channels = (args.channel, *(ch for ch in CHANNELS if ch != args.channel))
     tuned = None
     if args.tune_similar_weight:

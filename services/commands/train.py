@@ -157,7 +157,7 @@ def train_events(events: Path, settings: Settings, *, truth: Path | None = None,
                            min_purchases)
     window = choice.window_days
     split = fold_for_training(history_lines(events), cutoff_s, window, choice.windows, start_s,
-                              features=parts.features)
+                              features=parts.features, rules=parts.contract)
     params = replace(parts.params, window_days=window)
     tuned: dict[str, Any] = {}
     if tune_weight:

@@ -64,7 +64,8 @@ def tune_events(events: Path, args: argparse.Namespace) -> list[tuple[dict, dict
     served, base = parts.catalog, parts.params
     window = args.window_days or base.window_days
     cutoff_s, start_s = log_window(events, None, None)
-    split = fold_for_training(read_lines(events), cutoff_s, window, args.windows, start_s, features=parts.features)
+    split = fold_for_training(read_lines(events), cutoff_s, window, args.windows, start_s,
+                              features=parts.features, rules=parts.contract)
     results = []
     grid = json.loads(args.grid) if args.grid else DEFAULT_GRID
     weights = [float(w) for w in grid.get("similar_weight", [])]
