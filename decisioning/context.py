@@ -4,10 +4,14 @@ built, and the ``Context`` one request's chain works on."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
+
+import numpy as np
 
 from domain.catalog import Catalog, Product
 from domain.features import FeatureParams, tokens_at
+from domain.learning import Evidence
+from decisioning.experiment import NO_LOOP, TREATMENT, Arm, LoopParams
 from decisioning.policy import Policy
 from decisioning.scores import RankingModel
 from domain.state import CustomerState
@@ -34,6 +38,15 @@ class Offer:
     #: Set by ``scoring`` for a product the model was not trained on: where its cold-start
     #: propensity came from (``"family"`` or ``"catalog"``, see ``scoring``); None: the model's own.
     cold_start_from: str | None = None
+    #: Set by ``calibration`` when online evidence or exploration changed what the offer is ranked
+    #: by: the posterior mean, or the Thompson sample; None: the model's propensity.
+    calibrated: float | None = None
+    #: Set by ``calibration`` on an explore channel: the Beta posterior (alpha, beta) sampled.
+    posterior: tuple[float, float] | None = None
+    #: The probability with which the policy showed this offer at its position (set by ``select``):
+    #: 1.0 for a deterministic ranking, 1/n for the control arm's uniform draw from n, a Monte
+    #: Carlo estimate for a Thompson-sampled ranking.
+    probability: float = 1.0
 
 
 @dataclass
@@ -46,12 +59,16 @@ class Decision:
     service_action: str | None = None  # a key of reasons.SERVICE_ACTIONS, e.g. "resolve_complaint"
     excluded: dict[str, str] = field(default_factory=dict)  # product id -> rule that excluded it
     max_offers: int | None = None  # set by the contact policy when a daily cap leaves room for fewer
+    arm: Arm = TREATMENT  # the customer's experiment arm (``experiment.arm_of``)
+    policy_version: str = ""  # ``Policy.version`` of the policy decided with
 
 
 @dataclass
 class Context:
     """One request's working set. ``now_s`` is the decision time, UTC epoch seconds; ``params`` the
-    fold's parameters the state was made with (its base currency and large-inflow threshold)."""
+    fold's parameters the state was made with (its base currency and large-inflow threshold);
+    ``evidence`` the online evidence (``adapters.keys.learn_key``'s fields -> ``Evidence``);
+    ``seed`` the request's randomness (``rng`` is made from it when a step first draws)."""
 
     state: CustomerState
     model: RankingModel
@@ -62,8 +79,21 @@ class Context:
     limit: int = 3
     candidates: dict[str, Offer] = field(default_factory=dict)
     decision: Decision = field(default_factory=lambda: Decision([], []))
+    loop: LoopParams = NO_LOOP
+    evidence: Mapping[str, Evidence] = field(default_factory=dict)
+    seed: int = 0
+    arm: Arm = TREATMENT
     _tokens: dict[str, float] | None = field(default=None, repr=False)
     params: FeatureParams = field(default_factory=FeatureParams)
+    _rng: np.random.Generator | None = field(default=None, repr=False)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The request's generator, seeded with ``seed`` (made on first use: a deterministic
+        ranking never pays for it)."""
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.seed)
+        return self._rng
 
     @property
     def tokens(self) -> dict[str, float]:

@@ -12,8 +12,10 @@ is read as levers alone); a bad value raises ``PolicyError`` naming it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,7 +26,8 @@ CHANNELS = ("teller", "call_centre", "mobile")
 DECLINE_REASONS = ("not_interested", "has_it_elsewhere", "too_expensive", "bad_timing", "needs_advice",
                    "complaint", "other")
 #: The vocabulary of the chain: every step ``chain.STEPS`` defines (checked there at import).
-STEP_NAMES = ("eligibility", "scoring", "similar_boost", "contact_policy", "arbitration", "select", "reasons")
+STEP_NAMES = ("eligibility", "scoring", "similar_boost", "calibration", "contact_policy", "arbitration", "select",
+              "reasons")
 DEFAULT_CHAIN = STEP_NAMES
 LEVERS_FILE = Path(__file__).resolve().parent / "data" / "levers.json"
 
@@ -67,6 +70,22 @@ class Policy:
 
     def fit(self, channel: str, family: str) -> float:
         return self.channel_fit.get(channel, {}).get(family, 1.0)
+
+    @cached_property
+    def version(self) -> str:
+        """A stable short hash of the policy's content (12 hex of the SHA-256 of its values as
+        canonical JSON): the same knobs give the same version in every process, whatever the
+        file's layout, key order or comment; any changed value gives another. Logged with every
+        decision (``policy_version``)."""
+        content = {f.name: getattr(self, f.name) for f in fields(self)}
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=_plain)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def _number(name: str, value: Any, low: float, high: float) -> float:

@@ -96,8 +96,10 @@ def similar_weight(model: RankingModel, policy: Policy) -> float:
 
 
 def similar_boost(ctx: Context) -> None:
-    """score = propensity x (1 + similar_weight x boost), with ``similar_weight(model, policy)``."""
+    """score = propensity x (1 + similar_weight x boost), with ``similar_weight(model, policy)``
+    (the calibrated propensity when a policy orders ``calibration`` before this step)."""
     weight = similar_weight(ctx.model, ctx.policy)
     for offer in ctx.candidates.values():
         if offer.similar_boost > 0:
-            offer.score = offer.propensity * (1.0 + weight * offer.similar_boost)
+            base = offer.propensity if offer.calibrated is None else offer.calibrated
+            offer.score = base * (1.0 + weight * offer.similar_boost)
