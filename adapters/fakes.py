@@ -17,12 +17,16 @@ assertions against the fake and the real adapter:
   the line and column) and the catalog in force keeps serving.
 - ``MemoryDecisionCache`` — ``decision_cache.RedisDecisionCache``: decisions buffered, found in
   the buffer at once, stored on ``flush()``, gone ``ttl_s`` after they were made (by ``clock``).
+- ``MemoryLearningSource`` — ``learning_reader.RedisLearningReader``: ``write`` sets a field of
+  the learn hash as the stream does; ``refresh()`` (the real one's background read) swaps in the
+  parsed hash; while ``store_up`` is False it fails and the evidence read before keeps serving.
 
 - ``MemoryRateLimit`` — ``shared_control.RedisRateLimit``: the same GCRA, on an injectable clock.
 - ``MemoryControl`` — ``shared_control.RedisControl``: named values, ``put`` notifying listeners.
 
 Switches for failure tests: ``MemoryStateReader.fail_reads`` (Redis unreachable),
-``MemoryPublisher.broker_up`` (broker down), ``MemoryDecisionCache.store_up`` (Redis unreachable).
+``MemoryPublisher.broker_up`` (broker down), ``MemoryDecisionCache.store_up`` (Redis unreachable),
+``MemoryLearningSource.store_up`` (Redis unreachable).
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
+import orjson
 import redis
 
 from adapters import keys
 from adapters.decision_cache import DecisionCacheError, Pending, fresh
 from adapters.kafka_publisher import DecisionItem, PublishError, decision_record, outcome_event_id
+from adapters.learning_reader import parse_evidence
 from adapters.model_registry import _VERSION, RegistryError, promotion_record
 from adapters.ports import ApplyResult, LoopCountRow, LoopUnit, RememberedDecision, SourcedEvent
 from adapters.redis_store import count_rows, decode_state, encode_state, loop_unit, report_days
@@ -47,6 +53,7 @@ from decisioning.scores import RankingModel
 from domain.catalog import Catalog, CatalogError, parse_catalog
 from domain.attribution import LoopFacts, add_signed
 from domain.features import FeatureParams, apply_all
+from domain.learning import Evidence
 from domain.state import CustomerState
 from recommender.model import NboModel
 from schemas.codec import decode, encode
@@ -635,3 +642,43 @@ class MemoryControl:
 
     def close(self) -> None:
         pass
+
+
+# --- online evidence -----------------------------------------------------------------------------
+
+class MemoryLearningSource:
+    """``LearningSource`` over an in-memory learn hash (``RedisLearningReader``'s behaviour, read
+    by ``refresh()`` instead of a background task): ``write(field, value)`` stores what the stream
+    would (``value`` a list ``[accepts, others, as_of_s]`` or raw bytes); ``refresh()`` parses the
+    whole hash and swaps it in, leaving out invalid fields (``invalid``); with ``store_up`` False
+    it fails, counts ``failures`` and keeps serving the evidence read before. ``start()`` reads once."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.hash: dict[str, bytes] = {}
+        self.store_up = True
+        self.clock = clock
+        self.failures = 0
+        self.invalid = 0
+        self.read_at_s: float | None = None
+        self._evidence: Mapping[str, Evidence] = {}
+
+    def write(self, name: str, value: list[float] | bytes) -> None:
+        self.hash[name] = value if isinstance(value, bytes) else orjson.dumps(value)
+
+    def evidence(self) -> Mapping[str, Evidence]:
+        return self._evidence
+
+    async def refresh(self) -> bool:
+        if not self.store_up:
+            self.failures += 1
+            return False
+        parsed, refused = parse_evidence(self.hash)
+        self.invalid += len(refused)
+        self._evidence, self.read_at_s = parsed, self.clock()
+        return True
+
+    async def start(self) -> None:
+        await self.refresh()
+
+    async def close(self) -> None:
+        return None

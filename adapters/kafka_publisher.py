@@ -51,7 +51,9 @@ def outcome_event_id(decision_id: str, product_id: str, outcome: str) -> str:
 
 def decision_record(decision_id: str, customer_id: str, channel: str, decision: Decision,
                     model_version: str, latency_ms: float, at: datetime) -> bytes:
-    """The ``OfferDecisionMade`` audit record of one answered request, encoded.
+    """The ``OfferDecisionMade`` audit record of one answered request, encoded: with each offer's
+    ``probability`` (that the policy showed it at its rank), the decision's ``arm`` and
+    ``policy_version`` (docs/LOOP.md).
 
     Written with orjson in the contract's field order (~5 us instead of ~100 us through the
     pydantic model); tests/unit/test_api_publisher.py checks it decodes to the same event."""
@@ -61,9 +63,11 @@ def decision_record(decision_id: str, customer_id: str, channel: str, decision: 
         "channel": channel,
         "offers": [{"product_id": o.product.product_id, "rank": i, "score": float(o.score),
                     "propensity": min(1.0, max(0.0, float(o.propensity))), "reason_codes": list(o.reason_codes),
-                     "reason_facts": o.reason_facts or {}}
+                    "reason_facts": o.reason_facts or {},
+                    "probability": min(1.0, max(0.0, float(o.probability)))}
                    for i, o in enumerate(decision.offers, start=1)],
         "rules_applied": list(decision.rules_applied), "model_version": model_version[:64],
+        "arm": decision.arm, "policy_version": decision.policy_version[:64],
         "degraded": decision.degraded, "latency_ms": max(0.0, float(latency_ms)),
     }, option=orjson.OPT_UTC_Z)
 

@@ -17,6 +17,7 @@ drift from the real thing.
 | ``SharedRateLimit`` (one GCRA limit per API key across replicas) | ``shared_control.RedisRateLimit`` | ``fakes.MemoryRateLimit`` |
 | ``ControlStore`` (promoted version and policy shared by replicas, with notifications) | ``shared_control.RedisControl`` | ``fakes.MemoryControl`` |
 | ``LoopStatsReader`` (the closed loop's live counters per day) | ``redis_store.RedisLoopStats`` | ``fakes.MemoryStateStore.loop_stats()`` |
+| ``LearningSource`` (online acceptance evidence, refreshed in the background) | ``learning_reader.RedisLearningReader`` | ``fakes.MemoryLearningSource`` |
 
 Times are UTC epoch seconds (``now_s``); customer ids are the contract's pseudonymous tokens.
 """
@@ -31,6 +32,7 @@ from decisioning import Decision, Policy
 from decisioning.scores import RankingModel
 from domain.catalog import Catalog
 from domain.features import FeatureParams
+from domain.learning import Evidence
 from domain.state import CustomerState
 from recommender.model import NboModel
 from schemas.events import Event
@@ -334,3 +336,33 @@ class LoopStatsReader(Protocol):
         reversed or longer range."""
 
     def close(self) -> None: ...
+
+
+class LearningSource(Protocol):
+    """The online evidence of acceptance the chain calibrates with (``decisioning.calibration``),
+    as the stream writes it (``adapters.keys.learn_key``: field ``<product id>`` or
+    ``<product id>|<segment>`` -> ``Evidence``). Read in the background, never on the request
+    path: ``evidence()`` is a dictionary read."""
+
+    def evidence(self) -> Mapping[str, Evidence]:
+        """The evidence of the latest successful read (empty before the first one); no I/O. The
+        mapping returned is never changed afterwards (a read swaps in a new one)."""
+
+    @property
+    def failures(self) -> int:
+        """Reads that failed since start (the last evidence read kept serving)."""
+
+    @property
+    def read_at_s(self) -> float | None:
+        """When the evidence served was read (UTC epoch seconds), or None before the first read."""
+
+    async def refresh(self) -> bool:
+        """Read the store once and swap in what it holds; True on success. A failure (store down
+        or slow) keeps the evidence served, counts in ``failures`` and returns False, never
+        raises. A field whose value is not ``[accepts, others, as_of_s]`` (finite, counts >= 0)
+        is left out and logged."""
+
+    async def start(self) -> None:
+        """Read once (within the read timeout), then keep refreshing in the background."""
+
+    async def close(self) -> None: ...

@@ -12,6 +12,7 @@ from bootstrap.root import (
     contract_rules,
     exchange_rates,
     feature_params,
+    loop_params,
     model_params,
     model_registry,
     require_servers,
@@ -21,7 +22,7 @@ from bootstrap.settings import Settings, SettingsError, load_settings
 
 __all__ = [
     "ApiParts", "StreamParts", "TrainerParts", "build_api", "build_stream", "build_trainer", "catalog", "control_store",
-    "contract_rules", "exchange_rates", "feature_params", "model_params", "model_registry", "require_servers",
-    "state_store",
+    "contract_rules", "exchange_rates", "feature_params", "loop_params", "model_params", "model_registry",
+    "require_servers", "state_store",
     "Settings", "SettingsError", "load_settings",
 ]

@@ -15,6 +15,7 @@ from pathlib import Path
 from adapters.catalog_file import CatalogFile, StaticCatalog
 from adapters.decision_cache import RedisDecisionCache
 from adapters.kafka_publisher import Publisher
+from adapters.learning_reader import NoEvidence, RedisLearningReader
 from adapters.model_registry import ModelRegistry
 from adapters.model_watch import ModelHolder
 from adapters.policy_file import PolicyHolder
@@ -23,6 +24,7 @@ from adapters.ports import (
     ControlStore,
     DecisionCache,
     EventPublisher,
+    LearningSource,
     ModelSource,
     PolicySource,
     SharedRateLimit,
@@ -32,7 +34,7 @@ from adapters.redis_store import AsyncRedisStateStore, RedisLoopStats, RedisStat
 from adapters.shared_control import ControlledPolicy, ControlledRegistry, RedisControl, RedisRateLimit
 from bootstrap.connections import aiokafka_options, redis_security
 from bootstrap.settings import Settings, SettingsError
-from decisioning import PolicyError
+from decisioning import LoopParams, PolicyError
 from domain.catalog import Catalog, CatalogError, load_catalog
 from domain.features import FeatureParams
 from domain.money import ExchangeRates, RateTableError, load_rates
@@ -166,6 +168,21 @@ def trainer_registry(settings: Settings, catalog: Catalog | None = None,
     return ControlledRegistry(files, control_store(settings)) if settings.api.control_source == "redis" else files
 
 
+def loop_params(settings: Settings) -> LoopParams:
+    """The decision side of the closed loop from ``NBO_LOOP__*`` (docs/LOOP.md): the control arm
+    and online learning; a bad value stops the start naming its variable."""
+    loop = settings.loop
+    try:
+        return LoopParams(
+            control_share=loop.control_share, control_share_by_channel=dict(loop.control_share_by_channel),
+            control_salt=loop.control_salt, control_no_offer_channels=frozenset(loop.control_no_offer_channels),
+            explore_channels=frozenset(loop.explore_channels), starting_evidence=loop.starting_evidence,
+            segment_min_evidence=loop.segment_min_evidence, evidence_half_life_days=loop.evidence_half_life_days)
+    except ValueError as exc:
+        name = str(exc).split(":", 1)[0].split(".", 1)[0].upper()
+        raise SettingsError(f"NBO_LOOP__{name}: {exc}") from None
+
+
 @dataclass
 class ApiParts:
     """What the offer API's routes use, typed by the ports of ``adapters.ports``: ``build_api``
@@ -183,10 +200,13 @@ class ApiParts:
     rate_limit: SharedRateLimit | None = None  # None: each replica's own bucket (NBO_API__RATE_LIMIT=local)
     control: ControlStore | None = None  # None: files (NBO_API__CONTROL_SOURCE=files), nothing to listen to
     contract: ContractRules = DEFAULT_RULES  # the customer ids the routes accept
+    learning: LearningSource | None = None  # None: nothing learned online (rank by the model)
 
     def __post_init__(self) -> None:
         if self.catalogs is None:
             self.catalogs = StaticCatalog(self.catalog)
+        if self.learning is None:
+            self.learning = NoEvidence()
 
 
 def build_api(settings: Settings) -> ApiParts:
@@ -211,6 +231,7 @@ def build_api(settings: Settings) -> ApiParts:
         rate_limit = RedisRateLimit(redis_url, settings.redis.key_prefix, settings.api.rate_per_s,
                                     settings.api.rate_burst, mode=settings.redis.mode, security=security,
                                     timeout_s=max(settings.api.rate_limit_budget_ms / 1000, 0.05))
+    loop_params(settings)  # a bad NBO_LOOP__* value stops the start here
     return ApiParts(
         settings=settings,
         catalog=served,
@@ -229,6 +250,9 @@ def build_api(settings: Settings) -> ApiParts:
                                      security=security),
         rate_limit=rate_limit,
         control=control,
+        learning=RedisLearningReader(redis_url, settings.redis.key_prefix, refresh_s=settings.loop.refresh_ms / 1000,
+                                     timeout_s=max(settings.redis.timeout_ms / 1000, 0.5), mode=settings.redis.mode,
+                                     security=security),
     )
 
 

@@ -12,6 +12,14 @@ from typing import Iterator
 import pytest
 
 from services.runtime import Servers, running_servers, start_valkey_cluster
+
+# The suite ranks as the chain ranks: the experiment's control arm and Thompson exploration
+# (NBO_LOOP__*, docs/LOOP.md) are off unless a test turns them on through its settings
+# (tests/unit/test_loop_api.py, tests/integration/test_loop_api.py, the browser test), so that a
+# customer id drawn into this month's control group does not change what a ranking test expects.
+# Child processes (the stack's worker and API) inherit these.
+os.environ.setdefault("NBO_LOOP__CONTROL_SHARE", "0")
+os.environ.setdefault("NBO_LOOP__EXPLORE_CHANNELS", "[]")
 from bootstrap.settings import load_settings
 from services.stack import Stack
 

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters.model_watch import poll
 from adapters.shared_control import MODEL
-from bootstrap import ApiParts, Settings, SettingsError, build_api, load_settings
+from bootstrap import ApiParts, Settings, SettingsError, build_api, load_settings, loop_params
 from services.api.auth import DEV_KEYS, ApiError, ChannelKeys, digest
 from services.api.deps import Services
 from services.api.limits import BodyLimit
@@ -51,12 +51,14 @@ def create_app(settings: Settings | None = None, parts: ApiParts | None = None) 
     ``build_api`` unless ``parts`` are given; a bad setting or a missing key set fails at start."""
     settings = settings or (parts.settings if parts is not None else load_settings())
     _check_keys(settings)
+    loop_params(settings)  # a bad NBO_LOOP__* value fails here, before anything starts
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services(settings, parts if parts is not None else build_api(settings))
         app.state.services = services
         await services.publisher.start()
+        await services.learning.start()  # one read now, then every NBO_LOOP__REFRESH_MS in the background
         watchers = [asyncio.create_task(poll(services.models.refresh, settings.api.model_poll_s, "model")),
                     asyncio.create_task(poll(services.policies.refresh, settings.api.policy_poll_s, "policy")),
                     asyncio.create_task(poll(services.refresh_catalog, settings.catalog.poll_s, "catalog"))]

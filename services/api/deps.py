@@ -16,9 +16,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
-from adapters.ports import CatalogSource
+from adapters.ports import CatalogSource, LearningSource
 
-from bootstrap import ApiParts, Settings
+from bootstrap import ApiParts, Settings, loop_params
 from domain.catalog import Catalog
 from schemas.events import CUSTOMER_ID_PATTERN, OfferChannel
 from services.api.auth import ApiError, Authenticator, Client, RateLimiter, SharedRateLimiter
@@ -44,6 +44,9 @@ class Services:
         #: The bank's contract rules: which customer ids the routes accept (``check_customer_id``).
         self.contract = parts.contract
         self.decisions = parts.decisions
+        #: The online evidence (``learning.evidence()``, read in the background) and the loop's knobs.
+        self.learning: LearningSource = parts.learning  # type: ignore[assignment]  # ApiParts fills it
+        self.loop = loop_params(settings)
         self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
         self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
         #: The limit shared by all replicas (NBO_API__RATE_LIMIT=shared), ``limiter`` its fallback.
@@ -90,6 +93,7 @@ class Services:
         return client
 
     async def close(self) -> None:
+        await self.learning.close()
         if self.shared_limiter is not None:
             await self.shared_limiter.shared.close()
         if self.control is not None:

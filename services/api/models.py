@@ -52,7 +52,7 @@ class ServiceAction(BaseModel):
 class OfferResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "decision_id": "d-4a9bc35e5a46c9290000000000000000", "customer_id": "C000000042", "channel": "teller",
-        "model_version": "20250301T020000Z-3f9a1c", "degraded": False, "service_action": None,
+        "model_version": "20250301T020000Z-3f9a1c", "arm": "treatment", "degraded": False, "service_action": None,
         "offers": [{
             "product_id": "payroll_service", "name": "Payroll account service", "name_zh": "代发工资",
             "family": "service", "rank": 1, "score": 0.654, "propensity": 0.5, "reason_codes": ["salary_credit"],
@@ -66,6 +66,10 @@ class OfferResponse(BaseModel):
     customer_id: str
     channel: OfferChannel
     model_version: str
+    arm: Literal["treatment", "control"] = Field(
+        description="the customer's experiment arm this month: `treatment` (ranked offers) or `control` (offers "
+        "drawn at random from those the bank's rules allow, or none; see docs/LOOP.md). For the touchpoint's "
+        "analytics (measuring the offers' lift), not for the customer or the agent")
     degraded: bool
     offers: list[OfferOut]
     service_action: ServiceAction | None = None
@@ -82,7 +86,7 @@ class Slot(BaseModel):
 class SlotsResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "decision_id": "d-4a9bc35e5a46c9290000000000000000", "customer_id": "C000000042",
-        "model_version": "20250301T020000Z-3f9a1c", "degraded": False,
+        "model_version": "20250301T020000Z-3f9a1c", "arm": "treatment", "degraded": False,
         "slots": [{"slot": 1, "product_id": "personal_pension_account", "creative_id": "mob-personal_pension_account-1",
                    "title": {"en": "Personal pension account", "zh": "个人养老金账户"},
                    "reason": {"en": "Your salary is paid here; this makes the most of it.",
@@ -91,6 +95,10 @@ class SlotsResponse(BaseModel):
     decision_id: str
     customer_id: str
     model_version: str
+    arm: Literal["treatment", "control"] = Field(
+        description="the customer's experiment arm this month: `treatment` (ranked offers) or `control` (offers "
+        "drawn at random from those the bank's rules allow, or none; see docs/LOOP.md). For the touchpoint's "
+        "analytics (measuring the offers' lift), not for the customer or the agent")
     degraded: bool
     slots: list[Slot]
 

@@ -1,6 +1,7 @@
 """The offer path every channel route calls: read the state, fold in the teller's transaction,
-rank, answer, count and log the decision, and remember it for the outcomes that will name it
-(``services.api.outcome_checks``).
+rank (in the customer's experiment arm, with the online evidence read in the background and a
+seed derived from the decision id), answer, count and log the decision, and remember it for the
+outcomes that will name it (``services.api.outcome_checks``).
 
 A slow or absent Redis (or a record that cannot be read) gives the degraded fallback decision,
 never an error: the offer routes always answer 200.
@@ -14,7 +15,7 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from decisioning import fallback, rank
+from decisioning import rank, rank_without_state, seed_from
 from domain.state import CustomerState
 from domain.transactions import fold_counter_transaction
 from schemas.events import OfferChannel
@@ -51,15 +52,18 @@ async def offer(services: Services, customer_id: str, channel: OfferChannel, lim
     state = await read_state(services, customer_id)
     model = services.models.current
     catalog = services.catalogs.current  # the catalog in force, read once for this request
+    policy = services.policies.current
+    seed = seed_from(decision_id)  # the decision's randomness (control draw, Thompson sample): reproducible
     if state is None:
-        decision = fallback(catalog, channel.value, limit)
+        decision = rank_without_state(customer_id, catalog, policy, channel.value, now.timestamp(), limit,
+                                      loop=services.loop, seed=seed)
         services.metrics.fallbacks.labels(channel.value).inc()
     else:
         if transaction is not None:
             state = fold_counter_transaction(state, transaction.kind, transaction.amount_minor, transaction.currency,
                                              transaction.purpose, now, teller_event_id(decision_id), services.params)
-        decision = rank(state, model, catalog, services.policies.current, channel.value, now.timestamp(), limit,
-                        services.params)
+        decision = rank(state, model, catalog, policy, channel.value, now.timestamp(), limit, services.params,
+                        loop=services.loop, evidence=services.learning.evidence(), seed=seed)
     response = offer_view(decision, decision_id, customer_id, channel, model.version, services.params.rates.base)
     latency_ms = (time.perf_counter() - started) * 1000
     services.metrics.observe_decision(channel.value, decision.degraded, latency_ms / 1000)

@@ -84,8 +84,9 @@ def json_response(body: dict[str, Any]) -> Response:
 def offer_view(decision: Decision, decision_id: str, customer_id: str, channel: OfferChannel,
                model_version: str, currency: str = "CNY") -> dict[str, Any]:
     """The ``OfferResponse`` body: offers ranked from 1, with reasons, pitch and (call centre)
-    talking points in English and Chinese (amounts in the base ``currency``), and the service
-    action, if any."""
+    talking points in English and Chinese (amounts in the base ``currency``), the service action, if
+    any, and the customer's experiment ``arm`` (for the touchpoint's analytics; the agent screen
+    does not show it)."""
     offers = []
     for position, offer in enumerate(decision.offers, start=1):
         head, tail = product_parts(offer.product, channel, currency)
@@ -96,7 +97,7 @@ def offer_view(decision: Decision, decision_id: str, customer_id: str, channel: 
         })
     action = SERVICE_ACTIONS.get(decision.service_action or "")
     return {"decision_id": decision_id, "customer_id": customer_id, "channel": channel.value,
-            "model_version": model_version, "degraded": decision.degraded, "offers": offers,
+            "model_version": model_version, "arm": decision.arm, "degraded": decision.degraded, "offers": offers,
             "service_action": {"code": decision.service_action, "en": action[0], "zh": action[1]} if action else None}
 
 
@@ -119,7 +120,8 @@ def slots_view(offers: dict[str, Any]) -> dict[str, Any]:
     slots = [{"slot": o["rank"], "product_id": o["product_id"], "creative_id": o["creative_id"],
               "title": {"en": o["name"], "zh": o["name_zh"]}, "reason": o["reason"]} for o in offers["offers"]]
     return {"decision_id": offers["decision_id"], "customer_id": offers["customer_id"],
-            "model_version": offers["model_version"], "degraded": offers["degraded"], "slots": slots}
+            "model_version": offers["model_version"], "arm": offers["arm"], "degraded": offers["degraded"],
+            "slots": slots}
 
 
 def product_parts(product: Product, channel: OfferChannel,
