@@ -38,3 +38,16 @@ def test_the_same_outcome_gets_the_same_event_id_and_another_outcome_another():
     first = outcome_event_id("d-abc123", "bond_fund", "declined")
     assert first == outcome_event_id("d-abc123", "bond_fund", "declined")
     assert first != outcome_event_id("d-abc123", "bond_fund", "accepted")
+
+
+def test_the_record_carries_each_offers_probability_the_arm_and_the_policy_version():
+    offers = [Offer(CATALOG.get("bond_fund"), 0.12, 0.0, 0.3, None, ["large_inflow"]),
+              Offer(CATALOG.get("fund_sip"), 0.05, 0.0, 0.2, None, [])]
+    offers[0].probability, offers[1].probability = 1 / 17, 1 / 17
+    decision = Decision(offers, ["eligibility", "select"], arm="control", policy_version="3f9a1c0b2d4e")
+    at = datetime(2026, 6, 1, 9, 30, tzinfo=timezone.utc)
+    event = decode(decision_record("d-abc123def", "C000000042", "mobile", decision, "v3", 1.7, at))
+    assert event.arm == "control" and event.policy_version == "3f9a1c0b2d4e"
+    assert [o.probability for o in event.offers] == [1 / 17, 1 / 17]
+    ranked = decode(decision_record("d-abc123deg", "C000000042", "mobile", Decision(offers[:1], []), "v3", 1.0, at))
+    assert ranked.arm == "treatment"

@@ -140,3 +140,15 @@ def test_a_flat_file_of_numbers_is_levers_unless_it_names_a_knob():
     pinned = policy_from_dict({"similar_weight_override": 1.5})
     assert pinned.similar_weight_override == 1.5 and dict(pinned.levers) == {}
     assert policy_from_dict({"value_exponent": 0.5}).value_exponent == 0.5
+
+
+def test_the_policy_version_names_its_content_not_the_files_layout():
+    from decisioning import policy_from_dict
+
+    base = policy_from_dict({"levers": {"fund_sip": 1.1, "gold": 2}, "value_exponent": 0.25})
+    same = policy_from_dict({"value_exponent": 0.25, "comment": "reordered, commented",
+                             "levers": {"gold": 2.0, "fund_sip": 1.1}})
+    changed = policy_from_dict({"levers": {"fund_sip": 1.2, "gold": 2}, "value_exponent": 0.25})
+    assert base.version == same.version and len(base.version) == 12
+    assert changed.version != base.version
+    assert Policy().version == policy_from_dict({}).version
