@@ -280,3 +280,45 @@ def test_money_in_and_out_are_the_last_30_days_totals_and_no_large_sum_is_claime
         assert "大额资金入账" not in _screen_text(page)
     finally:
         page.close()
+
+
+def test_the_agent_never_sees_the_customers_experiment_arm(stack, browser, tmp_path):
+    """A customer the experiment put in this month's control group: the API says ``arm:
+    control`` to the touchpoint's analytics, and the agent's screen shows the offers as for
+    anyone, with no word of the arm."""
+    from bootstrap import load_settings, loop_params
+    from decisioning import CONTROL, arm_of
+
+    env = {"NBO_DATA_DIR": str(tmp_path / "data"), "NBO_REDIS__TIMEOUT_MS": "250", "NBO_LOOP__CONTROL_SHARE": "0.5",
+           "NBO_LOOP__CONTROL_SALT": "browser-test"}
+    loop = loop_params(load_settings(loop={"control_share": 0.5, "control_salt": "browser-test"}))
+    tag = uuid.uuid4().hex[:8].upper()
+    customer_id = next(c for c in (f"C{tag}{i:04d}" for i in range(1000))
+                       if arm_of(c, "call_centre", time.time(), loop) == CONTROL)
+    now = datetime.now(timezone.utc)
+    _seed(stack, [
+        CustomerProfileUpdated(**_head(customer_id, now - timedelta(days=300)), source="core_banking",
+                               birth_year=1979, risk_tolerance=4, employment="salaried"),
+        DepositPosted(**_head(customer_id, now - timedelta(days=3)), source="core_banking", kind="deposit",
+                      amount_minor=8_000_000, channel="counter", purpose="salary", balance_after_minor=8_000_000),
+    ])
+    experiment = Stack(stack.servers, tmp_path, extra_env=env)
+    experiment.start_api()
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-US")
+    try:
+        with httpx.Client(base_url=experiment.api_url, timeout=10) as client:
+            body = client.get(f"/v1/call-centre/customers/{customer_id}/offers", headers=AGENT).json()
+        assert body["arm"] == "control" and body["offers"] and not body["degraded"]
+        page.goto(f"{experiment.api_url}/agent?customer={customer_id}#key={DEV_KEYS['call_centre']}")
+        offers = page.locator("#offers li.offer")
+        offers.first.wait_for(timeout=15_000)
+        assert offers.count() == len(body["offers"])
+        text = _screen_text(page)
+        assert not re.search(r"\b(control|treatment|arm)\b", text, re.IGNORECASE), text
+        page.click("#lang")
+        assert not re.search(r"对照组|实验组|control|treatment", _screen_text(page), re.IGNORECASE)
+        markup = page.content().lower()
+        assert "control" not in markup and "treatment" not in markup, "not even in an attribute"
+    finally:
+        page.close()
+        experiment.stop()
