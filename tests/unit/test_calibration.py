@@ -187,3 +187,23 @@ def test_exploration_follows_the_evidence():
     assert firsts[favourite] == 0
     loop = replace(EXPLORE, starting_evidence=20)
     assert rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 1, loop=loop, seed=3).offers[0].posterior is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(accepts=st.floats(0, 1000), others=st.floats(0, 1000), segment_accepts=st.floats(0, 100),
+       segment_others=st.floats(0, 100), age_days=st.floats(-5, 400), p=st.floats(0, 1),
+       segment=st.sampled_from(["B", "D", None]))
+def test_the_steps_fast_path_is_the_reference_evidence_and_posterior(accepts, others, segment_accepts,
+                                                                      segment_others, age_days, p, segment):
+    from decisioning.calibration import _Informed, _posterior, evidence_for
+    from domain.learning import posterior
+
+    at = NOW_S - age_days * DAY_S
+    evidence = {"gold_account": Evidence(accepts, others, at),
+                "gold_account|B": Evidence(segment_accepts, segment_others, at - DAY_S)}
+    reference = evidence_for(evidence, "gold_account", segment, NOW_S, EXPLOIT)
+    fast = _Informed(evidence, segment, NOW_S, EXPLOIT)("gold_account")
+    assert reference is not None and fast is not None
+    assert fast == pytest.approx((reference.accepts, reference.others))
+    assert _posterior(fast, p, 20) == pytest.approx(posterior(reference, p, 20))
+    assert _Informed(evidence, segment, NOW_S, EXPLOIT)("fund_sip") is None
