@@ -25,6 +25,11 @@ class Metrics:
         self.catalog_file_refused = Gauge("nbo_catalog_file_refused", "1 while the latest edit of the catalog file "
                                           "failed validation and the catalog loaded before it keeps serving",
                                           registry=self.registry)
+        self.evidence_read_failures = Gauge("nbo_online_evidence_read_failures", "reads of the online evidence "
+                                            "that failed since start (the evidence read before kept serving)",
+                                            registry=self.registry)
+        self.evidence_age = Gauge("nbo_online_evidence_age_seconds", "seconds since the online evidence served was "
+                                  "read (-1 before the first read)", registry=self.registry)
         self._labelled: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
         self.stream = Gauge("nbo_stream_events", "stream worker counters (applied, duplicates, dead_letters)",
                             ["counter"], registry=self.registry)

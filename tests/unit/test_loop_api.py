@@ -166,6 +166,11 @@ def test_strong_declines_move_a_product_down_at_the_next_refresh_and_a_store_out
         api.learning.store_up = False  # Redis down: the refresh fails, the evidence read stays
         assert not asyncio.run(api.learning.refresh())
         assert ranking() == after and api.learning.failures == 1
+        metrics = client.get("/metrics").text
+        assert "nbo_online_evidence_read_failures 1.0" in metrics
+        age = float(next(line.split()[1] for line in metrics.splitlines()
+                         if line.startswith("nbo_online_evidence_age_seconds ")))
+        assert 0 <= age < 60
 
 
 def test_a_thompson_explore_channel_logs_a_probability_below_one():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
@@ -46,7 +47,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics",
             description="Offer decisions and their latency per channel, degraded fallbacks, outcomes per channel "
             "and outcome, failed or slow state reads, decision-log records sent and dropped, whether the levers "
-            "file and the catalog file on disk were refused, and the stream workers' counters (applied, "
+            "file and the catalog file on disk were refused, how old the online evidence is and how many of its reads failed, and the stream workers' counters (applied, "
             "duplicates, dead letters), in the Prometheus text format. No key needed.")
 async def metrics(services: ServicesDep) -> Response:
     metrics = services.metrics
@@ -54,6 +55,9 @@ async def metrics(services: ServicesDep) -> Response:
     metrics.decision_log_sent.set(services.publisher.sent)
     metrics.policy_file_refused.set(1 if services.policies.refused else 0)
     metrics.catalog_file_refused.set(1 if services.catalogs.refused else 0)
+    metrics.evidence_read_failures.set(services.learning.failures)
+    read_at_s = services.learning.read_at_s
+    metrics.evidence_age.set(-1 if read_at_s is None else max(0.0, time.time() - read_at_s))
     try:  # the stream workers' counters (dead letters, duplicates), best effort within the budget
         async with asyncio.timeout(max(services.redis_budget_s, 0.2)):
             stats = await services.store.counters()
