@@ -15,7 +15,7 @@ from services.runtime import Servers, running_servers, start_valkey_cluster
 
 # The suite ranks as the chain ranks: the experiment's control arm and Thompson exploration
 # (NBO_LOOP__*, docs/LOOP.md) are off unless a test turns them on through its settings
-# (tests/unit/test_loop_api.py, tests/integration/test_loop_api.py, the browser test), so that a
+# (tests/unit/test_routes_loop.py, tests/integration/test_api_learning.py, the browser test), so that a
 # customer id drawn into this month's control group does not change what a ranking test expects.
 # Child processes (the stack's worker and API) inherit these.
 os.environ.setdefault("NBO_LOOP__CONTROL_SHARE", "0")
