@@ -120,13 +120,28 @@ def calibration(ctx: Context) -> None:
     prior = params.starting_evidence
     informed = _Informed(evidence, ctx.state.vs_segment, ctx.now_s, params) if evidence else None
     weight = similar_weight(ctx.model, ctx.policy)
-    if not explore:
+    if not explore:  # ``informed`` and ``_posterior`` inlined: this loop is on every request with evidence
         assert informed is not None
+        in_segment, overall, minimum, factor = informed.in_segment, informed.overall, informed.minimum, informed.factor
         for pid, offer in ctx.candidates.items():
-            counts = informed(pid)
-            if counts is not None:  # the posterior mean, alpha / (alpha + beta), of ``_posterior``
-                p = min(max(offer.propensity, 1e-6), 1.0 - 1e-6)
-                _rank_by(offer, (p * prior + counts[0]) / (prior + counts[0] + counts[1]), weight)
+            found = in_segment.get(pid)
+            if found is not None:
+                f = factor(found[2])
+                if (found[0] + found[1]) * f < minimum:
+                    found = None
+            if found is None:
+                found = overall.get(pid)
+                if found is None:
+                    continue
+                f = factor(found[2])
+            propensity = offer.propensity
+            p = 1e-6 if propensity < 1e-6 else (1.0 - 1e-6 if propensity > 1.0 - 1e-6 else propensity)
+            value = (p * prior + found[0] * f) / (prior + (found[0] + found[1]) * f)  # alpha / (alpha + beta)
+            if propensity > 0:
+                offer.score *= value / propensity
+            else:
+                _rank_by(offer, value, weight)
+            offer.calibrated = value
         return
     offers = list(ctx.candidates.values())
     if not offers:

@@ -207,3 +207,23 @@ def test_the_steps_fast_path_is_the_reference_evidence_and_posterior(accepts, ot
     assert fast == pytest.approx((reference.accepts, reference.others))
     assert _posterior(fast, p, 20) == pytest.approx(posterior(reference, p, 20))
     assert _Informed(evidence, segment, NOW_S, EXPLOIT)("fund_sip") is None
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(counts=st.dictionaries(st.sampled_from(["gold_account", "fund_sip", "bond_fund", "money_market_fund",
+                                               "gold_account|B", "fund_sip|B", "bond_fund|D"]),
+                              st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(0, 90)), max_size=7))
+def test_every_candidates_calibrated_value_is_the_posterior_mean_of_its_evidence(counts):
+    from decisioning.calibration import evidence_for
+    from domain.learning import posterior
+
+    evidence = {name: Evidence(a, o, NOW_S - days * DAY_S) for name, (a, o, days) in counts.items()}
+    state = customer(vs_segment="B")
+    decision = rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 6, evidence=evidence)
+    for offer in decision.offers:
+        found = evidence_for(evidence, offer.product.product_id, "B", NOW_S, EXPLOIT)
+        if found is None:
+            assert offer.calibrated is None
+        else:
+            alpha, beta = posterior(found, offer.propensity, EXPLOIT.starting_evidence)
+            assert offer.calibrated == pytest.approx(alpha / (alpha + beta))
