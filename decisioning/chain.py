@@ -131,7 +131,7 @@ def rank(state: CustomerState, model: RankingModel, catalog: Catalog, policy: Po
     Thompson sample): the same arguments always give the same decision. The decision carries
     the customer's ``arm`` and the ``policy_version``."""
     arm = arm_of(state.customer_id, channel, now_s, loop)
-    if not state.events_applied and knows_nothing(state):
+    if knows_nothing(state):
         decision = cold_start(state, catalog, channel, limit if arm == TREATMENT else len(catalog))
         if arm == CONTROL:
             _control_draw(decision, channel, limit, loop, seed, "cold_start")

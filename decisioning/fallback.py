@@ -53,17 +53,20 @@ def fallback(catalog: Catalog, channel: str, limit: int) -> Decision:
     return Decision(offers[:limit], ["fallback"], degraded=True)
 
 
-_EMPTY = CustomerState("").to_dict()
-del _EMPTY["customer_id"]
+#: What offer decisions alone write into a state (the closed loop's record of what was shown, and
+#: the fold's counters): a customer with nothing else on record is still one the bank knows
+#: nothing about.
+_DECISIONS_ONLY = ("customer_id", "events_applied", "as_of_s", "touches", "bought", "loop_due_s",
+                   "value_tier", "vs_segment")  # the segments, derived from nothing but defaults then
+_EMPTY = {k: v for k, v in CustomerState("").to_dict().items() if k not in _DECISIONS_ONLY}
 
 
 def knows_nothing(state: CustomerState) -> bool:
-    """True when no event was folded into ``state`` and it holds nothing but defaults (no
-    profile, balance, holdings, behaviour or contact history)."""
-    if state.events_applied or state.birth_year is not None or state.holdings or state.tokens:
+    """True when ``state`` holds nothing but defaults (no profile, balance, holdings, behaviour
+    or contact history) beyond the record of offers shown to the customer."""
+    if state.birth_year is not None or state.holdings or state.tokens or state.contacts:
         return False
-    data = state.to_dict()
-    del data["customer_id"]
+    data = {k: v for k, v in state.to_dict().items() if k not in _DECISIONS_ONLY}
     return data == _EMPTY
 
 
@@ -78,7 +81,7 @@ def cold_start(state: CustomerState, catalog: Catalog, channel: str, limit: int)
             rule = "cold_start_low_risk_only"
         if rule is None:
             offers.append(Offer(product, 0.0, 0.0, 0.0, None, ["cold_start"], COLD_START[0], COLD_START[1],
-                                {"events_applied": 0, "profile_known": False}))
+                                {"behaviour_events": 0, "profile_known": False}))
         else:
             excluded[pid] = rule
     return Decision(offers[:limit], ["cold_start"], excluded=excluded)

@@ -73,8 +73,9 @@ def test_mobile_prints_the_slot_payloads(stack, unique_customer_id, capsys):
 
 
 def test_client_mistakes_say_what_to_fix(stack, capsys):
-    assert main(["mobile", "not-a-customer", "--api", stack.api_url]) == 1
-    assert "answered 422" in capsys.readouterr().err
+    assert main(["mobile", "C4111111111111111", "--api", stack.api_url]) == 1
+    err = capsys.readouterr().err
+    assert "answered 422" in err and "tokenised" in err and "4111111111111111" not in err
 
     assert main(["mobile", "C000000001", "--api", stack.api_url, "--key", DEV_KEYS["teller"]]) == 1
     assert "teller channel" in capsys.readouterr().err

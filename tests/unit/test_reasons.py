@@ -306,7 +306,23 @@ def test_an_unknown_customer_gets_the_cold_start_and_no_personal_claim():
             assert offer.product.product_id in SAFE_FALLBACK and offer.product.risk_level == 1
             assert offer.product.family not in ("loan", "credit_card")
             assert "like you" not in offer.reason_en and "no record of your banking" in offer.reason_en
-            assert offer.reason_facts == {"events_applied": 0, "profile_known": False}
+            assert offer.reason_facts == {"behaviour_events": 0, "profile_known": False}
+
+
+def test_offers_shown_to_an_unknown_customer_do_not_make_them_known():
+    """The worker folds the decision log too (the closed loop's record of what was shown): a
+    customer whose only events are earlier offer decisions still gets the cold start."""
+    at = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
+    shown = decode(orjson.dumps({
+        "event_id": "dec-abcdef01", "customer_id": "C000000778", "occurred_at": at.isoformat(),
+        "source": "offer_api", "type": "offer_decision", "decision_id": "d-abcdef01", "channel": "mobile",
+        "offers": [{"product_id": "demand_deposit", "rank": 1, "score": 0.0, "propensity": 0.0}],
+        "model_version": "v1"}))
+    state = apply_all(CustomerState("C000000778"), [shown])
+    assert state.events_applied == 1
+    decision = offers_for(state, "mobile")
+    assert decision.rules_applied == ["cold_start"]
+    assert all(o.reason_codes == ["cold_start"] for o in decision.offers)
 
 
 def test_a_customer_with_a_profile_only_is_not_a_cold_start_and_hears_no_popularity_claim():
