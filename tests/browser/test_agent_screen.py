@@ -35,7 +35,7 @@ def customers(stack: Stack) -> list[str]:
     """Thirty simulated customers with a month of traffic, under fresh ids, applied by the worker."""
     tag = uuid.uuid4().hex[:8].upper()
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=30)
-    events = [e.model_copy(update={"customer_id": f"C{tag}{e.customer_id[1:]}", "event_id": f"{e.event_id}-{tag}"})
+    events = [e.model_copy(update={"customer_id": f"C{tag}X{e.customer_id[1:]}", "event_id": f"{e.event_id}-{tag}"})
               for e in simulate_events(load_catalog(), customers=30, days=30, seed=11, start=start)]
     publish(events, stack.servers.kafka_bootstrap)
     expected: dict[str, int] = {}

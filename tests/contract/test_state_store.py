@@ -147,7 +147,8 @@ def test_seen_ids_are_forgotten_after_the_dedupe_ttl(state):
 def test_a_log_replayed_with_redeliveries_and_duplicates_gives_the_oracles_state(state):
     """Simulated traffic in batches that overlap (redelivery after a crash) and with some events
     resent at new offsets: every customer ends as the in-process fold of each event once."""
-    tag = uuid.uuid4().hex[:4].upper()
+    # The tag ends in a letter, so the ids never hold a run of 13 digits a card-number check refuses.
+    tag = uuid.uuid4().hex[:4].upper() + "X"
     log: list[SourcedEvent] = []
     next_offset: dict[tuple[str, int], int] = {}
     for batch in Simulator(CATALOG, 20, 11).run(12):
