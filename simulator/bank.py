@@ -79,7 +79,10 @@ API
   memory (``.records``, ``.lines``, ``.types``, ``.customers``, ``.truth``), fine up to ~100k customers.
 - ``simulate_events(catalog, customers, days, seed, start)``: validated event models.
 - ``Simulator(catalog, customers, seed, start)``: ``run(days)`` yields ``EventBatch``es, then
-  ``truth(holdout_days) -> Truth``; ``hazard(rows)`` is the true daily hazard.
+  ``truth(holdout_days) -> Truth``; ``hazard(rows)`` is the true daily hazard, ``propensity(rows)``
+  the true propensity now; ``scale_appeal(product_id, factor, from_day)`` plants a drift (a
+  product's appeal halves or doubles from a day on); ``record_purchases`` applies purchases made
+  outside the daily draw (accepted offers, ``simulator.visits``).
 - ``load_truth(path) -> Truth``, ``truth_path_for(events_path)``, ``truth_arrays(truth)``.
 """
 
@@ -655,6 +658,7 @@ class Simulator:
         self.seq = 0
         self.day = 0
         self.events_by_type = [0] * len(TYPE_NAMES)
+        self._appeal_changes: list[tuple[int, int, float]] = []  # (from_day, product index, factor)
         self._setup_products()
         self._draw_customers()
 
@@ -777,6 +781,42 @@ class Simulator:
         ok = (age >= self.min_age) & (age <= self.max_age) & (self.risk[rows, None] >= self.risk_level)
         return ok & self.seg_gate[self.segment[rows]]
 
+    # ---- drift ----------------------------------------------------------------------------
+    def scale_appeal(self, product_id: str, factor: float, from_day: int) -> None:
+        """Plant a drift: from simulated day ``from_day`` on (0 = the first day), every customer's
+        daily hazard of ``product_id`` is multiplied by ``factor`` (0.5 halves its appeal, 2 doubles
+        it), so its purchases, its true propensity and the acceptance of its offers all follow.
+        Changes to one product multiply."""
+        if product_id not in self.catalog:
+            raise ValueError(f"unknown product_id {product_id!r}")
+        if not factor >= 0 or from_day < 0:
+            raise ValueError("factor must be >= 0 and from_day >= 0")
+        self._appeal_changes.append((int(from_day), self.catalog.index[product_id], float(factor)))
+
+    def appeal_at(self, day: int) -> np.ndarray:
+        """Per product, the appeal multiplier in force on ``day`` (float32 [P], 1 without drift)."""
+        appeal = np.ones(self.P, dtype=np.float32)
+        for from_day, j, factor in self._appeal_changes:
+            if day >= from_day:
+                appeal[j] *= np.float32(factor)
+        return appeal
+
+    def propensity(self, rows: np.ndarray, window_days: int = DEFAULT_HOLDOUT_DAYS) -> np.ndarray:
+        """The true propensity now, float64 [len(rows), P]: the chance to buy within
+        ``window_days`` if nothing changed (as ``Truth.propensity``, from the current state)."""
+        return -np.expm1(-self.hazard(rows).astype(np.float64) * window_days)
+
+    def record_purchases(self, customers: np.ndarray, products: np.ndarray) -> None:
+        """Apply purchases made outside the daily draw (an accepted offer) to the state: the
+        product is held from now on, co-ownership and needs follow, and its after-purchase kick
+        starts with the next day. Indices: customer rows, catalog product indices."""
+        self._apply_purchases(np.asarray(customers, dtype=np.int64), np.asarray(products, dtype=np.int64))
+
+    def purchase_amounts(self, customers: np.ndarray, products: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Amounts (int64 minor units) of purchases of ``products`` by ``customers``, drawn as the
+        daily purchases' are (investments from the balance, loan principals, 0 for cards and services)."""
+        return self._purchase_amount(rng, np.asarray(customers, dtype=np.int64), np.asarray(products, dtype=np.int64))
+
     # ---- hazards --------------------------------------------------------------------------
     def hazard(self, rows: np.ndarray, after_scale: float = 1.0) -> np.ndarray:
         """Daily purchase hazard [len(rows), P] from the current state (float32). The fading
@@ -794,6 +834,8 @@ class Simulator:
         if self.after_rows.size:
             h += self.after[rows] * np.float32(after_scale)
         h *= self.affinity_p[rows]
+        if self._appeal_changes:
+            h *= self.appeal_at(self.day)
         fit = self.tier_fit[_tier_index(bal)]
         h *= np.where(fit, np.float32(1.0), np.float32(_OFF_TIER_FACTOR))
         ok = self.static_ok[rows] & (bal[:, None] >= self.min_assets) & (~held | self.multi)
@@ -972,24 +1014,28 @@ class Simulator:
 
         # Apply purchases to the state.
         self._fade_after()
-        if len(bc):
-            self._kick_after(bc, bj)
-            newly = ~self.held[bc, bj]
-            self.held[bc, bj] = True
-            nb = bc[newly]
-            if len(nb):
-                np.add.at(self.log_co, nb, self.log_boost[bj[newly]])
-                touched = np.unique(nb)
-                self.co_boost[touched] = np.exp(self.log_co[touched])
-            met = self.fulfils[:, bj].T  # [purchases, K]
-            for k in range(len(NEEDS)):
-                self.need_active[bc[met[:, k]], k] = False
-            self.need_shown &= self.need_active
+        self._apply_purchases(bc, bj)
 
         batch = out.build(self.id_prefix, self.seq) if emit else EventBatch([], np.zeros(0, np.int8), np.zeros(0))
         self._count(batch)
         self.day += 1
         return batch, pairs
+
+    def _apply_purchases(self, bc: np.ndarray, bj: np.ndarray) -> None:
+        if not len(bc):
+            return
+        self._kick_after(bc, bj)
+        newly = ~self.held[bc, bj]
+        self.held[bc, bj] = True
+        nb = bc[newly]
+        if len(nb):
+            np.add.at(self.log_co, nb, self.log_boost[bj[newly]])
+            touched = np.unique(nb)
+            self.co_boost[touched] = np.exp(self.log_co[touched])
+        met = self.fulfils[:, bj].T  # [purchases, K]
+        for k in range(len(NEEDS)):
+            self.need_active[bc[met[:, k]], k] = False
+        self.need_shown &= self.need_active
 
     def _fade_after(self) -> None:
         if self.after_rows.size:

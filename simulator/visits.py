@@ -1,0 +1,141 @@
+"""The simulated customers' side of the closed loop: who comes to which touchpoint on a simulated
+day, how they answer the offers they are shown, and the sale an acceptance turns into.
+
+- Teller: every counter deposit or withdrawal of the day (the simulator's ``DepositPosted`` with
+  channel ``counter``) is a customer at the counter, with that transaction in hand.
+- Call centre: every hotline call of the day (``HotlineCallEnded``) is a customer on the line,
+  at the time the call ended.
+- Mobile: each customer holding ``mobile_banking`` opens the app on a day with probability
+  ``mobile_rate``, at a uniform time between 07:00 and 23:00 UTC.
+
+Answers come from the truth: the customer's true propensity now (``Simulator.propensity``, the
+chance to buy within 14 days, drift included) through ``bank.draw_offer_response`` (an offer on a
+channel pulls the purchase forward by ``bank.CHANNEL_LIFT``). Each shown offer gets its own
+answer. An accepted offer is a sale: a ``ProductPurchased`` naming the decision, applied to the
+simulator's state (``Simulator.record_purchases``) so the customer holds the product from then on.
+
+``drift_recovery_hours`` measures how fast a ranking follows a planted drift (``scale_appeal``).
+
+Pure and seeded: no I/O, no clock; the caller passes the random generator and the times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
+
+import numpy as np
+import orjson
+
+from schemas.events import ProductPurchased
+from simulator.bank import DAY_S, T_DEPOSIT, T_HOTLINE, EventBatch, Simulator, draw_offer_response
+
+VISIT_CHANNELS = ("teller", "call_centre", "mobile")
+#: The purchase channel a sale made on an offer channel is booked on.
+SALE_CHANNEL = {"teller": "branch", "call_centre": "call_centre", "mobile": "mobile"}
+_SALE_SOURCE = {"teller": "core_banking", "call_centre": "cti", "mobile": "mobile_banking"}
+DEFAULT_MOBILE_RATE = 0.3
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A customer at a touchpoint: row ``customer`` (``customer_id``), ``channel``, at ``at_s``
+    (simulated UTC epoch seconds); a teller visit carries the transaction in hand
+    (``{"kind", "amount_minor", "currency", "purpose"}``, the offer API's ``Transaction``)."""
+
+    customer: int
+    customer_id: str
+    channel: str
+    at_s: int
+    transaction: dict | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the customer did with one shown offer: ``accepted``, ``declined`` (with a reason) or
+    ``ignored``, and the true propensity it was drawn from."""
+
+    product_id: str
+    outcome: str
+    decline_reason: str | None
+    true_propensity: float
+
+
+def day_visits(sim: Simulator, batch: EventBatch, day: int, rng: np.random.Generator,
+               mobile_rate: float = DEFAULT_MOBILE_RATE) -> list[Visit]:
+    """The visits of simulated ``day`` (0 = the first), from that day's event ``batch``
+    (``Simulator.step``) and ``mobile_rate``; in time order (ties: customer, channel)."""
+    if not 0.0 <= mobile_rate <= 1.0:
+        raise ValueError("mobile_rate must be in [0, 1]")
+    visits: list[Visit] = []
+    for k in np.nonzero((batch.types == T_DEPOSIT) | (batch.types == T_HOTLINE))[0].tolist():
+        event = orjson.loads(batch.records[k])
+        at_s = int(datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00")).timestamp())
+        row = int(batch.customers[k])
+        if event["type"] == "deposit" and event["channel"] == "counter":
+            visits.append(Visit(row, event["customer_id"], "teller", at_s, {
+                "kind": event["kind"], "amount_minor": event["amount_minor"], "currency": event["currency"],
+                "purpose": event["purpose"]}))
+        elif event["type"] == "hotline":
+            visits.append(Visit(row, event["customer_id"], "call_centre", at_s + int(event["duration_s"])))
+    app = sim.idx.get("mobile_banking", -1)
+    users = np.nonzero(sim.held[:, app])[0] if app >= 0 else np.arange(sim.n)
+    opened = users[rng.random(len(users)) < mobile_rate]
+    day_s = sim.start_s + day * DAY_S
+    times = day_s + 7 * 3600 + np.floor(rng.random(len(opened)) * 16 * 3600).astype(np.int64)
+    visits += [Visit(int(c), f"C{int(c):09d}", "mobile", int(t)) for c, t in zip(opened.tolist(), times.tolist())]
+    visits.sort(key=lambda v: (v.at_s, v.customer, v.channel))
+    return visits
+
+
+def answer_offers(sim: Simulator, customer: int, channel: str, product_ids: Sequence[str],
+                  rng: np.random.Generator) -> list[Answer]:
+    """Each shown product's answer, drawn from the customer's true propensity now. A product the
+    simulator does not know (not in its catalog) has propensity 0: it is never accepted."""
+    truth = sim.propensity(np.array([customer]))[0]
+    answers = []
+    for pid in product_ids:
+        j = sim.catalog.index.get(pid)
+        p = float(truth[j]) if j is not None else 0.0
+        outcome, reason = draw_offer_response(p, channel, rng)
+        answers.append(Answer(pid, outcome, reason, p))
+    return answers
+
+
+def sale_event(sim: Simulator, customer: int, product_id: str, decision_id: str, channel: str,
+               occurred_at: datetime, rng: np.random.Generator) -> ProductPurchased:
+    """The purchase an accepted offer turns into, and the simulator's state updated with it."""
+    j = sim.catalog.index[product_id]
+    amount = int(sim.purchase_amounts(np.array([customer]), np.array([j]), rng)[0])
+    sim.record_purchases(np.array([customer]), np.array([j]))
+    digest = hashlib.sha256(f"{decision_id}|{product_id}".encode()).hexdigest()[:32]
+    return ProductPurchased(
+        event_id=f"sale-{digest}", customer_id=f"C{customer:09d}", occurred_at=occurred_at.astimezone(timezone.utc),
+        source=_SALE_SOURCE[channel], product_id=product_id, amount_minor=amount, channel=SALE_CHANNEL[channel],
+        decision_id=decision_id)
+
+
+def drift_recovery_hours(hours: Sequence[float], is_target: Sequence[bool], drift_hour: float,
+                         window: int = 200, tail: int | None = None) -> float | None:
+    """Simulated hours from ``drift_hour`` until a ranking follows a drift: the share of the
+    target product (the one whose appeal rose) among the top offers, over the last ``window``
+    decisions, first reaches half way from its level before the drift to its level at the end
+    (the last ``tail`` decisions, default ``window``). ``hours`` and ``is_target`` are per
+    decision, in time order. None when the share did not rise or there are too few decisions."""
+    t = np.asarray(hours, dtype=np.float64)
+    x = np.asarray(is_target, dtype=np.float64)
+    tail = tail or window
+    before, after = x[t < drift_hour], x[t >= drift_hour]
+    if len(before) < window or len(after) < window + tail:
+        return None
+    level_before, level_after = float(before.mean()), float(after[-tail:].mean())
+    if level_after <= level_before:
+        return None
+    threshold = level_before + (level_after - level_before) / 2
+    rolling = np.convolve(after, np.ones(window) / window, mode="valid")  # rolling[k] covers after[k:k+window]
+    reached = np.nonzero(rolling >= threshold)[0]
+    if not len(reached):
+        return None
+    return float(t[t >= drift_hour][reached[0] + window - 1] - drift_hour)
