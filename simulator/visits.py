@@ -131,7 +131,8 @@ def drift_recovery_hours(hours: Sequence[float], is_target: Sequence[bool], drif
     if len(before) < window or len(after) < window + tail:
         return None
     level_before, level_after = float(before.mean()), float(after[-tail:].mean())
-    if level_after <= level_before:
+    noise = np.sqrt(level_after * (1 - level_after) / tail + level_before * (1 - level_before) / len(before))
+    if level_after - level_before <= 2 * noise:  # no rise beyond sampling noise: the ranking did not follow
         return None
     threshold = level_before + (level_after - level_before) / 2
     rolling = np.convolve(after, np.ones(window) / window, mode="valid")  # rolling[k] covers after[k:k+window]
