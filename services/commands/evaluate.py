@@ -4,6 +4,7 @@ random and the simulator's oracle (true propensities).
     nbo evaluate                                  # simulate 20,000 customers x 30 days, time split
     nbo evaluate --events events.jsonl --json     # a simulated log with its truth file
     nbo evaluate --events log.jsonl --mode loo    # leave-one-out, for data without time structure
+    nbo evaluate --ope --decisions d.jsonl --outcomes o.jsonl --events e.jsonl   # off-policy, see commands/ope.py
 
 Time split: train on the windows before the cutoff, rank every customer at the cutoff, score the
 purchases of the next window (the simulator's holdout; without a truth file the last
@@ -64,6 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="end stdout with the report as one JSON object")
     parser.add_argument("--tune-similar-weight", action="store_true",
                         help="pick the after-purchase weight on the last window before the cutoff (time split)")
+    # Off-policy evaluation from the decision log (services/commands/ope.py).
+    parser.add_argument("--ope", action="store_true",
+                        help="off-policy evaluation: estimate a model's acceptance rate from logged decisions and "
+                             "outcomes (IPS, SNIPS, DR; --events then holds the customer events the states are folded from)")
+    parser.add_argument("--decisions", type=Path, default=None, help="with --ope: JSONL of OfferDecisionMade records")
+    parser.add_argument("--outcomes", type=Path, default=None, help="with --ope: JSONL of OfferOutcomeRecorded records")
+    parser.add_argument("--candidate", default=None,
+                        help="with --ope: the registry version to evaluate (default: the current, serving one)")
 
 
 def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
@@ -114,6 +123,10 @@ def evaluate_events(events: Path, args: argparse.Namespace) -> EvalReport:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ope:
+        from services.commands.ope import evaluate_command
+
+        return evaluate_command(args)
     settings = load_settings()
     try:
         if args.events is None:

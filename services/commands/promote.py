@@ -10,6 +10,7 @@ every API replica switches within a second (docs/OPERATIONS.md, Several API repl
     nbo promote 20261123T000009Z-611298
     nbo promote 20261123T000009Z-611298 --force
     nbo promote --list
+    nbo promote VERSION --require-ope-not-worse --decisions d.jsonl --outcomes o.jsonl --events e.jsonl
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="promote even a version the promotion gate refused (recorded in its metadata)")
     parser.add_argument("--registry", type=Path, default=None, help="registry directory (default NBO_MODEL__REGISTRY_DIR)")
     parser.add_argument("--catalog", type=Path, default=None, help=CATALOG_HELP)
+    # Off-policy check before promoting (services/commands/ope.py).
+    parser.add_argument("--require-ope-not-worse", action="store_true",
+                        help="promote only if the version's IPS lower bound on the decision log is not below the "
+                             "serving (treatment) arm's observed acceptance rate minus --ope-margin")
+    parser.add_argument("--decisions", type=Path, default=None, help="with --require-ope-not-worse: decisions JSONL")
+    parser.add_argument("--outcomes", type=Path, default=None, help="with --require-ope-not-worse: outcomes JSONL")
+    parser.add_argument("--events", type=Path, default=None,
+                        help="with --require-ope-not-worse: customer events JSONL the states are folded from")
+    parser.add_argument("--ope-margin", type=float, default=0.01,
+                        help="acceptance-rate points the candidate's lower bound may fall below the serving rate")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +61,19 @@ def run(args: argparse.Namespace) -> int:
             print("nbo promote: name a VERSION to promote (see the list above)", file=sys.stderr)
             return 2
         return 0
+    if args.require_ope_not_worse:
+        from services.commands.ope import OpeInputError, not_worse_check
+
+        try:
+            passed, line = not_worse_check(settings, args.version, args.decisions, args.outcomes, args.events,
+                                           args.ope_margin, args.catalog)
+        except (OpeInputError, RegistryError, ValueError) as exc:
+            print(f"nbo promote: {exc}; current stays {registry.current_version()}", file=sys.stderr)
+            return 2
+        print(line)
+        if not passed:
+            print(f"nbo promote: not promoted; current stays {registry.current_version()}", file=sys.stderr)
+            return 1
     try:
         reasons = gate_reasons(registry.metadata(args.version))
         if reasons and not args.force:

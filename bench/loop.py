@@ -1,0 +1,542 @@
+"""The closed loop on simulated traffic, through the real API, stream worker and broker.
+
+Each run starts its own embedded broker and Redis, a stream worker and the offer API (the
+``nbo demo`` start-up path, ``services.stack``), with a model trained on another simulated bank.
+Then, day by day:
+
+1. the simulated bank's day (deposits, hotline calls, card payments, its own purchases) is
+   published and the bench waits until the worker has taken all of it;
+2. that day's visits (``simulator.visits``: a teller at every counter transaction, an agent on
+   every hotline call, the app opened by app users at ``--mobile-rate``) ask the API for offers,
+   in time order, a few dozen at a time;
+3. each shown offer is answered from the simulator's true propensity (``draw_offer_response``),
+   the touchpoint posts the answer (``POST /v1/outcomes``) and an acceptance becomes a sale
+   (``ProductPurchased`` naming the decision) the simulator remembers.
+
+Half way (``--drift-day``) a drift is planted: the most offered product's true appeal halves, and
+another one's (the most shown below rank 1) doubles. The same traffic (same seed) runs twice:
+online learning off (``NBO_LOOP__ONLINE=false``: the ranking uses the model alone) and on.
+
+Time: the API decides at the wall clock, so every simulated day's events are stamped with the
+wall-clock time they are published at (in their order within the day); the backdated history
+keeps its own times. Decay windows therefore see the simulated days compressed into minutes, and
+a decline's cool-down (days of wall-clock time) outlasts the run. Simulated hours (day x 24 + the
+visit's hour) are what ``drift_recovery_hours`` counts.
+
+Figures: acceptance per shown offer (accepted outcomes / offers shown) in the treatment and
+control arms of the online run, their relative lift with a delta-method 95 % interval
+(``recommender.ope.relative_lift``), the treatment acceptance with online learning off and on,
+and ``drift_recovery_hours``: simulated hours after the drift until the doubled product's share
+of treatment top offers (over the last 200 decisions) is half way from its level before the
+drift to its level at the end (``simulator.visits.drift_recovery_hours``; null when it did not
+rise). The offline run's decision log is then evaluated off-policy (``recommender.ope``): the
+serving model replayed through the chain on the states at decision time must match its
+treatment arm's observed rate within the IPS interval.
+
+    .venv/bin/python bench/loop.py                          # 3,000 customers x 12 days, twice
+    .venv/bin/python bench/loop.py --customers 500 --days 4 --json
+    .venv/bin/python bench/loop.py --write-docs             # the "bench/loop.py" section of docs/BENCHMARKS.md
+
+``--json``: the last line of stdout is ``{"days", "decisions", "treatment_rate", "control_rate",
+"lift", "lift_ci_low", "lift_ci_high", "static_accept_rate", "online_accept_rate",
+"drift_recovery_hours", ...}``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import datetime, timedelta, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bootstrap import feature_params, load_settings, model_registry, state_store  # noqa: E402
+from bootstrap.settings import Settings  # noqa: E402
+from decisioning.policy import load_policy  # noqa: E402
+from domain.catalog import load_catalog  # noqa: E402
+from recommender.ope import evaluate, relative_lift, replay_slates, units_from_logs  # noqa: E402
+from schemas.codec import decode, encode  # noqa: E402
+from schemas.topics import INPUT_TOPICS, OFFER_DECISIONS, OFFER_OUTCOMES, TOPIC_FOR_TYPE, partition_key  # noqa: E402
+from services.runtime import start_servers  # noqa: E402
+from services.stack import DEV_KEYS, Stack  # noqa: E402
+from simulator.bank import DAY_S, Simulator  # noqa: E402
+from simulator.visits import Visit, answer_offers, day_visits, drift_recovery_hours, sale_event  # noqa: E402
+
+SECTION = "## bench/loop.py"
+CONCURRENCY = 16  # requests in flight
+CHUNK = 48  # visits decided together before they are answered
+RECOVERY_WINDOW = 200
+
+
+@dataclass
+class Shown:
+    """One decision as the bench saw it."""
+
+    decision_id: str
+    customer: int
+    channel: str
+    arm: str
+    sim_hour: float
+    products: tuple[str, ...]
+    accepted: int
+
+
+@dataclass
+class RunResult:
+    mode: str
+    shown: list[Shown] = field(default_factory=list)
+    wall_s: float = 0.0
+    events: int = 0
+    outcomes_posted: int = 0
+    sales: int = 0
+    drift: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def rate(self, arm: str, since_hour: float = -1.0) -> tuple[int, int]:
+        """(accepted, shown) offers of ``arm`` from ``since_hour`` on."""
+        picked = [s for s in self.shown if s.arm == arm and s.sim_hour >= since_hour]
+        return sum(s.accepted for s in picked), sum(len(s.products) for s in picked)
+
+
+def restamp(records: list[bytes], base: datetime) -> list[bytes]:
+    """The day's records stamped with wall-clock times from ``base`` on, 1 us apart, in order."""
+    out = []
+    for k, raw in enumerate(records):
+        event = orjson.loads(raw)
+        event["occurred_at"] = (base + timedelta(microseconds=k)).isoformat().replace("+00:00", "Z")
+        out.append(orjson.dumps(event))
+    return out
+
+
+class Loop:
+    """One run of the loop on one stack."""
+
+    def __init__(self, args: argparse.Namespace, mode: str, registry_dir: Path, work: Path) -> None:
+        self.args = args
+        self.mode = mode
+        self.work = work / mode
+        self.work.mkdir(parents=True)
+        self.result = RunResult(mode)
+        self.catalog = load_catalog(args.catalog) if args.catalog else load_catalog()
+        self.settings: Settings = load_settings(data_dir=self.work / "data").model_copy(
+            update={"model": load_settings().model.model_copy(update={"registry_dir": registry_dir})})
+        self.registry_dir = registry_dir
+        self.rng = np.random.default_rng([args.seed, 99])  # answers and sales: same draws in both runs
+        self.visit_rng = np.random.default_rng([args.seed, 98])
+        self.events_file = open(self.work / "events.jsonl", "wb")
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.servers = start_servers(self.settings)
+        env = {"NBO_DATA_DIR": str(self.work / "data"), "NBO_MODEL__REGISTRY_DIR": str(self.registry_dir),
+               "NBO_REDIS__TIMEOUT_MS": "250", "NBO_API__RATE_PER_S": "100000", "NBO_API__RATE_BURST": "100000",
+               "NBO_LOOP__CONTROL_SHARE": str(self.args.control_share),
+               "NBO_LOOP__ONLINE": "true" if self.mode == "online" else "false"}
+        if self.args.catalog:
+            env["NBO_CATALOG__PATH"] = str(Path(self.args.catalog).resolve())
+        self.stack = Stack(self.servers, self.work / "logs", extra_env=env)
+        self.stack.start_worker()
+        self.stack.start_api()
+        self.store = state_store(self.settings.with_servers(self.servers.kafka_bootstrap, self.servers.redis_url))
+        from kafka import KafkaProducer
+
+        self.producer = KafkaProducer(bootstrap_servers=self.servers.kafka_bootstrap, acks="all", linger_ms=5,
+                                      batch_size=256 * 1024, client_id="nbo-bench-loop")
+        self.taken_base = self._taken()
+        self.expected = 0
+
+    def stop(self) -> None:
+        self.events_file.close()
+        try:
+            self.producer.close(timeout=10)
+        finally:
+            self.stack.stop()
+            self.servers.stop()
+
+    # ---- the worker ---------------------------------------------------------------------------
+    def _taken(self) -> int:
+        counters = self.store.counters()
+        return sum(counters.get(name, 0) for name in ("applied", "duplicates", "dead_letters"))
+
+    def publish(self, records: list[bytes]) -> None:
+        """Publish encoded events to their topics and keep them for the OPE replay."""
+        for raw in records:
+            head = orjson.loads(raw)
+            topic = TOPIC_FOR_TYPE[head["type"]]
+            self.producer.send(topic, key=partition_key(head["customer_id"]), value=raw)
+            if topic in INPUT_TOPICS:
+                self.expected += 1
+        if records:
+            self.events_file.write(b"\n".join(records) + b"\n")
+        self.result.events += len(records)
+
+    def wait_worker(self, deadline_s: float = 300.0) -> None:
+        """Until the worker has taken every record published so far (its own counters)."""
+        self.producer.flush(timeout=60)
+        deadline = time.monotonic() + deadline_s
+        while self._taken() - self.taken_base < self.expected:
+            for child in self.stack.children():
+                if not child.alive():
+                    raise SystemExit(f"{child.name} stopped:\n{child.tail(30)}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the worker took {self._taken() - self.taken_base} of {self.expected} records "
+                                 f"in {deadline_s:.0f} s:\n{self.stack.worker.tail(30) if self.stack.worker else ''}")
+            time.sleep(0.05)
+
+    # ---- the day ------------------------------------------------------------------------------
+    async def visit_chunk(self, client: httpx.AsyncClient, sim: Simulator, visits: list[Visit], day: int) -> None:
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def decide(v: Visit) -> dict:
+            async with gate:
+                if v.channel == "teller":
+                    response = await client.post("/v1/teller/offers", headers={"X-API-Key": DEV_KEYS["teller"]},
+                                                 json={"customer_id": v.customer_id, "transaction": v.transaction})
+                elif v.channel == "mobile":
+                    response = await client.get(f"/v1/mobile/customers/{v.customer_id}/slots",
+                                                params={"n": 3}, headers={"X-API-Key": DEV_KEYS["mobile"]})
+                else:
+                    response = await client.get(f"/v1/customers/{v.customer_id}/offers",
+                                                params={"channel": "call_centre"},
+                                                headers={"X-API-Key": DEV_KEYS["call_centre"]})
+                if response.status_code != 200:
+                    raise SystemExit(f"offer API answered {response.status_code} on {v.channel}: {response.text}")
+                return response.json()
+
+        bodies = await asyncio.gather(*(decide(v) for v in visits))
+        posts = []
+        sales = []
+        now = datetime.now(timezone.utc)
+        for v, body in zip(visits, bodies):
+            items = body.get("offers") if "offers" in body else body.get("slots", [])
+            products = tuple(item["product_id"] for item in items)
+            if body.get("degraded") or not products:
+                continue
+            answers = answer_offers(sim, v.customer, v.channel, products, self.rng)
+            accepted = 0
+            for answer in answers:
+                post = {"decision_id": body["decision_id"], "customer_id": v.customer_id,
+                        "product_id": answer.product_id, "channel": v.channel, "outcome": answer.outcome}
+                if answer.decline_reason:
+                    post["decline_reason"] = answer.decline_reason
+                posts.append(post)
+                if answer.outcome == "accepted":
+                    accepted += 1
+                    sales.append(sale_event(sim, v.customer, answer.product_id, body["decision_id"], v.channel,
+                                            now, self.rng))
+            self.result.shown.append(Shown(body["decision_id"], v.customer, v.channel, body.get("arm", "treatment"),
+                                           (v.at_s - sim.start_s) / 3600.0, products, accepted))
+
+        async def record(post: dict) -> None:
+            async with gate:
+                for _ in range(5):
+                    response = await client.post("/v1/outcomes", json=post,
+                                                 headers={"X-API-Key": DEV_KEYS[post["channel"]]})
+                    if response.status_code == 202:
+                        return
+                    if response.status_code != 503:
+                        raise SystemExit(f"POST /v1/outcomes answered {response.status_code}: {response.text}")
+                raise SystemExit("POST /v1/outcomes kept answering 503")
+
+        await asyncio.gather(*(record(p) for p in posts))
+        self.result.outcomes_posted += len(posts)
+        self.expected += len(posts)
+        self.result.sales += len(sales)
+        self.publish([encode(e) for e in sales])
+
+    def plant_drift(self, sim: Simulator, from_day: int) -> None:
+        top = Counter(s.products[0] for s in self.result.shown if s.arm == "treatment")
+        below = Counter(p for s in self.result.shown if s.arm == "treatment" for p in s.products[1:])
+        halved = self.args.halve or (top.most_common(1)[0][0] if top else self.catalog.ids[0])
+        doubled = self.args.double or next((p for p, _ in below.most_common() if p != halved), self.catalog.ids[1])
+        sim.scale_appeal(halved, 0.5, from_day)
+        sim.scale_appeal(doubled, 2.0, from_day)
+        self.result.drift = {"halved": halved, "doubled": doubled, "from_day": str(from_day)}
+
+    async def days(self, sim: Simulator) -> None:
+        async with httpx.AsyncClient(base_url=self.stack.api_url, timeout=30,
+                                     limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
+            for day in range(self.args.days):
+                if day == self.args.drift_day:
+                    self.plant_drift(sim, day)
+                batch, _ = sim.step(emit=True)
+                self.publish(restamp(batch.records, datetime.now(timezone.utc)))
+                self.wait_worker()
+                visits = day_visits(sim, batch, day, self.visit_rng, self.args.mobile_rate)
+                for lo in range(0, len(visits), CHUNK):
+                    await self.visit_chunk(client, sim, visits[lo:lo + CHUNK], day)
+                self.wait_worker()
+                print(f"  [{self.mode}] day {day + 1}/{self.args.days}: {len(visits)} visits, "
+                      f"{len(self.result.shown):,} decisions so far", file=sys.stderr, flush=True)
+
+    def run(self) -> RunResult:
+        started = time.monotonic()
+        self.start()
+        try:
+            start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1)
+            sim = Simulator(self.catalog, self.args.customers, self.args.seed, start)
+            for batch in sim.history():
+                self.publish(batch.records)
+            self.wait_worker()
+            if self.args.drift_day == 0:
+                self.plant_drift(sim, 0)
+            asyncio.run(self.days(sim))
+            self.dump_logs()
+        finally:
+            self.stop()
+        self.result.wall_s = time.monotonic() - started
+        return self.result
+
+    def dump_logs(self, deadline_s: float = 60.0) -> None:
+        """The decision and outcome topics, read back to JSONL for the off-policy evaluation."""
+        from kafka import KafkaConsumer
+
+        want = {OFFER_DECISIONS: len(self.result.shown), OFFER_OUTCOMES: self.result.outcomes_posted}
+        for topic, count in want.items():
+            path = self.work / (topic.split(".")[-1] + ".jsonl")
+            consumer = KafkaConsumer(topic, bootstrap_servers=self.servers.kafka_bootstrap,
+                                     auto_offset_reset="earliest", enable_auto_commit=False,
+                                     consumer_timeout_ms=2000, client_id="nbo-bench-loop-read")
+            lines: list[bytes] = []
+            deadline = time.monotonic() + deadline_s
+            try:
+                while time.monotonic() < deadline:
+                    for message in consumer:
+                        lines.append(message.value)
+                    seen = {orjson.loads(v).get("decision_id") for v in lines} if topic == OFFER_DECISIONS else lines
+                    if len(seen) >= count:
+                        break
+            finally:
+                consumer.close()
+            path.write_bytes(b"\n".join(lines) + b"\n" if lines else b"")
+            self.result.files[topic] = path
+        self.result.files["events"] = self.work / "events.jsonl"
+
+
+def train_model(args: argparse.Namespace, registry_dir: Path) -> str:
+    from services.commands.train import train_on_simulation
+
+    settings = load_settings(data_dir=registry_dir.parent).model_copy(
+        update={"model": load_settings().model.model_copy(update={"registry_dir": registry_dir})})
+    if args.catalog:
+        settings = settings.model_copy(update={"catalog": settings.catalog.model_copy(
+            update={"path": Path(args.catalog).resolve()})})
+    return train_on_simulation(settings, customers=args.train_customers, seed=args.seed + 1000, promote=True)
+
+
+def ope_check(result: RunResult, registry_dir: Path, catalog_path: str | None) -> dict:
+    """The serving model replayed on the run's decision log: IPS against the treatment arm's rate."""
+    catalog = load_catalog(catalog_path) if catalog_path else load_catalog()
+    settings = load_settings()
+    registry = model_registry(settings, catalog, root=registry_dir)
+    model = registry.load(registry.current_version(), catalog)
+
+    def records(path: Path) -> list:
+        return [decode(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+    decisions = [e.model_dump(mode="json") for e in records(result.files[OFFER_DECISIONS])]
+    outcome_events = records(result.files[OFFER_OUTCOMES])
+    outcomes = [e.model_dump(mode="json") for e in outcome_events]
+    timeline = records(result.files["events"]) + outcome_events
+    units = units_from_logs(decisions, outcomes)
+    if not units:
+        return {"units": 0, "decisions": len(decisions),
+                "note": "no decision record carries a logged probability: nothing to evaluate"}
+    slates = replay_slates(timeline, decisions, model, catalog, load_policy(settings.api.levers_file),
+                           feature_params(settings))
+    report = evaluate(units, slates)
+    treatment = report.by_arm.get("treatment")
+    out = report.to_json()
+    out["ips_covers_treatment_rate"] = bool(treatment is not None and report.ips.covers(treatment.value))
+    return out
+
+
+def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Namespace) -> dict:
+    ta, tn = online.rate("treatment")
+    ca, cn = online.rate("control")
+    lift = relative_lift(ta, tn, ca, cn)
+    drift_hour = args.drift_day * 24.0
+    treat = [s for s in online.shown if s.arm == "treatment"]
+    doubled = online.drift.get("doubled")
+    recovery = drift_recovery_hours([s.sim_hour for s in treat], [s.products[0] == doubled for s in treat],
+                                    drift_hour, window=RECOVERY_WINDOW)
+    static_treat = [s for s in static.shown if s.arm == "treatment"]
+    static_recovery = drift_recovery_hours([s.sim_hour for s in static_treat],
+                                           [s.products[0] == static.drift.get("doubled") for s in static_treat],
+                                           drift_hour, window=RECOVERY_WINDOW)
+    sa, sn = static.rate("treatment")
+    sa_after, sn_after = static.rate("treatment", drift_hour)
+    oa_after, on_after = online.rate("treatment", drift_hour)
+
+    def share(shown: list[Shown], product: str | None, after: bool) -> float:
+        picked = [s for s in shown if (s.sim_hour >= drift_hour) == after]
+        return sum(s.products[0] == product for s in picked) / len(picked) if picked else float("nan")
+
+    def safe(x: float) -> float | None:
+        return None if x is None or not np.isfinite(x) else round(float(x), 5)
+
+    return {
+        "days": args.days, "customers": args.customers,
+        "decisions": len(static.shown) + len(online.shown),
+        "decisions_per_run": {"static": len(static.shown), "online": len(online.shown)},
+        "control_decisions": sum(s.arm == "control" for s in online.shown),
+        "control_share": round(sum(s.arm == "control" for s in online.shown) / max(len(online.shown), 1), 4),
+        "treatment_rate": safe(lift.treatment_rate), "control_rate": safe(lift.control_rate),
+        "lift": safe(lift.lift), "lift_ci_low": safe(lift.low), "lift_ci_high": safe(lift.high),
+        "static_accept_rate": safe(sa / sn if sn else float("nan")),
+        "online_accept_rate": safe(ta / tn if tn else float("nan")),
+        "static_accept_rate_after_drift": safe(sa_after / sn_after if sn_after else float("nan")),
+        "online_accept_rate_after_drift": safe(oa_after / on_after if on_after else float("nan")),
+        "drift_recovery_hours": safe(recovery) if recovery is not None else None,
+        "static_drift_recovery_hours": safe(static_recovery) if static_recovery is not None else None,
+        "drift": online.drift,
+        "doubled_top_share": {mode: {"before": safe(share([s for s in r.shown if s.arm == "treatment"],
+                                                          r.drift.get("doubled"), False)),
+                                     "after": safe(share([s for s in r.shown if s.arm == "treatment"],
+                                                         r.drift.get("doubled"), True))}
+                              for mode, r in (("static", static), ("online", online))},
+        "ope_static_run": {k: ope[k] for k in ("units", "decisions", "matched", "effective_n", "observed", "ips",
+                                               "snips", "dr", "observed_by_arm", "ips_covers_treatment_rate", "note")
+                           if k in ope},
+        "wall_s": {"static": round(static.wall_s, 1), "online": round(online.wall_s, 1)},
+        "outcomes_posted": static.outcomes_posted + online.outcomes_posted,
+        "sales": {"static": static.sales, "online": online.sales},
+        "rate_unit": "accepted outcomes / offers shown (per shown offer)",
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f} %"
+
+
+def print_figures(f: dict) -> None:
+    print(f"\nclosed loop: {f['customers']:,} customers x {f['days']} days, {f['decisions']:,} decisions "
+          f"({f['decisions_per_run']['static']:,} static + {f['decisions_per_run']['online']:,} online), "
+          f"{f['outcomes_posted']:,} outcomes posted")
+    print(f"  control decisions (online run)        {f['control_decisions']:,} ({_pct(f['control_share'])})")
+    print(f"  acceptance per shown offer, treatment {_pct(f['treatment_rate'])}")
+    print(f"  acceptance per shown offer, control   {_pct(f['control_rate'])}")
+    lift = "n/a" if f["lift"] is None else (f"{100 * f['lift']:+.1f} %  [{100 * f['lift_ci_low']:+.1f}, "
+                                             f"{100 * f['lift_ci_high']:+.1f}] (95 %, delta method)")
+    print(f"  lift of treatment over control        {lift}")
+    print(f"  treatment acceptance, online off / on {_pct(f['static_accept_rate'])} / {_pct(f['online_accept_rate'])}"
+          f"  (after the drift: {_pct(f['static_accept_rate_after_drift'])} / "
+          f"{_pct(f['online_accept_rate_after_drift'])})")
+    d = f["drift"]
+    print(f"  drift on day {d.get('from_day')}: {d.get('halved')} appeal x0.5, {d.get('doubled')} x2; "
+          f"doubled product's top-offer share before -> after: static "
+          f"{_pct(f['doubled_top_share']['static']['before'])} -> {_pct(f['doubled_top_share']['static']['after'])}, "
+          f"online {_pct(f['doubled_top_share']['online']['before'])} -> "
+          f"{_pct(f['doubled_top_share']['online']['after'])}")
+    rec = f["drift_recovery_hours"]
+    print(f"  drift recovery (online)               "
+          + ("did not follow" if rec is None else f"{rec:.0f} simulated hours"))
+    ope = f["ope_static_run"]
+    if ope.get("units"):
+        print(f"  OPE on the static run's log: serving model replayed, IPS {_pct(ope['ips']['value'])} "
+              f"[{_pct(ope['ips']['low'])}, {_pct(ope['ips']['high'])}] vs treatment observed "
+              f"{_pct(ope['observed_by_arm'].get('treatment', {}).get('value'))}: "
+              + ("covered" if ope["ips_covers_treatment_rate"] else "NOT covered")
+              + f"; agrees on {ope['matched']:,} of {ope['units']:,} shown offers")
+    else:
+        print(f"  OPE on the static run's log: {ope.get('note')}")
+
+
+def write_docs(f: dict, command: str) -> None:
+    from bench.report import write_section
+
+    ope = f["ope_static_run"]
+    ope_row = ("| OPE self-check (static run): serving model replayed, IPS vs treatment observed | "
+               + (f"{_pct(ope['ips']['value'])} [{_pct(ope['ips']['low'])}, {_pct(ope['ips']['high'])}] vs "
+                  f"{_pct(ope['observed_by_arm'].get('treatment', {}).get('value'))}: "
+                  f"{'covered' if ope['ips_covers_treatment_rate'] else 'not covered'} |"
+                  if ope.get("units") else f"{ope.get('note')} |"))
+    lift = "n/a" if f["lift"] is None else (f"**{100 * f['lift']:+.1f} %** [{100 * f['lift_ci_low']:+.1f}, "
+                                             f"{100 * f['lift_ci_high']:+.1f}]")
+    rec = f["drift_recovery_hours"]
+    section = f"""{SECTION}
+
+Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.
+Command: `{command}` ({f['customers']:,} simulated customers x {f['days']} days, run twice on fresh embedded servers: online learning off, then on; real API, worker and broker; control share {f['control_share']:.1%} of decisions).
+
+| what | figure |
+|---|---|
+| decisions (static + online) | {f['decisions']:,} ({f['decisions_per_run']['static']:,} + {f['decisions_per_run']['online']:,}) |
+| control decisions (online run) | {f['control_decisions']:,} |
+| acceptance per shown offer, treatment / control (online run) | {_pct(f['treatment_rate'])} / {_pct(f['control_rate'])} |
+| lift (p_t - p_c) / p_c, 95 % delta-method interval | {lift} |
+| treatment acceptance, online learning off / on | {_pct(f['static_accept_rate'])} / {_pct(f['online_accept_rate'])} |
+| same, after the drift | {_pct(f['static_accept_rate_after_drift'])} / {_pct(f['online_accept_rate_after_drift'])} |
+| drift (day {f['drift'].get('from_day')}): {f['drift'].get('halved')} x0.5, {f['drift'].get('doubled')} x2; doubled product's top-offer share before -> after, off / on | {_pct(f['doubled_top_share']['static']['before'])} -> {_pct(f['doubled_top_share']['static']['after'])} / {_pct(f['doubled_top_share']['online']['before'])} -> {_pct(f['doubled_top_share']['online']['after'])} |
+| drift recovery (online): simulated hours until that share is half way to its new level | {'did not follow' if rec is None else f'**{rec:.0f} h**'} |
+{ope_row}
+| wall time per run (static / online) | {f['wall_s']['static']:.0f} s / {f['wall_s']['online']:.0f} s |
+
+Acceptance is per shown offer: accepted outcomes over offers shown, each offer answered from the simulator's true propensity on its channel. The days are compressed into wall-clock minutes (the API decides at the wall clock): decay windows see the run as recent, and a decline's cool-down outlasts it. Figures on a shared machine; rerun on a quiet one for timings.
+"""
+    write_section(SECTION, section)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=3000, help="simulated customers (default 3000)")
+    parser.add_argument("--days", type=int, default=12, help="simulated days per run (default 12)")
+    parser.add_argument("--drift-day", type=int, default=None, help="day the drift starts (default days // 2)")
+    parser.add_argument("--halve", default=None, help="product whose appeal halves (default: the most offered)")
+    parser.add_argument("--double", default=None, help="product whose appeal doubles (default: the most shown "
+                                                       "below rank 1)")
+    parser.add_argument("--mobile-rate", type=float, default=0.3, help="daily chance an app user opens the app")
+    parser.add_argument("--control-share", type=float, default=0.10,
+                        help="NBO_LOOP__CONTROL_SHARE for the run (default 0.10: enough control decisions for an "
+                             "interval on the lift in a short run)")
+    parser.add_argument("--train-customers", type=int, default=3000, help="customers of the training simulation")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--catalog", default=None, help="product catalog CSV (default: the packaged one)")
+    parser.add_argument("--only", choices=("static", "online"), default=None, help="run one mode only")
+    parser.add_argument("--write-docs", action="store_true", help="write the section of docs/BENCHMARKS.md")
+    parser.add_argument("--json", action="store_true", help="end stdout with the figures as one JSON object")
+    args = parser.parse_args(argv)
+    if args.drift_day is None:
+        args.drift_day = args.days // 2
+    with tempfile.TemporaryDirectory(prefix="nbo-bench-loop-") as tmp:
+        work = Path(tmp)
+        registry_dir = work / "models"
+        started = time.monotonic()
+        version = train_model(args, registry_dir)
+        print(f"model {version} trained on {args.train_customers:,} simulated customers "
+              f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
+        runs = {}
+        for mode in ("static", "online"):
+            if args.only in (None, mode):
+                runs[mode] = Loop(args, mode, registry_dir, work).run()
+        static = runs.get("static") or runs["online"]
+        online = runs.get("online") or runs["static"]
+        ope = ope_check(static, registry_dir, args.catalog)
+    result = figures(static, online, ope, args)
+    print_figures(result)
+    if args.write_docs:
+        write_docs(result, "python bench/loop.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
