@@ -103,6 +103,7 @@ class RunResult:
     mode: str
     shown: list[Shown] = field(default_factory=list)
     wall_s: float = 0.0
+    decided: int = 0  # every answer of the offer API (``shown`` leaves out degraded and empty ones)
     events: int = 0
     outcomes_posted: int = 0
     sales: int = 0
@@ -221,6 +222,7 @@ class Loop:
                 return response.json()
 
         bodies = await asyncio.gather(*(decide(v) for v in visits))
+        self.result.decided += len(bodies)
         posts = []
         sales = []
         now = datetime.now(timezone.utc)
@@ -308,7 +310,7 @@ class Loop:
         """The decision and outcome topics, read back to JSONL for the off-policy evaluation."""
         from kafka import KafkaConsumer
 
-        want = {OFFER_DECISIONS: len(self.result.shown), OFFER_OUTCOMES: self.result.outcomes_posted}
+        want = {OFFER_DECISIONS: self.result.decided, OFFER_OUTCOMES: self.result.outcomes_posted}
         for topic, count in want.items():
             path = self.work / (topic.split(".")[-1] + ".jsonl")
             consumer = KafkaConsumer(topic, bootstrap_servers=self.servers.kafka_bootstrap,
@@ -356,15 +358,19 @@ def ope_check(result: RunResult, registry_dir: Path, catalog_path: str | None) -
     outcomes = [e.model_dump(mode="json") for e in outcome_events]
     timeline = records(result.files["events"]) + outcome_events
     units = units_from_logs(decisions, outcomes)
-    if not units:
-        return {"units": 0, "decisions": len(decisions),
-                "note": "no decision record carries a logged probability: nothing to evaluate"}
     slates = replay_slates(timeline, decisions, model, catalog, load_policy(settings.api.levers_file),
                            feature_params(settings))
+    treated = [d for d in decisions if d.get("arm", "treatment") == "treatment" and not d.get("degraded")]
+    same = sum(tuple(o["product_id"] for o in d["offers"]) == slates[d["decision_id"]].products for d in treated)
+    replay = {"treatment_decisions": len(treated), "replayed_identically": same}
+    if not units:
+        return {"units": 0, "decisions": len(decisions), "replay": replay,
+                "note": "no decision record carries a logged probability: nothing to evaluate"}
     report = evaluate(units, slates)
     treatment = report.by_arm.get("treatment")
     out = report.to_json()
     out["ips_covers_treatment_rate"] = bool(treatment is not None and report.ips.covers(treatment.value))
+    out["replay"] = replay
     return out
 
 
@@ -413,7 +419,7 @@ def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Name
                                                          r.drift.get("doubled"), True))}
                               for mode, r in (("static", static), ("online", online))},
         "ope_static_run": {k: ope[k] for k in ("units", "decisions", "matched", "effective_n", "observed", "ips",
-                                               "snips", "dr", "observed_by_arm", "ips_covers_treatment_rate", "note")
+                                               "snips", "dr", "observed_by_arm", "ips_covers_treatment_rate", "replay", "note")
                            if k in ope},
         "wall_s": {"static": round(static.wall_s, 1), "online": round(online.wall_s, 1)},
         "outcomes_posted": static.outcomes_posted + online.outcomes_posted,
@@ -457,6 +463,9 @@ def print_figures(f: dict) -> None:
               + f"; agrees on {ope['matched']:,} of {ope['units']:,} shown offers")
     else:
         print(f"  OPE on the static run's log: {ope.get('note')}")
+    replay = ope.get("replay", {})
+    print(f"  replay of the serving model on the states at decision time: {replay.get('replayed_identically', 0):,} of "
+          f"{replay.get('treatment_decisions', 0):,} treatment decisions identical to the logged ones")
 
 
 def write_docs(f: dict, command: str) -> None:
@@ -494,7 +503,7 @@ Acceptance is per shown offer: accepted outcomes over offers shown, each offer a
     write_section(SECTION, section)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=3000, help="simulated customers (default 3000)")
     parser.add_argument("--days", type=int, default=12, help="simulated days per run (default 12)")
@@ -510,13 +519,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--catalog", default=None, help="product catalog CSV (default: the packaged one)")
     parser.add_argument("--only", choices=("static", "online"), default=None, help="run one mode only")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the runs' logs (events, decisions, outcomes JSONL; server logs) under this directory")
     parser.add_argument("--write-docs", action="store_true", help="write the section of docs/BENCHMARKS.md")
     parser.add_argument("--json", action="store_true", help="end stdout with the figures as one JSON object")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = parser().parse_args(argv)
     if args.drift_day is None:
         args.drift_day = args.days // 2
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        parser().error(f"--keep {args.keep}: the directory is not empty")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="nbo-bench-loop-") as tmp:
-        work = Path(tmp)
+        work = Path(tmp) if args.keep is None else args.keep
         registry_dir = work / "models"
         started = time.monotonic()
         version = train_model(args, registry_dir)
