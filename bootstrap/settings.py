@@ -275,6 +275,8 @@ class LoopSettings(BaseModel):
                               description="salt of the customer -> arm hash (set a bank secret); arms rotate monthly")
     control_no_offer_channels: tuple[Literal["teller", "call_centre", "mobile"], ...] = Field(
         default=(), description="channels where a control customer gets no offer instead of a random eligible one")
+    online: bool = Field(default=True, description="rank with the online evidence (Beta posteriors from the "
+                         "answers so far); false = the model's propensities alone (a static ranking, for comparison)")
     explore_channels: tuple[Literal["teller", "call_centre", "mobile"], ...] = Field(
         default=("mobile",), description="channels that rank by a Thompson sample of the posterior (explore); "
         "the others rank by its mean (exploit)")

@@ -123,7 +123,7 @@ def not_worse_check(settings: Settings, version: str, decisions: Path | None, ou
     from recommender.ope import not_worse
 
     if decisions is None or outcomes is None:
-        return False, "--require-ope-not-worse needs --decisions and --outcomes (and --events for the states)"
+        raise OpeInputError("--require-ope-not-worse needs --decisions and --outcomes (and --events for the states)")
     run = run_ope(settings, decisions, outcomes, events, version, catalog_path)
     serving = run.report.by_arm.get("treatment")
     if serving is None or not math.isfinite(serving.value):

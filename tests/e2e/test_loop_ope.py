@@ -50,3 +50,24 @@ def test_the_serving_model_replayed_on_the_log_matches_the_treatment_arms_observ
     replay = ope["replay"]
     assert replay["replayed_identically"] >= 0.95 * replay["treatment_decisions"]
     assert ope["ips_covers_treatment_rate"], (ope["ips"], ope["observed_by_arm"])
+
+
+def test_nbo_evaluate_ope_and_the_promotion_check_read_the_logged_run(logged_run, tmp_path, monkeypatch, capsys):
+    import json
+
+    from schemas.topics import OFFER_DECISIONS, OFFER_OUTCOMES
+    from services.cli import main
+
+    result, ope = logged_run
+    registry = result.files["events"].parent.parent / "models"
+    monkeypatch.setenv("NBO_MODEL__REGISTRY_DIR", str(registry))
+    logs = ["--decisions", str(result.files[OFFER_DECISIONS]), "--outcomes", str(result.files[OFFER_OUTCOMES]),
+            "--events", str(result.files["events"])]
+    assert main(["evaluate", "--ope", *logs, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["ips"]["value"] == ope["ips"]["value"]  # the command and the bench agree
+    version = printed["version"]
+    # the serving model against itself: passes with a margin as wide as its interval, not with a negative one
+    assert main(["promote", version, "--require-ope-not-worse", *logs, "--ope-margin", "1"]) == 0
+    assert main(["promote", version, "--require-ope-not-worse", *logs, "--ope-margin", "-1"]) == 1
+    assert "not promoted" in capsys.readouterr().err
