@@ -15,7 +15,9 @@ Then, day by day:
 
 Half way (``--drift-day``) a drift is planted: the most offered product's true appeal halves, and
 another one's (the most shown below rank 1) doubles. The same traffic (same seed) runs twice:
-online learning off (``NBO_LOOP__ONLINE=false``: the ranking uses the model alone) and on.
+online learning off (``NBO_LOOP__ONLINE=false`` and ``NBO_LOOP__EXPLORE_CHANNELS=[]``: the model
+alone, deterministic on every channel) and on (the defaults: online evidence, Thompson sampling
+on mobile).
 
 Time: the API decides at the wall clock, so every simulated day's events are stamped with the
 wall-clock time they are published at (in their order within the day); the backdated history
@@ -150,6 +152,8 @@ class Loop:
                "NBO_REDIS__TIMEOUT_MS": "250", "NBO_API__RATE_PER_S": "100000", "NBO_API__RATE_BURST": "100000",
                "NBO_LOOP__CONTROL_SHARE": str(self.args.control_share),
                "NBO_LOOP__ONLINE": "true" if self.mode == "online" else "false"}
+        if self.mode == "static":  # the model alone, deterministic on every channel (no Thompson sampling)
+            env["NBO_LOOP__EXPLORE_CHANNELS"] = "[]"
         if self.args.catalog:
             env["NBO_CATALOG__PATH"] = str(Path(self.args.catalog).resolve())
         self.stack = Stack(self.servers, self.work / "logs", extra_env=env)
@@ -360,7 +364,8 @@ def ope_check(result: RunResult, registry_dir: Path, catalog_path: str | None) -
     units = units_from_logs(decisions, outcomes)
     slates = replay_slates(timeline, decisions, model, catalog, load_policy(settings.api.levers_file),
                            feature_params(settings))
-    treated = [d for d in decisions if d.get("arm", "treatment") == "treatment" and not d.get("degraded")]
+    treated = [d for d in decisions if d.get("arm", "treatment") == "treatment" and not d.get("degraded")
+               and all(o.get("probability") in (None, 1.0) for o in d["offers"])]  # deterministic ones
     same = sum(tuple(o["product_id"] for o in d["offers"]) == slates[d["decision_id"]].products for d in treated)
     replay = {"treatment_decisions": len(treated), "replayed_identically": same}
     if not units:
