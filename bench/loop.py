@@ -369,13 +369,14 @@ def ope_check(result: RunResult, registry_dir: Path, catalog_path: str | None) -
     same = sum(tuple(o["product_id"] for o in d["offers"]) == slates[d["decision_id"]].products for d in treated)
     replay = {"treatment_decisions": len(treated), "replayed_identically": same}
     if not units:
-        return {"units": 0, "decisions": len(decisions), "replay": replay,
+        return {"units": 0, "decisions": 0, "decisions_read": len(decisions), "replay": replay,
                 "note": "no decision record carries a logged probability: nothing to evaluate"}
     report = evaluate(units, slates)
     treatment = report.by_arm.get("treatment")
     out = report.to_json()
     out["ips_covers_treatment_rate"] = bool(treatment is not None and report.ips.covers(treatment.value))
     out["replay"] = replay
+    out["decisions_read"] = len(decisions)
     return out
 
 
@@ -424,7 +425,8 @@ def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Name
                                                          r.drift.get("doubled"), True))}
                               for mode, r in (("static", static), ("online", online))},
         "ope_static_run": {k: ope[k] for k in ("units", "decisions", "matched", "effective_n", "observed", "ips",
-                                               "snips", "dr", "observed_by_arm", "ips_covers_treatment_rate", "replay", "note")
+                                               "snips", "dr", "observed_by_arm", "ips_covers_treatment_rate", "replay", "decisions_read",
+                                               "note")
                            if k in ope},
         "wall_s": {"static": round(static.wall_s, 1), "online": round(online.wall_s, 1)},
         "outcomes_posted": static.outcomes_posted + online.outcomes_posted,
@@ -445,7 +447,7 @@ def print_figures(f: dict) -> None:
     print(f"  acceptance per shown offer, treatment {_pct(f['treatment_rate'])}")
     print(f"  acceptance per shown offer, control   {_pct(f['control_rate'])}")
     lift = "n/a" if f["lift"] is None else (f"{100 * f['lift']:+.1f} %  [{100 * f['lift_ci_low']:+.1f}, "
-                                             f"{100 * f['lift_ci_high']:+.1f}] (95 %, delta method)")
+                                             f"{100 * f['lift_ci_high']:+.1f}] (95 %, delta method on the log scale)")
     print(f"  lift of treatment over control        {lift}")
     print(f"  treatment acceptance, online off / on {_pct(f['static_accept_rate'])} / {_pct(f['online_accept_rate'])}"
           f"  (after the drift: {_pct(f['static_accept_rate_after_drift'])} / "
@@ -495,7 +497,7 @@ Command: `{command}` ({f['customers']:,} simulated customers x {f['days']} days,
 | decisions (static + online) | {f['decisions']:,} ({f['decisions_per_run']['static']:,} + {f['decisions_per_run']['online']:,}) |
 | control decisions (online run) | {f['control_decisions']:,} |
 | acceptance per shown offer, treatment / control (online run) | {_pct(f['treatment_rate'])} / {_pct(f['control_rate'])} |
-| lift (p_t - p_c) / p_c, 95 % delta-method interval | {lift} |
+| lift (p_t - p_c) / p_c, 95 % interval (delta method, log scale) | {lift} |
 | treatment acceptance, online learning off / on | {_pct(f['static_accept_rate'])} / {_pct(f['online_accept_rate'])} |
 | same, after the drift | {_pct(f['static_accept_rate_after_drift'])} / {_pct(f['online_accept_rate_after_drift'])} |
 | drift (day {f['drift'].get('from_day')}): {f['drift'].get('halved')} x0.5, {f['drift'].get('doubled')} x2; doubled product's top-offer share before -> after, off / on | {_pct(f['doubled_top_share']['static']['before'])} -> {_pct(f['doubled_top_share']['static']['after'])} / {_pct(f['doubled_top_share']['online']['before'])} -> {_pct(f['doubled_top_share']['online']['after'])} |

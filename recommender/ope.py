@@ -27,7 +27,10 @@ the target agreed with (``matched``) and the effective sample size ``(sum w)^2 /
 
 ``relative_lift`` is the treatment arm's relative lift over control, ``(p_t - p_c) / p_c``, with
 a delta-method standard error: ``se^2 = var_t / p_c^2 + p_t^2 var_c / p_c^4`` where
-``var = p (1 - p) / n`` (the arms are independent samples).
+``var = p (1 - p) / n`` (the arms are independent samples). The 95 % interval is the delta
+method's on the log of the ratio, ``log(p_t / p_c) ± 1.96 sqrt(var_t / p_t^2 + var_c / p_c^2)``,
+taken back (``exp(.) - 1``): with few control successes the linear interval ``lift ± 1.96 se``
+reaches below -100 %, this one stays above it and is wider upwards.
 
 Pure numpy, no I/O.
 """
@@ -283,7 +286,8 @@ def not_worse(candidate: Estimate, serving_rate: float, margin: float) -> bool:
 
 @dataclass(frozen=True)
 class Lift:
-    """Relative lift of treatment over control, ``(p_t - p_c) / p_c``, 95 % delta-method interval."""
+    """Relative lift of treatment over control, ``(p_t - p_c) / p_c``; ``se`` its delta-method
+    standard error, ``low``..``high`` the 95 % interval (delta method on the log scale)."""
 
     treatment_rate: float
     control_rate: float
@@ -309,4 +313,8 @@ def relative_lift(treatment_successes: int, treatment_n: int, control_successes:
     var_c = pc * (1 - pc) / control_n
     se = math.sqrt(var_t / pc**2 + pt**2 * var_c / pc**4)  # d(pt/pc) = dpt/pc - pt dpc/pc^2
     lift = pt / pc - 1
-    return Lift(pt, pc, lift, se, lift - Z95 * se, lift + Z95 * se, treatment_n, control_n)
+    if pt == 0:
+        return Lift(pt, pc, lift, se, -1.0, lift + Z95 * se, treatment_n, control_n)
+    se_log = math.sqrt(var_t / pt**2 + var_c / pc**2)  # of log(pt / pc), by the same method
+    low, high = (pt / pc) * math.exp(-Z95 * se_log) - 1, (pt / pc) * math.exp(Z95 * se_log) - 1
+    return Lift(pt, pc, lift, se, low, high, treatment_n, control_n)

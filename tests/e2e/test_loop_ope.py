@@ -31,7 +31,7 @@ def test_a_few_hundred_decisions_were_made_answered_and_logged(logged_run):
     result, ope = logged_run
     assert len(result.shown) >= 300
     assert result.outcomes_posted >= len(result.shown)  # every shown offer was answered
-    assert ope["decisions"] == result.decided  # the decision log holds every decision the API answered
+    assert ope["decisions_read"] == result.decided  # the decision log holds every decision the API answered
 
 
 def test_control_customers_get_about_the_configured_share(logged_run):

@@ -130,7 +130,15 @@ def test_relative_lift_known_answer():
     assert lift.lift == pytest.approx(0.2)
     # var_t / pc^2 + pt^2 var_c / pc^4
     assert lift.se == pytest.approx(np.sqrt(0.12 * 0.88 / 1000 / 0.01 + 0.0144 * 0.09 / 1000 / 1e-4))
-    assert lift.low < 0.2 < lift.high
+    se_log = np.sqrt(0.88 / 120 + 0.9 / 100)
+    assert lift.low == pytest.approx(1.2 * np.exp(-1.959964 * se_log) - 1)
+    assert lift.high == pytest.approx(1.2 * np.exp(1.959964 * se_log) - 1)
+
+
+def test_the_lift_interval_never_reaches_below_minus_100_percent_with_few_control_successes():
+    lift = relative_lift(12, 1000, 3, 500)
+    assert -1.0 < lift.low < 0 < lift.lift < lift.high
+    assert lift.lift - 1.96 * lift.se < -1.0  # the linear interval would
 
 
 def test_relative_lift_interval_covers_the_true_lift_about_95_percent_of_the_time():
