@@ -227,6 +227,8 @@ class Loop:
 
         bodies = await asyncio.gather(*(decide(v) for v in visits))
         self.result.decided += len(bodies)
+        if OFFER_DECISIONS in INPUT_TOPICS:  # the worker takes the API's decision records too
+            self.expected += len(bodies)
         posts = []
         sales = []
         now = datetime.now(timezone.utc)
