@@ -67,7 +67,9 @@ def test_nbo_evaluate_ope_and_the_promotion_check_read_the_logged_run(logged_run
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["ips"]["value"] == ope["ips"]["value"]  # the command and the bench agree
     version = printed["version"]
-    # the serving model against itself: passes with a margin as wide as its interval, not with a negative one
-    assert main(["promote", version, "--require-ope-not-worse", *logs, "--ope-margin", "1"]) == 0
-    assert main(["promote", version, "--require-ope-not-worse", *logs, "--ope-margin", "-1"]) == 1
+    # the serving model against itself: passes with a margin as wide as its interval, not with a negative
+    # one; --force (past the training-time promotion gate: the bench's model has no verdict) does not
+    # override the off-policy check
+    assert main(["promote", version, "--require-ope-not-worse", *logs, "--ope-margin", "1", "--force"]) == 0
+    assert main(["promote", version, "--require-ope-not-worse", *logs, "--ope-margin", "-1", "--force"]) == 1
     assert "not promoted" in capsys.readouterr().err
