@@ -250,9 +250,10 @@ def build_api(settings: Settings) -> ApiParts:
                                      security=security),
         rate_limit=rate_limit,
         control=control,
+        # NBO_LOOP__ONLINE=false: no online evidence, the model's propensities alone (a static ranking)
         learning=RedisLearningReader(redis_url, settings.redis.key_prefix, refresh_s=settings.loop.refresh_ms / 1000,
                                      timeout_s=max(settings.redis.timeout_ms / 1000, 0.5), mode=settings.redis.mode,
-                                     security=security),
+                                     security=security) if settings.loop.online else NoEvidence(),
     )
 
 
