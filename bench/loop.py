@@ -128,6 +128,20 @@ def restamp(records: list[bytes], base: datetime) -> list[bytes]:
     return out
 
 
+async def send(client: httpx.AsyncClient, method: str, url: str, **kwargs) -> httpx.Response:
+    """One request, sent again (at most twice) when the connection dropped under it (a kept-alive
+    connection the server closed as it was reused); an outcome is idempotent (its event id), an
+    offer request asked again is a new decision, its first one unanswered."""
+    for attempt in range(3):
+        try:
+            return await client.request(method, url, **kwargs)
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
 class Loop:
     """One run of the loop on one stack."""
 
@@ -212,15 +226,15 @@ class Loop:
         async def decide(v: Visit) -> dict:
             async with gate:
                 if v.channel == "teller":
-                    response = await client.post("/v1/teller/offers", headers={"X-API-Key": DEV_KEYS["teller"]},
-                                                 json={"customer_id": v.customer_id, "transaction": v.transaction})
+                    response = await send(client, "POST", "/v1/teller/offers", headers={"X-API-Key": DEV_KEYS["teller"]},
+                                          json={"customer_id": v.customer_id, "transaction": v.transaction})
                 elif v.channel == "mobile":
-                    response = await client.get(f"/v1/mobile/customers/{v.customer_id}/slots",
-                                                params={"n": 3}, headers={"X-API-Key": DEV_KEYS["mobile"]})
+                    response = await send(client, "GET", f"/v1/mobile/customers/{v.customer_id}/slots",
+                                          params={"n": 3}, headers={"X-API-Key": DEV_KEYS["mobile"]})
                 else:
-                    response = await client.get(f"/v1/customers/{v.customer_id}/offers",
-                                                params={"channel": "call_centre"},
-                                                headers={"X-API-Key": DEV_KEYS["call_centre"]})
+                    response = await send(client, "GET", f"/v1/customers/{v.customer_id}/offers",
+                                          params={"channel": "call_centre"},
+                                          headers={"X-API-Key": DEV_KEYS["call_centre"]})
                 if response.status_code != 200:
                     raise SystemExit(f"offer API answered {response.status_code} on {v.channel}: {response.text}")
                 return response.json()
@@ -255,8 +269,8 @@ class Loop:
         async def record(post: dict) -> None:
             async with gate:
                 for _ in range(5):
-                    response = await client.post("/v1/outcomes", json=post,
-                                                 headers={"X-API-Key": DEV_KEYS[post["channel"]]})
+                    response = await send(client, "POST", "/v1/outcomes", json=post,
+                                          headers={"X-API-Key": DEV_KEYS[post["channel"]]})
                     if response.status_code == 202:
                         return
                     if response.status_code != 503:
@@ -279,20 +293,21 @@ class Loop:
         self.result.drift = {"halved": halved, "doubled": doubled, "from_day": str(from_day)}
 
     async def days(self, sim: Simulator) -> None:
-        async with httpx.AsyncClient(base_url=self.stack.api_url, timeout=30,
-                                     limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
-            for day in range(self.args.days):
-                if day == self.args.drift_day:
-                    self.plant_drift(sim, day)
-                batch, _ = sim.step(emit=True)
-                self.publish(restamp(batch.records, datetime.now(timezone.utc)))
-                self.wait_worker()
-                visits = day_visits(sim, batch, day, self.visit_rng, self.args.mobile_rate)
+        for day in range(self.args.days):
+            if day == self.args.drift_day:
+                self.plant_drift(sim, day)
+            batch, _ = sim.step(emit=True)
+            self.publish(restamp(batch.records, datetime.now(timezone.utc)))
+            self.wait_worker()
+            visits = day_visits(sim, batch, day, self.visit_rng, self.args.mobile_rate)
+            # a client per day: no connection sits idle while the worker catches up
+            async with httpx.AsyncClient(base_url=self.stack.api_url, timeout=30,
+                                         limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
                 for lo in range(0, len(visits), CHUNK):
                     await self.visit_chunk(client, sim, visits[lo:lo + CHUNK], day)
-                self.wait_worker()
-                print(f"  [{self.mode}] day {day + 1}/{self.args.days}: {len(visits)} visits, "
-                      f"{len(self.result.shown):,} decisions so far", file=sys.stderr, flush=True)
+            self.wait_worker()
+            print(f"  [{self.mode}] day {day + 1}/{self.args.days}: {len(visits)} visits, "
+                  f"{len(self.result.shown):,} decisions so far", file=sys.stderr, flush=True)
 
     def run(self) -> RunResult:
         started = time.monotonic()
