@@ -25,6 +25,7 @@ from adapters.ports import (
     DecisionCache,
     EventPublisher,
     LearningSource,
+    LoopStatsReader,
     ModelSource,
     PolicySource,
     SharedRateLimit,
@@ -201,6 +202,7 @@ class ApiParts:
     control: ControlStore | None = None  # None: files (NBO_API__CONTROL_SOURCE=files), nothing to listen to
     contract: ContractRules = DEFAULT_RULES  # the customer ids the routes accept
     learning: LearningSource | None = None  # None: nothing learned online (rank by the model)
+    loop_stats: LoopStatsReader | None = None  # None: no effectiveness report (its route answers 503)
 
     def __post_init__(self) -> None:
         if self.catalogs is None:
@@ -254,6 +256,7 @@ def build_api(settings: Settings) -> ApiParts:
         learning=RedisLearningReader(redis_url, settings.redis.key_prefix, refresh_s=settings.loop.refresh_ms / 1000,
                                      timeout_s=max(settings.redis.timeout_ms / 1000, 0.5), mode=settings.redis.mode,
                                      security=security) if settings.loop.online else NoEvidence(),
+        loop_stats=loop_stats(settings),
     )
 
 

@@ -184,8 +184,11 @@ class StreamSettings(BaseModel):
 
 
 class ClientKey(BaseModel):
+    """A client of the API and what its key opens: one offer channel, or ``marketing`` (the
+    effectiveness report, ``/v1/reports/``; no offer, outcome or profile)."""
+
     client: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    channel: Literal["teller", "call_centre", "mobile"]
+    channel: Literal["teller", "call_centre", "mobile", "marketing"]
 
 
 class ApiSettings(BaseModel):
@@ -195,7 +198,7 @@ class ApiSettings(BaseModel):
     keys: dict[str, ClientKey] = Field(
         default_factory=dict, description="sha256 hex of each API key -> its client and channel"
     )
-    allow_dev_keys: bool = Field(default=False, description="accept dev-teller / dev-agent / dev-mobile")
+    allow_dev_keys: bool = Field(default=False, description="accept dev-teller / dev-agent / dev-mobile / dev-marketing")
     rate_per_s: float = Field(default=200.0, gt=0, description="requests per second per key")
     rate_burst: int = Field(default=400, ge=1)
     max_body_bytes: int = Field(default=16 * 1024, ge=256)

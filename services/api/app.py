@@ -32,7 +32,7 @@ from bootstrap import ApiParts, Settings, SettingsError, build_api, load_setting
 from services.api.auth import DEV_KEYS, ApiError, ChannelKeys, digest
 from services.api.deps import Services
 from services.api.limits import BodyLimit
-from services.api.routes import call_centre, mobile, offers, ops, outcomes, teller
+from services.api.routes import call_centre, mobile, offers, ops, outcomes, reports, teller
 
 log = logging.getLogger("nbo.api")
 
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None, parts: ApiParts | None = None) 
     docs_routes = list(app.router.routes)
     app.router.routes.clear()
     for router in (offers.router, teller.router, call_centre.router, mobile.router(settings.api.max_mobile_slots),
-                   outcomes.router, ops.router):
+                   outcomes.router, reports.router, ops.router):
         _serve(app, router)
     app.router.routes.extend(docs_routes)
     _install_agent_screen(app)
@@ -105,9 +105,9 @@ def create_app(settings: Settings | None = None, parts: ApiParts | None = None) 
 API_DESCRIPTION = (
     "Next-best offers for teller terminals, the call-centre agent screen and mobile banking.\n\n"
     "**Keys.** Send your API key in the `X-API-Key` header; each key is bound to one channel "
-    "(teller, call_centre or mobile), and a key for another channel gets 403. Use *Authorize* "
-    "above to try the calls here; a demo started with `nbo demo` accepts `dev-teller`, `dev-agent` "
-    "and `dev-mobile`.\n\n"
+    "(teller, call_centre or mobile) or to the marketing reports, and a key for another channel "
+    "gets 403. Use *Authorize* above to try the calls here; a demo started with `nbo demo` accepts "
+    "`dev-teller`, `dev-agent`, `dev-mobile` and `dev-marketing`.\n\n"
     "**Money** is in integer minor units (fen for CNY): `amount_minor: 500000` is ¥5,000.00. "
     "**Times** are ISO 8601 in UTC.\n\n"
     "**Degraded answers.** When customer data cannot be read in time the answer is still 200, "
@@ -122,6 +122,8 @@ OPENAPI_TAGS = [
     {"name": "call centre", "description": "The agent screen: offers with talking points, and the customer's profile."},
     {"name": "mobile", "description": "Mobile banking: recommendation slots with their creatives."},
     {"name": "outcomes", "description": "What became of an offer: shown, accepted, declined with a reason, ignored."},
+    {"name": "reports", "description": "For marketing: how well the offers work against the control group "
+     "(a key of the marketing scope)."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics; no key needed."},
 ]
 
@@ -154,11 +156,12 @@ def _check_keys(settings: Settings) -> None:
     dev_digests = {digest(k) for k in DEV_KEYS}
     if not settings.api.allow_dev_keys:
         if dev_digests & set(settings.api.keys):
-            raise SettingsError("NBO_API__KEYS holds a development key (dev-teller/dev-agent/dev-mobile); "
+            raise SettingsError("NBO_API__KEYS holds a development key (dev-teller/dev-agent/dev-mobile/"
+                                "dev-marketing); "
                                 "use your own keys, or set NBO_API__ALLOW_DEV_KEYS=true for a demo")
         if not settings.api.keys:
             raise SettingsError('NBO_API__KEYS is empty: set it to {"<sha256 of key>": {"client": "...", '
-                                '"channel": "teller|call_centre|mobile"}}, or NBO_API__ALLOW_DEV_KEYS=true for a demo')
+                                '"channel": "teller|call_centre|mobile|marketing"}}, or NBO_API__ALLOW_DEV_KEYS=true for a demo')
 
 
 def _install_error_handlers(app: FastAPI) -> None:

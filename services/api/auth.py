@@ -25,7 +25,11 @@ DEV_KEYS: dict[str, ClientKey] = {
     "dev-teller": ClientKey(client="dev-teller", channel="teller"),
     "dev-agent": ClientKey(client="dev-agent", channel="call_centre"),
     "dev-mobile": ClientKey(client="dev-mobile", channel="mobile"),
+    "dev-marketing": ClientKey(client="dev-marketing", channel="marketing"),
 }
+
+#: The scope of the keys that read the effectiveness report (and nothing else).
+MARKETING = "marketing"
 
 
 class ApiError(Exception):
@@ -68,8 +72,17 @@ class Authenticator:
             if len(self._cache) < 10_000:
                 self._cache[key] = client
         if client.channel != channel:
-            raise ApiError(403, f"this API key is for the {client.channel} channel, not {channel}")
+            raise ApiError(403, wrong_scope(client.channel, channel))
         return client
+
+
+def wrong_scope(have: str, need: str) -> str:
+    """The 403's sentence: what the key is for, and what the route needs."""
+    if need == MARKETING:
+        return f"this API key is for the {have} channel; the reports need a key of the marketing scope"
+    if have == MARKETING:
+        return f"this API key is for the marketing reports, not the {need} channel"
+    return f"this API key is for the {have} channel, not {need}"
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
-from adapters.ports import CatalogSource, LearningSource
+from adapters.ports import CatalogSource, LearningSource, LoopStatsReader
 
 from bootstrap import ApiParts, Settings, loop_params
 from domain.catalog import Catalog
@@ -47,6 +47,8 @@ class Services:
         #: The online evidence (``learning.evidence()``, read in the background) and the loop's knobs.
         self.learning: LearningSource = parts.learning  # type: ignore[assignment]  # ApiParts fills it
         self.loop = loop_params(settings)
+        #: The loop's live counters, for the effectiveness report (None: the report answers 503).
+        self.loop_stats: LoopStatsReader | None = parts.loop_stats
         self.auth = Authenticator(settings.api.keys, settings.api.allow_dev_keys)
         self.limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
         #: The limit shared by all replicas (NBO_API__RATE_LIMIT=shared), ``limiter`` its fallback.
@@ -94,6 +96,8 @@ class Services:
 
     async def close(self) -> None:
         await self.learning.close()
+        if self.loop_stats is not None:
+            self.loop_stats.close()
         if self.shared_limiter is not None:
             await self.shared_limiter.shared.close()
         if self.control is not None:
