@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("services.commands.promote", "make a registry version current"),
     "levers": ("services.commands.levers", "push the marketing policy to every API replica"),
     "replay": ("services.commands.replay", "rebuild customer state from the log"),
+    "report": ("services.commands.report", "how well the offers work: treatment against control"),
     "teller": ("services.commands.teller", "a teller terminal session"),
     "mobile": ("services.commands.mobile", "print mobile recommendation slots"),
 }
