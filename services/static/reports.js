@@ -302,8 +302,9 @@ function liftChart(groups) {
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": t("lift_chart") });
   chart.append(svg("line", { x1: x(0), x2: x(0), y1: 0, y2: height - 22, class: "zero" }));
   chart.append(svg("text", { x: x(0), y: height - 8, "text-anchor": "middle", class: "value" }, "0"));
-  chart.append(svg("text", { x: left, y: height - 8, "text-anchor": "start", class: "value" }, signed(lo)));
-  chart.append(svg("text", { x: left + plot, y: height - 8, "text-anchor": "end", class: "value" }, signed(hi)));
+  // the ends of the axis, unless they would print over the 0
+  if (x(0) - left > 60) chart.append(svg("text", { x: left, y: height - 8, "text-anchor": "start", class: "value" }, signed(lo)));
+  if (left + plot - x(0) > 60) chart.append(svg("text", { x: left + plot, y: height - 8, "text-anchor": "end", class: "value" }, signed(hi)));
   shown.forEach((g, i) => {
     const y = i * row + 12;
     const kind = g.lift.verdict === "significant" ? (g.lift.lift > 0 ? "significant" : "worse") : "not_yet";
@@ -369,14 +370,14 @@ function productTable(groups) {
       el("th", { class: "num", text: t("conv_c") }), el("th", { class: "num", text: t("lift_col") }),
       el("th", { text: t("verdict") }), el("th", { text: t("top_reasons") }), el("th", { class: "num", text: t("revenue_proxy") })),
     groups.map((g) => el("tr", { "data-testid": "product-row", "data-product": g.key },
-      el("td", { text: productName(g) }),
+      el("td", { class: "name", text: productName(g) }),
       el("td", { class: "num", text: `${count(g.arms.treatment ? g.arms.treatment.shows : 0)} / ${count(g.arms.control ? g.arms.control.shows : 0)}` }),
       el("td", { class: "num", text: pct(g.total.acceptance_rate) }),
       el("td", { class: "num", text: pct(g.lift.treatment_rate) }),
       el("td", { class: "num", text: pct(g.lift.control_rate) }),
       el("td", { class: "num", text: signed(g.lift.lift) + (g.lift.interval ? ` [${signed(g.lift.interval[0])}, ${signed(g.lift.interval[1])}]` : "") }),
       el("td", { class: `verdict-cell ${verdictClass(g.lift)}`, "data-testid": "product-verdict", text: verdict(g.lift) }),
-      el("td", { text: g.top_declines.length ? g.top_declines.map((d) => `${reasonName(d.reason)} ${d.count}`).join(" · ") : "–" }),
+      el("td", { class: "reasons", text: g.top_declines.length ? g.top_declines.map((d) => `${reasonName(d.reason)} ${d.count}`).join(" · ") : "–" }),
       el("td", { class: "num", text: money(g.total.revenue_minor) }))));
 }
 

@@ -28,6 +28,9 @@ DEFAULT_DAYS = 30
 #: How long the report waits for the counters (one round trip of at most 400 HGETALLs).
 READ_TIMEOUT_S = 10.0
 DAY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: What the OpenAPI document says of a day; the route checks it itself, so that a bad one gets a
+#: sentence that says what to fix.
+DAY_SCHEMA = {"format": "date", "pattern": DAY_PATTERN.pattern}
 
 
 class Counts(BaseModel):
@@ -143,9 +146,9 @@ def report_range(day_from: date | None, day_to: date | None, today: date) -> tup
 async def effectiveness_report(
     services: ServicesDep,
     day_from: Annotated[str | None, Query(alias="from", description="first UTC day, YYYY-MM-DD (default: 29 days "
-                                          "before `to`)", examples=["2026-05-01"])] = None,
+                                          "before `to`)", examples=["2026-05-01"], json_schema_extra=DAY_SCHEMA)] = None,
     day_to: Annotated[str | None, Query(alias="to", description="last UTC day, YYYY-MM-DD (default: today)",
-                                        examples=["2026-05-30"])] = None,
+                                        examples=["2026-05-30"], json_schema_extra=DAY_SCHEMA)] = None,
     x_api_key: ApiKey = None,
 ) -> JSONResponse:
     await services.admit(services.auth.authenticate(x_api_key, MARKETING))
