@@ -5,7 +5,7 @@
 
 const TEXT = {
   en: {
-    title: "95599 agent screen", customer: "Customer", key: "Agent key", look_up: "Look up",
+    title: "Agent screen", customer: "Customer", key: "Agent key", look_up: "Look up",
     segment: "Segment and strategy", behaviour: "Key behaviour", held: "Products held",
     offers: "Offers", contacts: "Contact history", hint: "Enter a customer id and your agent key.",
     tier: "Value tier", class: "Value x satisfaction", age: "Age", risk: "Risk tolerance",
@@ -59,7 +59,7 @@ const TEXT = {
     },
   },
   zh: {
-    title: "95599 坐席工作台", customer: "客户号", key: "坐席密钥", look_up: "查询",
+    title: "坐席工作台", customer: "客户号", key: "坐席密钥", look_up: "查询",
     segment: "客户分群与策略", behaviour: "关键行为", held: "已持有产品",
     offers: "推荐产品", contacts: "营销接触记录", hint: "请输入客户号和坐席密钥。",
     tier: "价值层级", class: "价值×满意度分群", age: "年龄", risk: "风险承受能力",
