@@ -58,9 +58,10 @@ class OfferApi:
         self._http.close()
 
     def teller_offer(self, customer_id: str, kind: str, amount_minor: int, terminal_id: str | None = None) -> dict:
-        """The offer for a customer at the counter, with the transaction in hand folded in."""
+        """The offer for a customer at the counter, with the transaction in hand (in the bank's base
+        currency) folded in."""
         body: dict[str, Any] = {"customer_id": customer_id,
-                                "transaction": {"kind": kind, "amount_minor": amount_minor, "currency": "CNY"}}
+                                "transaction": {"kind": kind, "amount_minor": amount_minor}}
         if terminal_id:
             body["terminal_id"] = terminal_id
         return self._call("POST", "/v1/teller/offers", json=body)

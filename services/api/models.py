@@ -108,8 +108,9 @@ class Transaction(BaseModel):
 
     kind: TxnKind
     amount_minor: int = Field(ge=1, le=MAX_AMOUNT_MINOR, description="integer minor units of currency (fen for CNY, "
-                              "yen for JPY)")
-    currency: Currency = "CNY"
+                              "cents for EUR, yen for JPY)")
+    currency: Currency | None = Field(default=None, description="ISO 4217 code; default the bank's base currency "
+                                      "(NBO_MONEY__BASE_CURRENCY)")
     purpose: TxnPurpose = TxnPurpose.CASH
 
 

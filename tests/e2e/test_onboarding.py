@@ -225,6 +225,13 @@ def test_the_worker_and_api_with_the_banks_settings_serve_its_products_in_euros(
                          == new_balance and p, "the live deposit to reach the customer's state")
         assert seen["behaviour"]["large_inflow_recent"] is True  # 12,000 EUR >= the bank's 10,000 EUR
 
+        # The teller's terminal posts 60,000.00 in the bank's own currency without naming it.
+        teller = client.post("/v1/teller/offers", headers={"X-API-Key": DEV_KEYS["teller"]},
+                             json={"customer_id": CUSTOMER, "terminal_id": "NW0042",
+                                   "transaction": {"kind": "deposit", "amount_minor": 6_000_000}})
+        assert teller.status_code == 200, teller.text
+        assert [o["product_id"] in catalog for o in teller.json()["offers"]] == [True]
+
         # An id outside the bank's pattern is a 4xx that says what to send.
         wrong = client.get("/v1/customers/C000000123/offers", params={"channel": "call_centre"}, headers=agent)
         assert wrong.status_code == 422 and "CUST-[0-9]{6}" in wrong.text

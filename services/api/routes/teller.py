@@ -19,14 +19,18 @@ router = APIRouter(tags=["teller"])
 @router.post("/v1/teller/offers", response_model=OfferResponse, responses=ERROR_RESPONSES, openapi_extra=KEY_REQUIRED,
              summary="The one offer for the customer at the counter",
              description="The offer the teller makes while the customer's deposit or withdrawal posts. The "
-             "transaction in hand (amount in integer minor units of its ISO 4217 currency, fen for CNY) counts as "
+             "transaction in hand (amount in integer minor units of its ISO 4217 currency, the bank's base currency "
+             "when it names none) counts as "
              "if it had already posted, converted into the bank's base currency, so a deposit that clears a "
              "product's minimum makes it eligible now; it is not stored. A currency the bank's rate table has no "
              "rate for is a 422 that names it. "
              "Answers one offer with the pitch to say in English and Chinese. Needs a teller key.")
 async def teller_offers(request: Request, body: TellerRequest) -> Response:
     services = services_of(request)
-    if body.transaction.currency not in services.params.rates:
-        raise ApiError(422, f"transaction.currency: {UnknownRate(body.transaction.currency, services.params.rates.base)}")
+    transaction = body.transaction
+    if transaction.currency is None:  # the terminal posts in the bank's own currency
+        transaction = transaction.model_copy(update={"currency": services.params.rates.base})
+    elif transaction.currency not in services.params.rates:
+        raise ApiError(422, f"transaction.currency: {UnknownRate(transaction.currency, services.params.rates.base)}")
     return json_response(await core.offer(services, body.customer_id, OfferChannel.TELLER,
-                                          services.settings.api.teller_offers, transaction=body.transaction))
+                                          services.settings.api.teller_offers, transaction=transaction))
