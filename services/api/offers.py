@@ -45,7 +45,8 @@ async def read_state(services: Services, customer_id: str) -> CustomerState | No
 async def offer(services: Services, customer_id: str, channel: OfferChannel, limit: int,
                 transaction: Transaction | None = None) -> dict[str, Any]:
     """The ``OfferResponse`` body (plain data) of at most ``limit`` offers for the customer on
-    ``channel``; ``transaction`` is the one a teller has in hand, folded in before ranking."""
+    ``channel``; ``transaction`` is the one a teller has in hand, folded in before ranking (in the
+    bank's base currency when it names none)."""
     started = time.perf_counter()
     now = datetime.now(timezone.utc)
     decision_id = services.decision_ids.next()
@@ -60,7 +61,8 @@ async def offer(services: Services, customer_id: str, channel: OfferChannel, lim
         services.metrics.fallbacks.labels(channel.value).inc()
     else:
         if transaction is not None:
-            state = fold_counter_transaction(state, transaction.kind, transaction.amount_minor, transaction.currency,
+            state = fold_counter_transaction(state, transaction.kind, transaction.amount_minor,
+                                             transaction.currency or services.params.rates.base,
                                              transaction.purpose, now, teller_event_id(decision_id), services.params)
         decision = rank(state, model, catalog, policy, channel.value, now.timestamp(), limit, services.params,
                         loop=services.loop, evidence=services.learning.evidence(), seed=seed)

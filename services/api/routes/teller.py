@@ -27,10 +27,8 @@ router = APIRouter(tags=["teller"])
              "Answers one offer with the pitch to say in English and Chinese. Needs a teller key.")
 async def teller_offers(request: Request, body: TellerRequest) -> Response:
     services = services_of(request)
-    transaction = body.transaction
-    if transaction.currency is None:  # the terminal posts in the bank's own currency
-        transaction = transaction.model_copy(update={"currency": services.params.rates.base})
-    elif transaction.currency not in services.params.rates:
-        raise ApiError(422, f"transaction.currency: {UnknownRate(transaction.currency, services.params.rates.base)}")
+    currency = body.transaction.currency  # None: the bank's base currency (``core.offer``)
+    if currency is not None and currency not in services.params.rates:
+        raise ApiError(422, f"transaction.currency: {UnknownRate(currency, services.params.rates.base)}")
     return json_response(await core.offer(services, body.customer_id, OfferChannel.TELLER,
-                                          services.settings.api.teller_offers, transaction=transaction))
+                                          services.settings.api.teller_offers, transaction=body.transaction))
