@@ -41,8 +41,9 @@ EXAMPLE = ROOT / "examples" / "onboarding"
 CUSTOMERS = 3000
 DAYS = 120
 AS_OF = "2026-10-31"
-#: The model's offers must beat popularity by at least this factor (hit rate@3, NDCG@3); they
-#: measured 1.44x and 1.58x at this size.
+#: The model's offers must beat popularity and segment popularity by at least this factor (hit
+#: rate@3, NDCG@3). At this size they measured hit rate@3 0.571 against 0.396 and 0.429, NDCG@3
+#: 0.494 against 0.313 and 0.343 (154 customers bought in the horizon).
 MARGIN = 1.15
 CUSTOMER = "CUST-000123"
 DEADLINE_S = 60.0
