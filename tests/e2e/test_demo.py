@@ -84,7 +84,10 @@ def test_a_second_demo_run_says_what_it_reused_and_applies_the_new_traffic(tmp_p
         stats = redis.Redis.from_url(url).hgetall(stats_key(RedisSettings().key_prefix))  # the demo's env sets none
     finally:
         valkey.stop()
-    assert int(stats[b"applied"]) == second_applied
+    # The worker also folds the decision records of the offers the demo then asked for (one per
+    # customer and channel printed), which may land before or after Redis stopped.
+    decisions = len(re.findall(r"^C\S+  model ", second.split("== teller ==", 1)[1], flags=re.M))
+    assert second_applied <= int(stats[b"applied"]) <= second_applied + decisions, (stats, decisions)
 
 
 @pytest.mark.parametrize("started", ["in a terminal", "as a background job (SIGINT ignored at start)"])
