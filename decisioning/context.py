@@ -11,7 +11,7 @@ import numpy as np
 from domain.catalog import Catalog, Product
 from domain.features import FeatureParams, tokens_at
 from domain.learning import Evidence
-from decisioning.experiment import NO_LOOP, TREATMENT, Arm, LoopParams
+from decisioning.experiment import NO_LOOP, TREATMENT, Arm, LoopParams, generator
 from decisioning.policy import Policy
 from decisioning.scores import RankingModel
 from domain.state import CustomerState
@@ -89,10 +89,10 @@ class Context:
 
     @property
     def rng(self) -> np.random.Generator:
-        """The request's generator, seeded with ``seed`` (made on first use: a deterministic
-        ranking never pays for it)."""
+        """The request's generator, seeded with ``seed`` on first use (a deterministic ranking
+        never pays for it; ``experiment.generator``: valid while this ranking runs)."""
         if self._rng is None:
-            self._rng = np.random.default_rng(self.seed)
+            self._rng = generator(self.seed)
         return self._rng
 
     @property
