@@ -220,3 +220,21 @@ def test_control_offers_are_always_ones_the_rules_allow(case, limit):
     assert len(offered) == len(treatment.offers)
     assert control.service_action == treatment.service_action
     assert all(o.probability == pytest.approx(1 / len(allowed)) for o in control.offers)
+
+
+def test_the_requests_generator_gives_a_seeds_draws_on_any_thread_and_other_seeds_other_draws():
+    import threading
+
+    from decisioning.experiment import generator
+
+    first = generator(5).random(4).tolist()
+    assert generator(6).random(4).tolist() != first
+    assert generator(5).random(4).tolist() == first
+    on_another: list[list[float]] = []
+    thread = threading.Thread(target=lambda: on_another.append(generator(5).random(4).tolist()))
+    thread.start()
+    thread.join(timeout=10)
+    assert on_another == [first]
+    # neighbouring seeds (tests use 0, 1, 2, ...) start far apart: their first draws do not repeat
+    starts = {round(generator(s).random(), 12) for s in range(1000)}
+    assert len(starts) == 1000
