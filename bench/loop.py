@@ -166,8 +166,8 @@ class Loop:
                "NBO_REDIS__TIMEOUT_MS": "250", "NBO_API__RATE_PER_S": "100000", "NBO_API__RATE_BURST": "100000",
                "NBO_LOOP__CONTROL_SHARE": str(self.args.control_share),
                "NBO_LOOP__ONLINE": "true" if self.mode == "online" else "false"}
-        if self.mode == "static":  # the model alone, deterministic on every channel (no Thompson sampling)
-            env["NBO_LOOP__EXPLORE_CHANNELS"] = "[]"
+        # static: the model alone, deterministic on every channel; online: Thompson sampling on mobile
+        env["NBO_LOOP__EXPLORE_CHANNELS"] = "[]" if self.mode == "static" else '["mobile"]'
         if self.args.catalog:
             env["NBO_CATALOG__PATH"] = str(Path(self.args.catalog).resolve())
         self.stack = Stack(self.servers, self.work / "logs", extra_env=env)
