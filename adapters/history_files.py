@@ -111,7 +111,7 @@ def field_defaults(model: type[Event]) -> dict[str, Any]:
     """The defaults of the fields that have one other than ``None``, as the wire writes them."""
     out = {}
     for name, info in model.model_fields.items():
-        if not info.is_required():
+        if not info.is_required() and not info.default_factory_takes_validated_data:  # not derived from others
             default = info.get_default(call_default_factory=True)
             if default is not None:
                 out[name] = getattr(default, "value", default)

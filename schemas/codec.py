@@ -115,7 +115,7 @@ def _wire_layout(event_type: type[Event]) -> tuple[tuple[str, ...], dict[str, An
         if any(isinstance(arg, type) and issubclass(arg, BaseModel) for arg in get_args(info.annotation)):
             raise ValueError(f"{event_type.__name__}.{name} holds nested models; use encode")
         names.append(name)
-        if not info.is_required():
+        if not info.is_required() and not info.default_factory_takes_validated_data:  # derived: the caller gives it
             default = info.get_default(call_default_factory=True)
             defaults[name] = default.value if isinstance(default, Enum) else default
     return tuple(names), defaults

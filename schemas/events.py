@@ -22,7 +22,7 @@ convert amounts into the bank's base currency (``domain.money``) before features
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Union
 
@@ -38,7 +38,15 @@ from pydantic import (
 )
 
 from schemas.currencies import CURRENCY_PATTERN, MINOR_UNIT_EXPONENTS, currency_refusal
-from schemas.rules import CUSTOMER_ID_PATTERN, DEFAULT_EARLIEST_OCCURRED_AT, rules_of
+from schemas.rules import (
+    CONTEXT_KEY,
+    CUSTOMER_ID_PATTERN,
+    DEFAULT_EARLIEST_OCCURRED_AT,
+    DEFAULT_RULES,
+    LATEST_KEY,
+    MAX_CLOCK_SKEW,
+    UTC,
+)
 
 SCHEMA_VERSION = 1
 EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{7,63}$"
@@ -54,11 +62,12 @@ MAX_AMOUNT_MINOR = 10**14
 #: Timestamps before this are refused as corrupt unless the rules set another earliest time.
 EARLIEST_OCCURRED_AT = DEFAULT_EARLIEST_OCCURRED_AT
 #: How far in the future a producer's clock may be before an event is refused (seconds).
-MAX_CLOCK_SKEW_S = 24 * 3600
-
+MAX_CLOCK_SKEW_S = int(MAX_CLOCK_SKEW.total_seconds())
 
 
 def _iso_currency(code: str) -> str:
+    if code in MINOR_UNIT_EXPONENTS:  # the common case, without a call
+        return code
     refused = currency_refusal(code)
     if refused is not None:
         raise ValueError(refused)
@@ -190,13 +199,26 @@ _MCC_RANGES: tuple[tuple[int, int, MerchantCategory], ...] = (
 )
 
 
+def _mcc_table() -> tuple[MerchantCategory, ...]:
+    """The category of every code 0000-9999 (the first range that holds a code wins)."""
+    table = [MerchantCategory.OTHER] * 10_000
+    for low, high, category in reversed(_MCC_RANGES):
+        table[low:high + 1] = [category] * (high + 1 - low)
+    return tuple(table)
+
+
+_MCC_TABLE = _mcc_table()
+
+
 def merchant_category_for_mcc(mcc: str) -> MerchantCategory:
     """The merchant category for a 4-digit MCC; ``other`` when the code is not mapped."""
-    code = int(mcc)
-    for low, high, category in _MCC_RANGES:
-        if low <= code <= high:
-            return category
-    return MerchantCategory.OTHER
+    return _MCC_TABLE[int(mcc)]
+
+
+def _category_of_the_mcc(data: dict[str, object]) -> MerchantCategory:
+    # The default of CardPaymentMade.merchant_category: pydantic calls it with the fields validated
+    # so far (mcc among them: it comes first), and only when all of them are valid.
+    return _MCC_TABLE[int(data["mcc"])]  # type: ignore[call-overload]
 
 
 class Event(BaseModel):
@@ -226,19 +248,31 @@ class Event(BaseModel):
     @field_validator("customer_id")
     @classmethod
     def _bank_customer_id(cls, value: str, info: ValidationInfo) -> str:
-        refused = rules_of(info.context).customer_id_narrowing(value)
-        if refused is not None:
-            raise ValueError(refused)
+        context = info.context
+        rules = context.get(CONTEXT_KEY, DEFAULT_RULES) if context.__class__ is dict else DEFAULT_RULES
+        if rules.narrows_customer_ids:
+            refused = rules.customer_id_narrowing(value)
+            if refused is not None:
+                raise ValueError(refused)
         return value
 
     @field_validator("occurred_at")
     @classmethod
     def _plausible_time(cls, value: datetime, info: ValidationInfo) -> datetime:
-        refused = rules_of(info.context).occurred_at_refusal(value)
-        if refused is not None:
-            raise ValueError(refused)
-        now = datetime.now(timezone.utc)
-        if (value - now).total_seconds() > MAX_CLOCK_SKEW_S:
+        # The bounds are in pydantic's own UTC (``UTC``), the zone a validated "...Z" time carries,
+        # so the common comparisons need no UTC offsets. The latest time comes with the context
+        # when a caller checks many events at once (``ContractRules.context_at``): one clock read.
+        context = info.context
+        if context.__class__ is dict:
+            rules = context.get(CONTEXT_KEY, DEFAULT_RULES)
+            latest = context.get(LATEST_KEY)
+        else:
+            rules, latest = DEFAULT_RULES, None
+        if value < rules.earliest_utc:
+            raise ValueError(rules.occurred_at_refusal(value))
+        if latest is None:
+            latest = datetime.now(UTC) + MAX_CLOCK_SKEW
+        if value > latest:
             raise ValueError("occurred_at is more than 24 h in the future; check the producer clock")
         return value
 
@@ -277,6 +311,15 @@ class HotlineCallEnded(Event):
         return value
 
 
+def _merchant_category_listed_as_required(schema: dict[str, object]) -> None:
+    # The published schema asks producers for merchant_category (the model derives it from the mcc
+    # when one leaves it out): keep it in "required", in field order, as before it had a default.
+    required = schema.setdefault("required", [])
+    assert isinstance(required, list)
+    if "merchant_category" not in required:
+        required.insert(required.index("mcc") + 1 if "mcc" in required else len(required), "merchant_category")
+
+
 class CardPaymentMade(Event):
     """A card payment at a POS terminal or online merchant; the card is a token, never a PAN."""
 
@@ -284,6 +327,7 @@ class CardPaymentMade(Event):
     card_token: str = Field(pattern=CARD_TOKEN_PATTERN, description="Token of the card; never the card number.")
     mcc: str = Field(pattern=r"^[0-9]{4}$", description="ISO 18245 merchant category code.")
     merchant_category: MerchantCategory = Field(
+        default_factory=_category_of_the_mcc,
         description="Derived from mcc (merchant_category_for_mcc) when a producer leaves it out.")
     hotel_stars: int = Field(default=0, ge=0, le=5, strict=True, description="Hotel star level; 0 if not a hotel.")
     luxury: bool = Field(default=False, strict=True, description="Luxury merchant (jewellery, 5-star hotel, ...).")
@@ -292,14 +336,7 @@ class CardPaymentMade(Event):
     online: bool = Field(default=False, strict=True, description="Card not present (e-commerce).")
     country: str = Field(default="CN", pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 merchant country.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _derive_category(cls, data: object) -> object:
-        if isinstance(data, dict) and "merchant_category" not in data:
-            mcc = data.get("mcc")
-            if isinstance(mcc, str) and len(mcc) == 4 and mcc.isdigit():
-                data = {**data, "merchant_category": merchant_category_for_mcc(mcc)}
-        return data
+    model_config = ConfigDict(json_schema_extra=_merchant_category_listed_as_required)
 
 
 class ProductPurchased(Event):

@@ -17,15 +17,19 @@ Customer ids:
   (``re.fullmatch``), e.g. ``CUST-[0-9]{6}``. It only narrows the base rule.
 
 Event times: ``occurred_at`` not before ``earliest_occurred_at`` (default 2000-01-01 UTC), so a
-bank that imports years of history sets it earlier.
+bank that imports years of history sets it earlier; nor more than ``MAX_CLOCK_SKEW`` after the
+time of validation: the clock at each event, or the ``now`` of ``ContractRules.context_at`` for a
+caller that checks many events at once (``nbo import``: one clock read per chunk).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from pydantic import AwareDatetime, TypeAdapter
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 DEFAULT_EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -36,6 +40,14 @@ _NO_DIGITS = str.maketrans("", "", "0123456789")
 
 #: The key under which ``ContractRules`` sit in a pydantic validation context.
 CONTEXT_KEY = "nbo_contract_rules"
+#: The key of the latest event time accepted (``now`` + ``MAX_CLOCK_SKEW``) in a context from
+#: ``ContractRules.context_at``; without it the validator reads the clock.
+LATEST_KEY = "nbo_latest_occurred_at"
+#: How far in the future a producer's clock may be before an event is refused.
+MAX_CLOCK_SKEW = timedelta(hours=24)
+#: The UTC zone pydantic gives a validated ``...Z`` time (one shared object). Bounds in this zone
+#: compare with such times without working out UTC offsets; any other zone compares as usual.
+UTC = TypeAdapter(AwareDatetime).validate_python("2000-01-01T00:00:00Z").tzinfo
 
 
 _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a digit doubled, its two digits added
@@ -72,18 +84,36 @@ class ContractRules:
     earliest_occurred_at: datetime = DEFAULT_EARLIEST_OCCURRED_AT
     _compiled: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
     _context: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: ``earliest_occurred_at`` in ``UTC`` (the same instant).
+    earliest_utc: datetime = field(default=DEFAULT_EARLIEST_OCCURRED_AT, init=False, repr=False, compare=False)
+    #: Whether ``customer_id_narrowing`` can refuse anything (card numbers refused, or a pattern).
+    narrows_customer_ids: bool = field(default=True, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.earliest_occurred_at.tzinfo is None:
             raise ValueError("earliest_occurred_at must carry a time zone")
         compiled = re.compile(self.customer_id_pattern) if self.customer_id_pattern else None
         object.__setattr__(self, "_compiled", compiled)
+        object.__setattr__(self, "earliest_utc", self.earliest_occurred_at.astimezone(UTC))
+        object.__setattr__(self, "narrows_customer_ids", self.refuse_card_numbers or compiled is not None)
         self._context[CONTEXT_KEY] = self
 
     @property
     def context(self) -> dict[str, Any]:
         """The pydantic validation context that carries these rules (the same dict every time)."""
         return self._context
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its settings in another process, so the derived fields are that process's.
+        return (ContractRules, (self.customer_id_pattern, self.refuse_card_numbers, self.earliest_occurred_at))
+
+    def context_at(self, now: datetime) -> dict[str, Any]:
+        """A validation context with these rules that judges "too far in the future" against
+        ``now`` (timezone-aware) instead of reading the clock at each event: for checking many
+        events in a short time."""
+        if now.tzinfo is None:
+            raise ValueError("now must carry a time zone")
+        return {CONTEXT_KEY: self, LATEST_KEY: (now + MAX_CLOCK_SKEW).astimezone(UTC)}
 
     def customer_id_refusal(self, customer_id: str) -> str | None:
         """Why ``customer_id`` is refused, or None. Checks the base rule too (for callers outside a
