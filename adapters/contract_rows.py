@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
 
 from domain.money import ExchangeRates, UnknownRate, in_base_currency
@@ -29,8 +30,6 @@ from schemas.events import AnyEvent, Event
 from schemas.rules import DEFAULT_RULES, ContractRules
 
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 _WITH_PRODUCT = frozenset({"purchase", "offer_outcome"})
 
 #: The columns of a checked chunk (``CheckedRows.valid``), the training store's row without ``seq``.
@@ -45,10 +44,31 @@ VALID_SCHEMA = pa.schema([
 ])
 
 
+#: The columns of a checked chunk of canonical lines: the rest comes from the lines' own fields
+#: (``with_fields``).
+CANONICAL_SCHEMA = pa.schema([("index", pa.int64()), ("event", pa.binary())])
+_ID_START = len(b'{"event_id":"')
+
+
+def with_fields(valid: pa.RecordBatch, fields: pa.Table, id_prefix: str) -> pa.RecordBatch:
+    """The checked rows of a chunk of canonical lines (``CANONICAL_SCHEMA``) as ``VALID_SCHEMA``:
+    ``fields`` holds ``customer_id``, ``occurred_at_us``, ``type`` and ``product_id`` of every
+    line of the chunk, the event id is the one ``check_lines`` put first in each line."""
+    index = valid.column("index")
+    given = fields.take(index)
+    events = valid.column("event")
+    ids = pc.utf8_slice_codeunits(events.cast(pa.string()), _ID_START, _ID_START + len(id_prefix) + 32)
+    return pa.RecordBatch.from_arrays(
+        [index, given.column("customer_id").combine_chunks().cast(pa.string()),
+         given.column("occurred_at_us").combine_chunks().cast(pa.int64()),
+         given.column("type").combine_chunks().cast(pa.string()), ids.cast(pa.string()),
+         given.column("product_id").combine_chunks().cast(pa.string()), events], schema=VALID_SCHEMA)
+
+
 @dataclass
 class CheckedRows:
-    """The valid rows as Arrow columns (``VALID_SCHEMA``) and the refused ones as
-    ``(index, field, reason, the line as given)``."""
+    """The valid rows as Arrow columns (``VALID_SCHEMA``; ``CANONICAL_SCHEMA`` for canonical
+    lines) and the refused ones as ``(index, field, reason, the line as given)``."""
 
     valid: pa.RecordBatch
     refused: list[tuple[int, str, str, bytes]] = field(default_factory=list)
@@ -60,30 +80,49 @@ def event_id_for(prefix: str, key: str) -> str:
     return prefix + hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def check_lines(lines: Sequence[bytes], keys: Sequence[str] | None = None, id_prefix: str = "",
-                rules: ContractRules = DEFAULT_RULES, rates: ExchangeRates | None = None) -> CheckedRows:
+#: With ``canonical`` lines, one row in this many is encoded again and compared with its line.
+CANONICAL_SAMPLE = 64
+
+
+def check_lines(lines: Sequence[bytes] | pa.Array, keys: Sequence[str | bytes] | pa.Array | None = None,
+                id_prefix: str = "", rules: ContractRules = DEFAULT_RULES, rates: ExchangeRates | None = None,
+                canonical: bool = False, now: datetime | None = None) -> CheckedRows:
     """Validate every line (a JSON object) under the bank's contract ``rules`` (customer id
     pattern, card-number check, earliest event time: those the stream decodes with). With
     ``keys``, each line gets the event id ``event_id_for(id_prefix, keys[i])`` put in front of its
     fields first (the line must not carry one). With ``rates``, a row in a currency the bank's rate
     table has no rate for is refused naming the currency (the stream would dead-letter it); what is
-    stored keeps the row's own currency (the fold converts, as the stream does)."""
+    stored keeps the row's own currency (the fold converts, as the stream does).
+
+    ``lines`` and ``keys`` may be Arrow arrays (binary, and binary or string). ``canonical``: the
+    lines are already in the form ``encode`` writes (``history_files.Candidates.canonical``), so
+    a valid line is kept as it is; one in ``CANONICAL_SAMPLE`` is encoded again to make sure, and
+    should one differ every valid row of the chunk is encoded. An event more than 24 h after
+    ``now`` (default: the clock, read once) is refused as from the future."""
+    if isinstance(lines, (pa.Array, pa.ChunkedArray)):
+        lines = lines.to_pylist()
+    if isinstance(keys, (pa.Array, pa.ChunkedArray)):
+        keys = keys.to_pylist()
     index: list[int] = []
     customers: list[str] = []
-    times: list[int] = []
+    times: list[datetime] = []
     types: list[str] = []
     ids: list[str] = []
     products: list[str | None] = []
     events: list[bytes] = []
+    kept: list[Event] = []  # the valid events, when their lines are kept
     refused: list[tuple[int, str, str, bytes]] = []
-    validate = _ADAPTER.validate_json
-    context = rules.context
+    validate = _ADAPTER.validator.validate_json  # pydantic-core's own: TypeAdapter's wrapper costs ~0.3 us a call
+    context = rules.context_at(now or datetime.now(timezone.utc))
     blake = hashlib.blake2b
-    prefix = id_prefix.encode("ascii")
+    prefix = b'{"event_id":"' + id_prefix.encode("ascii")
+    with_product = _WITH_PRODUCT
+    same = True
     for i, line in enumerate(lines):
         if keys is not None:
-            digest = blake(keys[i].encode("utf-8"), digest_size=16).hexdigest().encode("ascii")
-            line = b'{"event_id":"' + prefix + digest + b'",' + line[1:] if len(line) > 2 else line
+            key = keys[i]
+            digest = blake(key if key.__class__ is bytes else key.encode("utf-8"), digest_size=16).hexdigest()
+            line = prefix + digest.encode("ascii") + b'",' + line[1:] if len(line) > 2 else line
         if len(line) > MAX_EVENT_BYTES:
             refused.append((i, "record", f"record is {len(line)} bytes, the limit is {MAX_EVENT_BYTES}", line))
             continue
@@ -106,15 +145,27 @@ def check_lines(lines: Sequence[bytes], keys: Sequence[str] | None = None, id_pr
                 refused.append((i, "currency", str(exc), line))
                 continue
         index.append(i)
+        if canonical:  # the caller has the other columns (history_files.Candidates.fields)
+            events.append(line)
+            kept.append(event)
+            if same and len(kept) % CANONICAL_SAMPLE == 1:
+                same = encode(event) == line
+            continue
         customers.append(event.customer_id)
-        times.append((event.occurred_at - _EPOCH) // _MICROSECOND)
+        times.append(event.occurred_at)
         kind = event.type  # type: ignore[attr-defined]
         types.append(kind)
         ids.append(event.event_id)
-        products.append(event.product_id if kind in _WITH_PRODUCT else None)  # type: ignore[attr-defined]
+        products.append(event.product_id if kind in with_product else None)  # type: ignore[attr-defined]
         events.append(encode(event))
+    if canonical:
+        if not same:
+            events = [encode(e) for e in kept]
+        return CheckedRows(pa.RecordBatch.from_arrays([pa.array(index, pa.int64()), pa.array(events, pa.binary())],
+                                                      schema=CANONICAL_SCHEMA), refused)
+    occurred = pa.array(times, pa.timestamp("us", tz="UTC")).cast(pa.int64())
     valid = pa.RecordBatch.from_arrays(
-        [pa.array(index, pa.int64()), pa.array(customers, pa.string()), pa.array(times, pa.int64()),
+        [pa.array(index, pa.int64()), pa.array(customers, pa.string()), occurred,
          pa.array(types, pa.string()), pa.array(ids, pa.string()), pa.array(products, pa.string()),
          pa.array(events, pa.binary())], schema=VALID_SCHEMA)
     return CheckedRows(valid, refused)

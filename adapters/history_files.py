@@ -32,18 +32,19 @@ import fnmatch
 import re
 import tomllib
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from types import UnionType
-from typing import Any, Iterator, Literal, Sequence, Union, get_args, get_origin
+from typing import Annotated, Any, Iterator, Literal, Sequence, Union, get_args, get_origin
 
 import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from schemas.events import EVENT_TYPES, Event
+from schemas.events import EVENT_TYPES, Event, merchant_category_for_mcc
 
 DEFAULT_CHUNK_ROWS = 100_000
 TABLE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,29}$"
@@ -81,11 +82,17 @@ class Candidates:
 
     source: str
     rows: list[int]
-    lines: list[bytes]
-    keys: list[str] | None = None
+    lines: Sequence[bytes] | pa.Array  # an Arrow array of binary crosses to a process cheaply
+    keys: Sequence[str | bytes] | pa.Array | None = None
     id_prefix: str = ""
     refused: list[Refusal] = field(default_factory=list)
     read: int = 0  # rows of the file this chunk covers (lines + refused)
+    #: The lines are written as ``schemas.codec.encode`` writes the events they validate to (with
+    #: the event id put first), so the check keeps them instead of encoding each event again.
+    canonical: bool = False
+    #: With canonical lines: the store's columns of each line (``customer_id``, ``occurred_at_us``,
+    #: ``type``, ``product_id``), which the check then need not send back.
+    fields: pa.Table | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,9 +344,12 @@ def _contract_value(name: str, dtype: pl.DataType, kind: str, default: Any) -> p
 
 def _iso_text(expr: pl.Expr, aware: bool) -> pl.Expr:
     """A Datetime column as ISO 8601 text: ``...Z`` when it has a zone (converted to UTC), no
-    zone when it has none (the contract refuses a naive time, which is right)."""
+    zone when it has none (the contract refuses a naive time, which is right). Microseconds only
+    when there are any: the form ``schemas.codec.encode`` writes a UTC time in."""
     if aware:
-        return expr.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        utc = expr.dt.convert_time_zone("UTC")
+        return pl.when(utc.dt.microsecond() == 0).then(utc.dt.strftime("%Y-%m-%dT%H:%M:%SZ")) \
+            .otherwise(utc.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
     return expr.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f")
 
 
@@ -500,50 +510,120 @@ def mapped_batches(path: Path, mapping: Mapping, table: str,
     spec = mapping.spec.tables[table]
     needed = sorted({c for f in spec.fields.values() for c in f.columns} | set(spec.key))
     model = EVENT_TYPES[spec.event]
-    kinds, defaults = field_kinds(model), field_defaults(model)
     for first, frame in read_frames(path, chunk_rows):
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise HistoryFileError(f"{path}: table {table} needs column(s) {', '.join(missing)} "
                                    f"(the file has {', '.join(frame.columns)})")
-        yield _mapped_chunk(str(path), first, frame, spec, table, kinds, defaults)
+        yield _mapped_chunk(str(path), first, frame, spec, table, model)
 
 
 def _mapped_chunk(source: str, first: int, frame: pl.DataFrame, spec: TableSpec, table: str,
-                  kinds: dict[str, str], defaults: dict[str, Any]) -> Candidates:
-    values: list[pl.Expr] = []
-    errors: list[pl.Expr] = []
-    shown: list[pl.Expr] = []
-    names = list(spec.fields)
-    for name in names:
-        value, error, raw = _field_exprs(name, spec.fields[name], kinds[name], frame)
+                  model: type[Event]) -> Candidates:
+    """The rows of one chunk as candidate lines in the wire's own layout (``_wire_fields``), so
+    the contract check can keep them as they are (``Candidates.canonical``), and the refusals."""
+    kinds, defaults = field_kinds(model), field_defaults(model)
+    values: dict[str, pl.Expr] = {}
+    checks: list[tuple[str, pl.Expr, pl.Expr]] = []  # (field, refusal reason or null, source text)
+    for name, field_spec in spec.fields.items():
+        value, error, raw = _field_exprs(name, field_spec, kinds[name], frame)
         if name in defaults:  # an empty cell takes the contract's default
             value = value.fill_null(pl.lit(defaults[name]))
-        values.append(value.alias(name))
-        errors.append(error)
-        shown.append(raw)
+        values[name] = value
+        if error is not _NO_ERROR:
+            checks.append((name, error, raw))
+    if spec.event == "pos" and "merchant_category" not in values and "mcc" in values:
+        values["merchant_category"] = _category_of_mcc(values["mcc"])  # as the contract derives it
+    columns = []
+    for name in _wire_fields(model):
+        if name in values:
+            columns.append(values[name].alias(name))
+        elif name == "type":
+            columns.append(pl.lit(spec.event).alias(name))
+        else:  # the contract's default as the wire writes it, or null
+            columns.append(pl.lit(defaults.get(name)).alias(name))
     key = pl.concat_str([pl.lit(table)] + [pl.col(c).cast(pl.String).fill_null("") for c in spec.key],
                         separator="\x1f")
-    built = frame.select(
-        pl.int_range(first, first + frame.height, dtype=pl.Int64).alias("_row"),
-        key.alias("_key"),
-        pl.coalesce(errors).alias("_error") if errors else pl.lit(None, pl.String).alias("_error"),
-        pl.coalesce([pl.when(e.is_not_null()).then(pl.lit(n)) for e, n in zip(errors, names)]).alias("_field"),
-        pl.coalesce([pl.when(e.is_not_null()).then(r) for e, r in zip(errors, shown)]).alias("_value"),
-        *values, pl.lit(spec.event).alias("type"))
-    refused_frame = built.filter(pl.col("_error").is_not_null())
-    good = built.filter(pl.col("_error").is_null())
-    lines = _json_lines(good, [*names, "type"])
-    refused = [Refusal(source, r["_row"], r["_field"], r["_error"], r.get("customer_id"), r["_value"])
-               for r in refused_frame.select("_row", "_field", "_error", "_value",
-                                             *(["customer_id"] if "customer_id" in names else [])).iter_rows(named=True)]
-    return Candidates(source, good.get_column("_row").to_list(), lines, good.get_column("_key").to_list(),
-                      f"{table}:", refused, read=frame.height)
+    bad = pl.any_horizontal([e.is_not_null() for _, e, _ in checks]) if checks else pl.lit(False)
+    canonical = _canonical(model, spec, frame)
+    # The store's columns of each row, from the values the line holds (for canonical lines only:
+    # the check keeps those lines as they are, so the values are the event's).
+    given = [pl.col("customer_id").alias("customer_id"),
+             pl.col("occurred_at").str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_zone="UTC", time_unit="us",
+                                                   strict=False).dt.epoch("us").alias("occurred_at_us"),
+             pl.col("type").alias("type"),
+             (pl.col("product_id") if "product_id" in model.model_fields else pl.lit(None, pl.String)).alias("product_id")
+             ] if canonical else []
+    # lazily, so that what a value and its check share (a parsed number, a time) is computed once
+    built = frame.lazy().select(
+        pl.int_range(first, first + frame.height, dtype=pl.Int64).alias("_row"), bad.alias("_bad"),
+        key.cast(pl.Binary).alias("_key"), *columns,
+    ).select("_row", "_bad", "_key", pl.struct(_wire_fields(model)).struct.json_encode().cast(pl.Binary).alias("_line"),
+             *given).collect()
+    good = built.filter(~pl.col("_bad"))
+    refused: list[Refusal] = []
+    if checks and good.height < built.height:
+        failing = built.get_column("_bad")
+        reasons = frame.filter(failing).lazy().select(
+            pl.coalesce([e for _, e, _ in checks]).alias("_error"),
+            pl.coalesce([pl.when(e.is_not_null()).then(pl.lit(n)) for n, e, _ in checks]).alias("_field"),
+            pl.coalesce([pl.when(e.is_not_null()).then(r) for _, e, r in checks]).alias("_value"),
+            (values["customer_id"] if "customer_id" in values else pl.lit(None, pl.String)).alias("_customer"),
+        ).collect()
+        refused = [Refusal(source, row, name, error, customer, value) for row, (error, name, value, customer)
+                   in zip(built.get_column("_row").filter(failing).to_list(), reasons.iter_rows())]
+    fields = good.select("customer_id", "occurred_at_us", "type", "product_id").to_arrow() if canonical else None
+    return Candidates(source, good.get_column("_row").to_list(), good.get_column("_line").to_arrow(),
+                      good.get_column("_key").to_arrow(), f"{table}:", refused, read=frame.height,
+                      canonical=canonical, fields=fields)
+
+
+#: The categories of the 10,000 merchant category codes, as the contract derives them.
+_MCC_CATEGORIES = {f"{code:04d}": merchant_category_for_mcc(f"{code:04d}").value for code in range(10_000)}
+
+
+def _category_of_mcc(mcc: pl.Expr) -> pl.Expr:
+    return mcc.replace_strict(_MCC_CATEGORIES, default=None, return_dtype=pl.String)
+
+
+def _wire_fields(model: type[Event]) -> list[str]:
+    """The fields of a candidate line in the order ``schemas.codec.encode`` writes them, less the
+    event id (``contract_rows.check_lines`` puts it first)."""
+    return [name for name in model.model_fields if name != "event_id"]
+
+
+def _canonical(model: type[Event], spec: TableSpec, frame: pl.DataFrame) -> bool:
+    """Whether the lines of this table are byte for byte what ``encode`` writes of the events they
+    validate to: every value is written in the one form the contract writes it (integers, true and
+    false, patterned or enumerated text, which needs no escapes; times in ``_iso_text``), never a
+    float (whose digits two writers may choose differently) nor text the contract reads leniently
+    (a time copied from the file as it is)."""
+    for name, kind in field_kinds(model).items():
+        info = model.model_fields[name]
+        if kind == "float" or (kind == "str" and not _pattern_or_choice(info.annotation, info.metadata)):
+            return False
+    at = spec.fields.get("occurred_at")
+    if at is None or at.value is not None or at.sign_of is not None or at.map is not None:
+        return False
+    return at.format is not None or (len(at.columns) == 1 and isinstance(frame.schema[at.columns[0]], pl.Datetime))
+
+
+def _pattern_or_choice(annotation: Any, metadata: list[Any]) -> bool:
+    if get_origin(annotation) in (Union, UnionType):
+        annotation = next((a for a in get_args(annotation) if a is not type(None)), str)
+    if get_origin(annotation) is Annotated:  # an optional constrained type: str-with-a-pattern | None
+        metadata = [*metadata, *(m for f in annotation.__metadata__ for m in getattr(f, "metadata", [f]))]
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is Literal or (isinstance(annotation, type) and issubclass(annotation, Enum)):
+        return True
+    if annotation is AwareDatetime:
+        return True
+    return any(getattr(m, "pattern", None) for m in metadata)
 
 
 def _field_exprs(name: str, spec: FieldSpec, kind: str, frame: pl.DataFrame) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     """(value, refusal reason or null, the source text shown with a refusal) of one field."""
-    none = pl.lit(None, pl.String)
+    none = _NO_ERROR
     if spec.value is not None:
         return pl.lit(spec.value), none, none
     columns = spec.columns
@@ -616,6 +696,9 @@ def _field_exprs(name: str, spec: FieldSpec, kind: str, frame: pl.DataFrame) -> 
     if spec.default is not None:
         text = text.fill_null(pl.lit(spec.default))
     return text, none, none
+
+
+_NO_ERROR = pl.lit(None, pl.String)
 
 
 def _text(column: str, frame: pl.DataFrame) -> pl.Expr:

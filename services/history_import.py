@@ -29,7 +29,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from adapters.contract_rows import CheckedRows, check_lines
+from adapters.contract_rows import CheckedRows, check_lines, with_fields
 from adapters.history_files import (
     DEFAULT_CHUNK_ROWS,
     Candidates,
@@ -121,7 +121,7 @@ def candidates_of(files: Sequence[Path], mapping: Mapping | None, event_type: st
 
 
 def _check(candidates: Candidates, rules: ContractRules, rates: ExchangeRates | None) -> CheckedRows:
-    return check_lines(candidates.lines, candidates.keys, candidates.id_prefix, rules, rates)
+    return check_lines(candidates.lines, candidates.keys, candidates.id_prefix, rules, rates, candidates.canonical)
 
 
 def checked(batches: Iterator[Candidates], workers: int,
@@ -137,7 +137,8 @@ def checked(batches: Iterator[Candidates], workers: int,
     try:
         pending: deque[tuple[Candidates, Future[CheckedRows]]] = deque()
         for batch in batches:
-            pending.append((batch, pool.submit(check_lines, batch.lines, batch.keys, batch.id_prefix, rules, rates)))
+            pending.append((batch, pool.submit(check_lines, batch.lines, batch.keys, batch.id_prefix, rules, rates,
+                                                  batch.canonical)))
             while len(pending) > 2 * workers:
                 done, future = pending.popleft()
                 yield done, future.result()
@@ -199,6 +200,8 @@ class Importer:
             ok, data = parsed(line)
             self._refuse(batch.source, batch.rows[index], field_name, reason, data if ok else None)
         valid = result.valid
+        if batch.fields is not None:
+            valid = with_fields(valid, batch.fields, batch.id_prefix)
         if valid.num_rows:
             products = pl.from_arrow(valid.select(["index", "customer_id", "product_id"]))
             unknown = products.filter(pl.col("product_id").is_not_null()
