@@ -662,17 +662,16 @@ def _field_exprs(name: str, spec: FieldSpec, kind: str, frame: pl.DataFrame) -> 
         return _iso_text(at, True), error, text
     if spec.decimals is not None or kind == "int":
         decimals = spec.decimals or 0
-        plain = text.str.replace_all(",", "")
-        match = plain.str.extract_groups(r"^([+-]?)([0-9]{1,15})(?:\.([0-9]*))?$")
-        sign, whole, fraction = (match.struct.field("1"), match.struct.field("2"),
-                                 match.struct.field("3").fill_null(""))
-        fits = whole.is_not_null() & (fraction.str.strip_chars_end("0").str.len_chars() <= decimals)
-        minor = whole.cast(pl.Int64) * (10 ** decimals)
+        plain = text.str.replace_all(",", "", literal=True)
+        # at most 15 digits before the point, and none but zeros after the first ``decimals`` ones
+        fits = plain.str.contains(rf"^[+-]?[0-9]{{1,15}}(?:\.[0-9]{{0,{decimals}}}0*)?$")
+        parts = plain.str.strip_chars_start("+-").str.split_exact(".", 1)
+        minor = parts.struct.field("field_0").cast(pl.Int64, strict=False) * (10 ** decimals)
         if decimals:
-            minor = minor + fraction.str.strip_chars_end("0").str.pad_end(decimals, "0").str.slice(0, decimals) \
-                .replace("", "0").cast(pl.Int64)
+            fraction = parts.struct.field("field_1").fill_null("").str.slice(0, decimals).str.pad_end(decimals, "0")
+            minor = minor + fraction.cast(pl.Int64, strict=False)
         if not spec.absolute:
-            minor = pl.when(sign == "-").then(-minor).otherwise(minor)
+            minor = pl.when(plain.str.starts_with("-")).then(-minor).otherwise(minor)
         value = pl.when(fits).then(minor)
         error = pl.when(text.is_not_null() & ~fits).then(
             pl.format("{} in column {} is not a number with at most {} decimals", _quoted(text), where,
