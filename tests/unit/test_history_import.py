@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from adapters.contract_rows import check_lines, event_id_for
@@ -325,3 +326,121 @@ def test_the_bulk_check_applies_the_banks_rules_and_rate_table():
     assert "GBP" in next(r for i, _, r, _ in checked.refused if i == 3)
     # what is stored keeps the row's own currency: the fold converts, as the stream does
     assert orjson.loads(checked.valid.column("event")[1].as_py())["currency"] == "USD"
+
+
+def test_the_bulk_check_judges_merchant_categories_and_future_times_as_decode_does():
+    """merchant_category derived from the mcc (or refused with the mcc's reason), and "more than
+    24 h ahead" judged against the time the chunk is checked at: the same verdicts as decode."""
+    from datetime import datetime, timedelta, timezone
+
+    good = orjson.loads(encode(_contract_events()[1]))
+    bare = {k: v for k, v in good.items() if k != "merchant_category"}
+    now = datetime.now(timezone.utc)
+    variants = [bare, {**bare, "mcc": "5411"}, {**bare, "mcc": "0001"}, {**bare, "mcc": "54x1"},
+                {k: v for k, v in bare.items() if k != "mcc"}, {**bare, "mcc": "²²²²"}, {**good, "merchant_category": None},
+                {**bare, "customer_id": "C 1"}, {**bare, "occurred_at": (now + timedelta(hours=23)).isoformat()},
+                {**bare, "occurred_at": (now + timedelta(hours=25)).isoformat()},
+                {**bare, "occurred_at": "2015-05-02T20:00:00+08:00"}]
+    lines = [orjson.dumps(v) for v in variants]
+    checked = check_lines(lines, now=now)
+    refused = {i: (f, r) for i, f, r, _ in checked.refused}
+    accepted = checked.valid.column("index").to_pylist()
+    for i, line in enumerate(lines):
+        try:
+            event = decode(line)
+        except InvalidEvent as exc:
+            assert refused.get(i) == (exc.field, exc.reason), variants[i]
+        else:
+            assert i in accepted, variants[i]
+            assert checked.valid.column("event")[accepted.index(i)].as_py() == encode(event)
+            times = checked.valid.column("occurred_at_us")[accepted.index(i)].as_py()
+            assert times == (event.occurred_at - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    assert accepted == [0, 1, 2, 8, 10]
+    assert [orjson.loads(checked.valid.column("event")[k].as_py())["merchant_category"] for k in range(3)] == [
+        "hotel", "groceries", "other"]
+    assert refused[3][0] == refused[4][0] == refused[5][0] == "mcc" and refused[9][0] == "occurred_at"
+    # judged against the given time, not the clock: a day later the 25 h event is 1 h ahead
+    later = check_lines(lines[9:10], now=now + timedelta(days=1))
+    assert later.valid.num_rows == 1 and later.refused == []
+
+
+def test_canonical_lines_are_kept_only_when_they_are_what_encode_writes():
+    """A chunk marked canonical keeps its valid lines as they are; one whose lines are not in
+    encode's form (a sampled row shows it) has every valid row encoded, as without the mark."""
+    from adapters.contract_rows import with_fields
+
+    events = [_contract_events()[0].model_copy(update={"event_id": event_id_for("dep:", str(i))}) for i in range(200)]
+    canonical = [encode(e) for e in events]
+    kept = check_lines(canonical, canonical=True)
+    assert kept.valid.column("event").to_pylist() == canonical and kept.refused == []
+    loose = [line.replace(b'T08:00:00Z', b'T08:00:00.000000Z') for line in canonical]  # valid, not canonical
+    fixed = check_lines(loose, canonical=True)
+    assert fixed.valid.column("event").to_pylist() == canonical
+    # with the mapping's columns the rows are the ones the plain check gives
+    fields = pa.table({"customer_id": [e.customer_id for e in events],
+                       "occurred_at_us": [int(e.occurred_at.timestamp() * 1e6) for e in events],
+                       "type": ["deposit"] * 200, "product_id": pa.array([None] * 200, pa.string())})
+    assert with_fields(kept.valid, fields, "dep:").equals(check_lines(canonical).valid)
+
+
+def test_mapped_lines_are_canonical_and_give_the_columns_the_plain_check_gives(tmp_path, mapping, monkeypatch):
+    """Every mapped table of the example extract: the lines the mapping writes are byte for byte
+    encode of the events they validate to, and the store holds the same rows whether the check
+    keeps the lines or encodes each event again."""
+    import adapters.history_files as history_files
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "core_banking"
+    files = sorted(example.glob("*.csv"))
+    txn = _write_csv(tmp_path / "txn.csv", TXN)
+    stores = []
+    for canonical in (True, False):
+        monkeypatch.setattr(history_files, "_canonical", lambda *args, keep=canonical: keep)
+        for source, mapping_file in ((files, example / "mapping.yaml"), ([txn], mapping)):
+            batches = list(history_files.mapped_batches(path, load_mapping(mapping_file),
+                                                        load_mapping(mapping_file).table_for(path))
+                           for path in source)
+            for chunks in batches:
+                for chunk in chunks:
+                    assert chunk.canonical is canonical
+                    if canonical:
+                        checked = check_lines(chunk.lines, chunk.keys, chunk.id_prefix)
+                        assert checked.refused == []
+                        for raw in checked.valid.column("event").to_pylist():
+                            assert encode(decode(raw)) == raw
+        store = HistoryStore(tmp_path / f"store-{canonical}", create=True)
+        rejects = RejectsFile(tmp_path / f"rejects-{canonical}.csv")
+        report = Importer(store, rejects, KnownProducts.of(load_catalog()), mapping=load_mapping(example / "mapping.yaml"),
+                          workers=0).run(files)
+        rejects.close()
+        assert report.rejected == 0
+        stores.append(pl.concat(list(store.frames())).drop("seq"))
+    assert stores[0].equals(stores[1]) and stores[0].height == sum(len(f.read_text().splitlines()) - 1 for f in files)
+    for row in stores[0].iter_rows(named=True):
+        event = decode(row["event"])
+        assert (row["customer_id"], row["type"], row["event_id"]) == (event.customer_id, event.type, event.event_id)
+        assert row["occurred_at_us"] == round(event.occurred_at.timestamp() * 1e6)
+
+
+def test_decimal_columns_convert_exactly_or_are_refused(tmp_path, capsys, mapping):
+    rows = [TXN[0]] + [["6201", f"q{i}", "42", "2019-03-01", "09:00:00", amount, "TLR", "", balance]
+                       for i, (amount, balance) in enumerate([("1,234.5", "-7.10"), ("+3", "007.1000"), ("0.01", "1."),
+                                                              ("1.234", "1"), ("1e5", "1"), ("5", "1.2.3")])]
+    txn = _write_csv(tmp_path / "txn.csv", rows)
+    summary, refused = run_import(tmp_path, capsys, [txn], mapping)
+    assert (summary["imported"], summary["rejected"]) == (3, 3)
+    assert sorted((r["row"], r["field"]) for r in refused) == [(4, "amount_minor"), (5, "amount_minor"),
+                                                              (6, "balance_after_minor")]
+    stored = sorted((e.amount_minor, e.balance_after_minor) for e in map(decode, iter_history(tmp_path / "store")))
+    assert stored == [(1, 100), (300, 710), (123450, -710)]
+
+
+def test_contract_rules_cross_to_a_worker_whole():
+    import pickle
+    from datetime import datetime, timezone
+
+    from schemas.rules import UTC, ContractRules
+
+    rules = ContractRules(customer_id_pattern=r"CUST-[0-9]{6}", earliest_occurred_at=datetime(1990, 1, 1, tzinfo=timezone.utc))
+    again = pickle.loads(pickle.dumps(rules))
+    assert again == rules and again.earliest_utc == rules.earliest_occurred_at and again.earliest_utc.tzinfo is UTC
+    assert again.customer_id_narrowing("C1") is not None and again.customer_id_narrowing("CUST-000001") is None

@@ -289,6 +289,14 @@ def test_merchant_category_is_derived_from_the_mcc() -> None:
     assert merchant_category_for_mcc("0001") is MerchantCategory.OTHER
 
 
+def test_every_mcc_gets_the_category_of_the_first_range_that_holds_it() -> None:
+    from schemas.events import _MCC_RANGES
+
+    for code in range(10_000):
+        first = next((c for low, high, c in _MCC_RANGES if low <= code <= high), MerchantCategory.OTHER)
+        assert merchant_category_for_mcc(f"{code:04d}") is first, code
+
+
 # ---- JSON Schema files ---------------------------------------------------------------------
 
 
