@@ -2,15 +2,18 @@
 
 ``check_lines`` takes candidate events as JSON (one object a row), validates each with the
 contract's own pydantic models (``schemas.events.AnyEvent``, the models ``schemas.codec.decode``
-validates with: no rule is written twice) and re-encodes the valid ones with
-``schemas.codec.encode``, so what is stored is byte for byte what a producer would have sent.
-It imports neither polars nor Redis, so it is cheap to start in a worker process (``nbo import``
-runs it in a process pool over chunks of rows).
+validates with: no rule is written twice) and stores ``schemas.codec.encode`` of the valid ones,
+so what is stored is byte for byte what a producer would have sent. Lines the mapping wrote in
+that very form (``canonical``: ``history_files.Candidates.canonical``) are kept as they are
+instead of encoding each event again; one row in ``CANONICAL_SAMPLE`` is encoded and compared
+all the same, and a chunk where one differs is encoded whole. It imports neither polars nor
+Redis, so it is cheap to start in a worker process (``nbo import`` runs it in a process pool over
+chunks of rows, sent as Arrow arrays).
 
-The JSON is validated with ``TypeAdapter.validate_json`` (the JSON goes to pydantic-core as it
-is): about 8 us per event against 14 us for ``orjson.loads`` then ``validate_python`` as
-``decode`` does; ``tests/unit/test_import_validation.py`` checks that both accept and refuse the
-same rows with the same reasons.
+The JSON goes to pydantic-core as it is (``validate_json``, cheaper than ``orjson.loads`` then
+``validate_python`` as ``decode`` does); the time "24 h ahead" is judged against is read once per
+chunk (``ContractRules.context_at``). ``tests/unit/test_history_import.py`` checks that the bulk
+check and ``decode`` accept and refuse the same rows with the same field and reason.
 """
 
 from __future__ import annotations
