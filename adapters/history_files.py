@@ -665,6 +665,9 @@ def _field_exprs(name: str, spec: FieldSpec, kind: str, frame: pl.DataFrame) -> 
         plain = text.str.replace_all(",", "", literal=True)
         # at most 15 digits before the point, and none but zeros after the first ``decimals`` ones
         fits = plain.str.contains(rf"^[+-]?[0-9]{{1,15}}(?:\.[0-9]{{0,{decimals}}}0*)?$")
+        # a comma only groups thousands (1,234.50); "12,50" (a decimal comma) is refused, never read as 1250
+        fits = fits & (~text.str.contains(",", literal=True)
+                       | text.str.contains(r"^[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?$"))
         parts = plain.str.strip_chars_start("+-").str.split_exact(".", 1)
         minor = parts.struct.field("field_0").cast(pl.Int64, strict=False) * (10 ** decimals)
         if decimals:
@@ -674,8 +677,8 @@ def _field_exprs(name: str, spec: FieldSpec, kind: str, frame: pl.DataFrame) -> 
             minor = pl.when(plain.str.starts_with("-")).then(-minor).otherwise(minor)
         value = pl.when(fits).then(minor)
         error = pl.when(text.is_not_null() & ~fits).then(
-            pl.format("{} in column {} is not a number with at most {} decimals", _quoted(text), where,
-                      pl.lit(str(decimals))))
+            pl.format("{} in column {} is not a number with at most {} decimals (a comma may only group "
+                      "thousands, as in 1,234.50)", _quoted(text), where, pl.lit(str(decimals))))
         return value, error, text
     if kind == "bool":
         lowered = text.str.to_lowercase()

@@ -434,6 +434,18 @@ def test_decimal_columns_convert_exactly_or_are_refused(tmp_path, capsys, mappin
     assert stored == [(1, 100), (300, 710), (123450, -710)]
 
 
+def test_a_decimal_comma_is_refused_never_read_as_a_thousands_separator(tmp_path, capsys, mapping):
+    """A European export writes 12,50 for twelve and a half: it must not become 1,250.00."""
+    rows = [TXN[0]] + [["6201", f"c{i}", "42", "2019-03-01", "09:00:00", amount, "TLR", "", "1"]
+                       for i, amount in enumerate(["12,50", "1,234,567.25", "1,2345.00", "12,500"])]
+    summary, refused = run_import(tmp_path, capsys, [_write_csv(tmp_path / "txn.csv", rows)], mapping)
+    assert (summary["imported"], summary["rejected"]) == (2, 2)
+    assert sorted(r["row"] for r in refused) == [1, 3]  # data rows, counted from 1
+    assert all("comma may only group thousands" in r["reason"] for r in refused)
+    stored = sorted(e.amount_minor for e in map(decode, iter_history(tmp_path / "store")))
+    assert stored == [1_250_000, 123_456_725]
+
+
 def test_contract_rules_cross_to_a_worker_whole():
     import pickle
     from datetime import datetime, timezone
