@@ -106,7 +106,18 @@ class Consumer(driver.Consumer):
     same per message (skip what was already read, record gaps, deliver, advance the read
     offset) but waits once per fetched chunk: the chunk's delivery is one task, abandoned when
     the flow is suspended (a rebalance), as faust abandons a single blocked delivery; the
-    records not delivered are fetched again from the committed offsets after the rebalance.
+    records not delivered are fetched again from the committed offsets after the rebalance
+    (faust seeks every assigned partition there before it resumes the flow).
+
+    The fetch itself is awaited outside that task, never abandoned. It runs in faust's consumer
+    thread, which finishes a fetch it has begun even when the caller stopped waiting, moving the
+    member's position past the records it returns. Abandoned while it waited on the broker, it
+    would return after the rebalance's seek, its records dropped: the next fetch starts past
+    them, faust takes the jump in offsets for a gap (as left by compaction or transaction
+    markers), counts gaps as acknowledged, and commits past records never delivered. Awaited, it
+    hands its records to faust's ``getmany``, which drops them and seeks back to the committed
+    offsets itself when the flow was stopped meanwhile.
+
     Commits are left to faust's commit timer (``broker_commit_interval``), not counted here.
     Written against faust-streaming 0.15; on another version faust's own loop runs."""
 
@@ -125,9 +136,11 @@ class Consumer(driver.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
 
-        async def deliver(fetched: Any) -> None:
+        async def deliver(first: Any, fetched: Any) -> None:
             since_yield = 0
-            async for tp, message in fetched:
+            tp, message = first
+            next_record = fetched.__anext__
+            while True:
                 since_yield += 1
                 if since_yield > 100:  # as faust: let other tasks run within a large chunk
                     await asyncio.sleep(0)
@@ -140,13 +153,20 @@ class Consumer(driver.Consumer):
                     await callback(message)
                     read_offsets[tp] = offset
                     delivered[0] += 1
+                try:  # the rest of the chunk: no broker wait left in faust's getmany
+                    tp, message = await next_record()
+                except StopAsyncIteration:
+                    return
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
                 await self.sleep(0)
                 if not self.should_stop:
-                    await self.wait_first(deliver(self.getmany(timeout=1.0)), self.suspend_flow.wait())
+                    fetched = self.getmany(timeout=1.0)
+                    first = await anext(fetched, None)  # the fetch: never abandoned (see above)
+                    if first is not None:
+                        await self.wait_first(deliver(first, fetched), self.suspend_flow.wait())
                 if pacing is not None:
                     self._set_fetch_wait(pacing.polled(delivered[0], time.monotonic()))
                     delivered[0] = 0
