@@ -55,9 +55,34 @@ def _query_int(transport: Any, name: str) -> int | None:
     return None
 
 
+async def seek_to_committed_or_reset(member: Any, auto_offset_reset: str) -> dict[Any, int | None]:
+    """Seek every assigned partition of the aiokafka ``member`` to its committed offset, and a
+    partition without one back to where ``auto_offset_reset`` starts it; the committed offsets.
+
+    faust seeks to the committed offsets after every rebalance, before it resumes the flow, so
+    records fetched and then dropped around the rebalance are fetched again. aiokafka's
+    ``seek_to_committed`` leaves a partition without a committed offset (or at offset 0) where
+    it is; after a dropped fetch that is past the dropped records, and faust has no read
+    offset there to notice the jump: they were never delivered, and the next commit passes
+    them. Such partitions are common after a worker dies (its newest partitions had no commit
+    yet)."""
+    committed = await member.seek_to_committed()
+    uncommitted = [tp for tp, offset in committed.items() if not offset]
+    if uncommitted and auto_offset_reset == "earliest":
+        await member.seek_to_beginning(*uncommitted)
+    elif uncommitted and auto_offset_reset == "latest":
+        await member.seek_to_end(*uncommitted)
+    return committed
+
+
 class ConsumerThread(driver.AIOKafkaConsumerThread):
     """Builds the group member as faust's does for an app without tables or transactions (the
-    stream engine has neither), plus the fetch settings from the URL."""
+    stream engine has neither), plus the fetch settings from the URL; its seek to the committed
+    offsets also resets partitions that have none (``seek_to_committed_or_reset``)."""
+
+    async def seek_to_committed(self) -> Any:
+        return await self.call_thread(seek_to_committed_or_reset, self._ensure_consumer(),
+                                      self.app.conf.consumer_auto_offset_reset)
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         conf = self.app.conf

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+import pytest
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
@@ -68,14 +69,15 @@ def test_the_faust_consumer_paces_its_fetch_wait_like_the_direct_engine(tmp_path
 
 class GroupMember:
     """The aiokafka member in faust's consumer thread, as the delivery loop reaches it through
-    ``Consumer._getmany``: one partition's records, a fetch position, and fetches that, once
-    begun, run to their end even when the caller stops waiting (mode's thread method queue
-    only skips a call whose caller gave up before it began), taking the records they return
-    past the position."""
+    ``Consumer._getmany`` and ``seek_to_committed_or_reset``: one partition's records, a fetch
+    position (from the committed offset, else the partition's first record, as aiokafka's
+    ``earliest`` reset), aiokafka's seeks, and fetches that, once begun, run to their end even
+    when the caller stops waiting (mode's thread method queue only skips a call whose caller gave
+    up before it began), taking the records they return past the position."""
 
-    def __init__(self, tp: Any, offsets: range, committed: int, per_fetch: int) -> None:
+    def __init__(self, tp: Any, offsets: range, committed: int | None, per_fetch: int) -> None:
         self.tp, self.offsets, self.committed, self.per_fetch = tp, offsets, committed, per_fetch
-        self.position = committed
+        self.position = committed if committed is not None else offsets.start
         self.data = asyncio.Event()  # set: the broker has the records
         self.fetching = 0  # fetches begun and not yet returned
 
@@ -95,9 +97,14 @@ class GroupMember:
         finally:
             self.fetching -= 1
 
-    async def seek_to_committed(self) -> dict:
-        self.position = self.committed
+    async def seek_to_committed(self) -> dict:  # as aiokafka: no seek without a committed offset
+        if self.committed:
+            self.position = self.committed
         return {self.tp: self.committed}
+
+    async def seek_to_beginning(self, *tps: Any) -> None:
+        assert tps == (self.tp,)
+        self.position = self.offsets.start
 
 
 async def turns(n: int = 50) -> None:
@@ -113,25 +120,29 @@ async def until(condition: Any, deadline_s: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def test_a_rebalance_during_a_fetch_loses_no_record_and_commits_no_offset_past_an_undelivered_one(tmp_path: Path):
+@pytest.mark.parametrize("committed, offsets", [(10, range(10, 20)), (None, range(0, 10))],
+                         ids=["committed", "no-commit-yet"])
+def test_a_rebalance_during_a_fetch_loses_no_record_and_commits_no_offset_past_an_undelivered_one(
+        tmp_path: Path, committed: int | None, offsets: range):
     """A rebalance (faust's ``stop_flow``) while a fetch waits on the broker: faust seeks the
     partitions back to their committed offsets before it resumes the flow, and the fetch that was
     waiting returns afterwards. The records it returns must reach the stream, or be fetched again;
     and the offset faust would commit after the stream acked what it got must not pass a record
-    the stream never got (faust records a jump in offsets as a gap, and counts a gap as acked)."""
+    the stream never got (faust records a jump in offsets as a gap, and counts a gap as acked).
+    Also for a partition that has no committed offset yet (a dead worker's newest partitions)."""
     settings = load_settings(data_dir=tmp_path, kafka={"bootstrap": "127.0.0.1:1"}, redis={"url": "redis://127.0.0.1:1/0"})
 
     async def run() -> tuple[list[int], int | None]:
         app = create_app(settings)
         consumer = app.consumer
         tp = TP(INPUT_TOPICS[0], 0)
-        member = GroupMember(tp, range(10, 20), committed=10, per_fetch=5)
+        member = GroupMember(tp, offsets, committed=committed, per_fetch=5)
         consumer._getmany = member.getmany
-        consumer.seek_to_committed = member.seek_to_committed
-        consumer.highwater = lambda tp: 20
+        consumer.seek_to_committed = lambda: faust_transport.seek_to_committed_or_reset(member, "earliest")
+        consumer.highwater = lambda tp: offsets.stop
         consumer._active_partitions = {tp}
-        consumer._committed_offset[tp] = 10
-        consumer._read_offset[tp] = 10
+        consumer._committed_offset[tp] = committed
+        consumer._read_offset[tp] = committed
         app.topics.acks_enabled_for = lambda topic: True
         delivered: list[int] = []
 
@@ -151,7 +162,7 @@ def test_a_rebalance_during_a_fetch_loses_no_record_and_commits_no_offset_past_a
             member.data.set()  # the waiting fetch returns
             await turns()
             consumer.resume_flow()
-            await until(lambda: 19 in delivered)
+            await until(lambda: offsets[-1] in delivered)
             await turns()
         finally:
             drain.cancel()
@@ -160,5 +171,5 @@ def test_a_rebalance_during_a_fetch_loses_no_record_and_commits_no_offset_past_a
         return delivered, consumer._new_offset(tp)
 
     delivered, commit = asyncio.run(run())
-    assert sorted(set(delivered)) == list(range(10, 20)), f"records the stream never got: {sorted(set(range(10, 20)) - set(delivered))}"
-    assert commit == 20
+    assert sorted(set(delivered)) == list(offsets), f"records the stream never got: {sorted(set(offsets) - set(delivered))}"
+    assert commit == offsets.stop
