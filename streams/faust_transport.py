@@ -56,8 +56,9 @@ def _query_int(transport: Any, name: str) -> int | None:
 
 
 async def seek_to_committed_or_reset(member: Any, auto_offset_reset: str) -> dict[Any, int | None]:
-    """Seek every assigned partition of the aiokafka ``member`` to its committed offset, and a
-    partition without one back to where ``auto_offset_reset`` starts it; the committed offsets.
+    """Seek every assigned partition of the aiokafka ``member`` to its committed offset, and with
+    ``auto_offset_reset`` ``earliest`` (the engine's) a partition without one back to its first
+    record; the committed offsets. (With ``latest`` there is no position to go back to.)
 
     faust seeks to the committed offsets after every rebalance, before it resumes the flow, so
     records fetched and then dropped around the rebalance are fetched again. aiokafka's
@@ -70,8 +71,6 @@ async def seek_to_committed_or_reset(member: Any, auto_offset_reset: str) -> dic
     uncommitted = [tp for tp, offset in committed.items() if not offset]
     if uncommitted and auto_offset_reset == "earliest":
         await member.seek_to_beginning(*uncommitted)
-    elif uncommitted and auto_offset_reset == "latest":
-        await member.seek_to_end(*uncommitted)
     return committed
 
 
