@@ -53,7 +53,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=45_000, help="customers to simulate")
     parser.add_argument("--days", type=int, default=30, help="days to simulate")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="contract-check processes")
+    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1,
+                        help="contract-check processes (default as nbo import: the cores plus one)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the extract and store here")
     parser.add_argument("--no-doc", action="store_true", help="print only, do not update docs/BENCHMARKS.md")
     parser.add_argument("--json", action="store_true", help="end with one JSON object")

@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to-redis", action="store_true",
                         help="also fold the imported events into the customers' Redis states (NBO_REDIS__URL)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes checking rows against the contract; 0: this one (default: the cores, "
-                             "or 0 for inputs under 16 MB)")
+                        help="processes checking rows against the contract; 0: this one (default: the cores "
+                             "plus one, as this process reads, maps and writes meanwhile; 0 for inputs under 16 MB)")
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read and checked at a time")
     parser.add_argument("--flush-rows", type=int, default=2_000_000, help="valid rows written to the store at a time")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     rejects = RejectsFile(args.rejects or store.root / f"rejects-{stamp}.jsonl")
     workers = args.workers
     if workers is None:
-        workers = (os.cpu_count() or 1) if sum(f.stat().st_size for f in files) >= POOL_FROM_BYTES else 0
+        # one checker per core plus one: this process reads, maps and writes while they check
+        workers = (os.cpu_count() or 1) + 1 if sum(f.stat().st_size for f in files) >= POOL_FROM_BYTES else 0
     state_store = history_state_store(settings) if args.to_redis else None
 
     def progress(report: ImportReport) -> None:
