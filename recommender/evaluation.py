@@ -432,12 +432,17 @@ def fold_for_training(lines: Any, cutoff_s: float, window_days: float, windows: 
                       features: FeatureParams = FeatureParams(), rules: ContractRules = DEFAULT_RULES) -> LogSplit:
     """Fold a log once with states at every training start, ``cutoff_s`` and any extra cutoffs,
     with the half-lives ``features`` (the stream's, ``bootstrap.feature_params``), decoding under
-    the bank's contract ``rules`` (its customer ids and earliest event time: the stream's)."""
+    the bank's contract ``rules`` (its customer ids and earliest event time: the stream's).
+    ``lines``: the log's lines, or a source with its own ``fold(cutoffs, features)`` that
+    decodes under its own rules (e.g. ``recommender.partitioned_fold.PartitionedLog``: over
+    customer partitions, from a snapshot)."""
     from recommender.matrix import fold_event_log
 
     starts = plan_starts(cutoff_s, window_days, windows, data_start_s)
     cutoffs = sorted(set(starts) | {cutoff_s} | set(extra_cutoffs_s))
-    return LogSplit(fold_event_log(lines, cutoffs, features, rules), cutoff_s, starts, data_start_s)
+    fold = getattr(lines, "fold", None)
+    folded = fold(cutoffs, features) if fold is not None else fold_event_log(lines, cutoffs, features, rules)
+    return LogSplit(folded, cutoff_s, starts, data_start_s)
 
 
 def train_at(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, version: str = "dev",
