@@ -38,7 +38,7 @@ import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import orjson
 
@@ -181,8 +181,22 @@ def partition_log(path: Path, shards: int, out_dir: Path, pool: ProcessPoolExecu
     return [[files[s] for files in per_range] for s in range(shards)]
 
 
-def shard_lines(paths: Sequence[Path]) -> Iterator[bytes]:
-    for path in paths:
+class ShardedLog(Protocol):
+    """A log already cut by customer with ``shard_of`` (e.g. the training store's buckets,
+    ``adapters.history_partitions.StorePartitions``); picklable, to be opened in each worker."""
+
+    @property
+    def shards(self) -> int: ...
+
+    def lines(self, shard: int) -> Iterable[bytes]: ...
+
+
+def shard_lines(paths: Sequence[Path] | ShardedLog, shard: int = 0) -> Iterator[bytes]:
+    """A shard's lines: its files one after the other, or shard ``shard`` of a ``ShardedLog``."""
+    if hasattr(paths, "lines"):
+        yield from paths.lines(shard)  # type: ignore[union-attr]
+        return
+    for path in paths:  # type: ignore[union-attr]
         yield from read_lines(path)
 
 
@@ -201,7 +215,7 @@ class ShardFold:
     skipped: int
 
 
-def fold_shard(paths: Sequence[Path], cutoffs_s: Sequence[float], params: FeatureParams = FeatureParams(),
+def fold_shard(paths: Sequence[Path] | ShardedLog, cutoffs_s: Sequence[float], params: FeatureParams = FeatureParams(),
                validate: bool = True, snapshot: Path | None = None, shard: int = 0, shards: int = 1,
                rules: ContractRules = DEFAULT_RULES) -> ShardFold:
     """Fold one shard's log files (in order) into states at each cutoff, starting from the
@@ -210,7 +224,7 @@ def fold_shard(paths: Sequence[Path], cutoffs_s: Sequence[float], params: Featur
     initial, bought, since_s = (None, (), None)
     if snapshot is not None:
         initial, bought, since_s = read_snapshot_shard(snapshot, shard, shards)
-    folded = fold_event_log(shard_lines(paths), cutoffs_s, params, rules, validate=validate, initial=initial,
+    folded = fold_event_log(shard_lines(paths, shard), cutoffs_s, params, rules, validate=validate, initial=initial,
                             initial_purchases=bought, since_s=since_s)
     memo: dict[int, bytes] = {}
     with gc_paused():
@@ -242,7 +256,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 @dataclass
 class PartitionedLog:
-    """A JSONL event log to fold over customer partitions: pass it to
+    """A JSONL event log (or a ``ShardedLog``) to fold over customer partitions: pass it to
     ``recommender.evaluation.fold_for_training`` instead of its lines.
 
     ``workers``: processes (1 = the serial fold in this process); ``shards``: customer
@@ -251,7 +265,7 @@ class PartitionedLog:
     from (events before its time are skipped: they are in it); ``work_dir``: where the shard
     files go (default a temporary directory, removed after the fold)."""
 
-    path: Path
+    path: Path | ShardedLog
     workers: int = 1
     shards: int | None = None
     validate: bool = True
@@ -263,7 +277,9 @@ class PartitionedLog:
     timings: dict[str, float] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
-        return read_lines(self.path)
+        if isinstance(self.path, Path):
+            return read_lines(self.path)
+        return (line for s in range(self.path.shards) for line in self.path.lines(s))
 
     def fold(self, cutoffs_s: Sequence[float], params: FeatureParams = FeatureParams()) -> FoldedLog:
         """The fold of the log (from the snapshot, if any) at ``cutoffs_s``; ``events`` and
@@ -282,17 +298,22 @@ class PartitionedLog:
             if self.snapshot is not None:
                 check_snapshot(self.snapshot, params)
                 initial, bought, since_s = read_snapshot_shard(self.snapshot, 0, 1)
-            folded = fold_event_log(read_lines(self.path), cutoffs_s, params, self.rules, validate=self.validate,
+            folded = fold_event_log(iter(self), cutoffs_s, params, self.rules, validate=self.validate,
                                     initial=initial, initial_purchases=bought, since_s=since_s)
             self.timings = {"partition_s": 0.0, "fold_s": round(time.perf_counter() - t0, 2), "merge_s": 0.0}
             return folded
-        shards = self.shards or default_shards(self.path, self.workers)
         if self.snapshot is not None:
             check_snapshot(self.snapshot, params)
+        presplit = not isinstance(self.path, Path)
         tmp = Path(tempfile.mkdtemp(prefix="nbo-fold-", dir=self.work_dir))
         try:
             with _pool(self.workers) as pool:
-                files = partition_log(self.path, shards, tmp, pool, ranges=self.workers)
+                if presplit:  # already by customer: each shard is read where it is folded
+                    shards = self.path.shards  # type: ignore[union-attr]
+                    files: list[Any] = [self.path] * shards
+                else:
+                    shards = self.shards or default_shards(self.path, self.workers)  # type: ignore[arg-type]
+                    files = partition_log(self.path, shards, tmp, pool, ranges=self.workers)  # type: ignore[arg-type]
                 t1 = time.perf_counter()
                 futures = [pool.submit(fold_shard, files[s], tuple(cutoffs_s), params, self.validate, self.snapshot,
                                        s, shards, self.rules) for s in range(shards)]
@@ -332,7 +353,7 @@ def _snapshot_line(state: CustomerState, bought: Sequence[Purchase]) -> bytes:
     return orjson.dumps({"state": state, "purchases": [[p.product_id, p.at_s] for p in bought]})
 
 
-def snapshot_shard(paths: Sequence[Path], at_s: float, out: Path, params: FeatureParams = FeatureParams(),
+def snapshot_shard(paths: Sequence[Path] | ShardedLog, at_s: float, out: Path, params: FeatureParams = FeatureParams(),
                    validate: bool = True, since: Path | None = None, shard: int = 0,
                    shards: int = 1, rules: ContractRules = DEFAULT_RULES) -> dict[str, Any]:
     """Fold one shard's files (from the shard of snapshot ``since``, if given) to ``at_s`` and
@@ -356,7 +377,7 @@ def snapshot_shard(paths: Sequence[Path], at_s: float, out: Path, params: Featur
                         seen[name] = at
             yield raw
 
-    folded = fold_event_log(watched(shard_lines(paths)), [at_s], params, rules, validate=validate, initial=initial,
+    folded = fold_event_log(watched(shard_lines(paths, shard)), [at_s], params, rules, validate=validate, initial=initial,
                             initial_purchases=bought, since_s=since_s)
     by_customer: dict[str, list[Purchase]] = {}
     for p in folded.purchases:
@@ -372,7 +393,7 @@ def snapshot_shard(paths: Sequence[Path], at_s: float, out: Path, params: Featur
             "newest_by_source": newest["source"], "newest_by_type": newest["type"]}
 
 
-def write_snapshot(events: Path, at_s: float, out_dir: Path, params: FeatureParams = FeatureParams(),
+def write_snapshot(events: Path | ShardedLog, at_s: float, out_dir: Path, params: FeatureParams = FeatureParams(),
                    workers: int = 1, shards: int | None = None, validate: bool = True,
                    since: Path | None = None, work_dir: Path | None = None,
                    rules: ContractRules = DEFAULT_RULES) -> dict[str, Any]:
@@ -380,13 +401,22 @@ def write_snapshot(events: Path, at_s: float, out_dir: Path, params: FeaturePara
     snapshot ``since`` on if given) to ``out_dir``; returns the manifest."""
     if since is not None:
         check_snapshot(since, params)
-    shards = shards or (default_shards(events, workers) if workers > 1 else 1)
+    presplit = not isinstance(events, Path)
+    if presplit:
+        shards = events.shards  # type: ignore[union-attr]
+    else:
+        shards = shards or (default_shards(events, workers) if workers > 1 else 1)  # type: ignore[arg-type]
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("part-*.jsonl"):
         old.unlink()
     parts = [out_dir / f"part-{s:05d}.jsonl" for s in range(shards)]
     t0 = time.perf_counter()
-    if shards == 1:
+    if presplit:
+        with _pool(workers) as pool:
+            futures = [pool.submit(snapshot_shard, events, at_s, parts[s], params, validate, since, s, shards, rules)
+                       for s in range(shards)]
+            results = [f.result() for f in futures]
+    elif shards == 1:
         results = [snapshot_shard([events], at_s, parts[0], params, validate, since, 0, 1, rules)]
     else:
         tmp = Path(tempfile.mkdtemp(prefix="nbo-snapshot-", dir=work_dir))

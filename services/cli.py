@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "servers": ("services.commands.servers", "start the embedded Kafka and Redis servers"),
     "simulate": ("services.commands.simulate", "write simulated bank traffic"),
     "import": ("services.commands.import_", "load a bank's history files into the training store"),
+    "snapshot": ("services.commands.snapshot", "fold an event log into customer states as of a time"),
     "train": ("services.commands.train", "train a model and write it to the registry"),
     "evaluate": ("services.commands.evaluate", "offline evaluation against baselines"),
     "backtest": ("services.commands.backtest", "the offers the engine would have made at a past date, scored"),

@@ -197,3 +197,32 @@ def test_dask_local_cluster_fold_equals_the_serial_fold(log: tuple[Path, list[fl
 
 def _at(raw: bytes) -> float:
     return datetime.fromisoformat(json.loads(raw)["occurred_at"].replace("Z", "+00:00")).timestamp()
+
+
+def test_a_training_store_is_folded_bucket_by_bucket_on_two_processes(log: tuple[Path, list[float]],
+                                                                       tmp_path: Path) -> None:
+    import polars as pl
+
+    from adapters.history_partitions import StorePartitions
+    from adapters.history_store import HistoryStore, iter_history
+
+    path, cuts = log
+    records = list(read_lines(path))
+    heads = [orjson.loads(r) for r in records]
+    store = HistoryStore(tmp_path / "store", create=True, buckets=3)
+    batch = pl.DataFrame({"customer_id": [h["customer_id"] for h in heads],
+                          "occurred_at_us": [int(_at(r) * 1e6) for r in records], "type": [h["type"] for h in heads],
+                          "event_id": [h["event_id"] for h in heads], "event": [r.rstrip(b"\n") for r in records]})
+    with store.locked():
+        store.write(store.prepare(batch, store.next_seq()))
+    buckets = StorePartitions(store.root)
+    assert buckets.shards == 3  # the store's buckets are the fold's shards: the same CRC-32 of the id
+    assert all(shard_of(orjson.loads(line)["customer_id"], 3) == b for b in range(3) for line in buckets.lines(b))
+    serial = fold_event_log(iter_history(store.root), cuts)
+    _same(fold_event_log(read_lines(path), cuts), serial)
+    parallel = PartitionedLog(StorePartitions(store.root), workers=2, validate=False, work_dir=tmp_path).fold(cuts)
+    _same(serial, parallel)
+    snap = tmp_path / "snap"
+    manifest = write_snapshot(StorePartitions(store.root), cuts[0], snap, workers=2)
+    assert manifest["shards"] == 3
+    _same(serial, PartitionedLog(StorePartitions(store.root), workers=2, snapshot=snap, work_dir=tmp_path).fold(cuts))
