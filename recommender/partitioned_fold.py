@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import operator
 import pickle
 import shutil
 import sys
@@ -53,6 +54,9 @@ SHARD_FUNCTION = "crc32(customer_id as UTF-8) mod shards"
 #: Bytes of log per shard when the shard count is not given: bounds each worker's live states.
 SHARD_BYTES = 512 * 1024 * 1024
 _CUSTOMER_KEY = b'"customer_id":"'
+_STATE_FIELDS = tuple(CustomerState.__dataclass_fields__)
+_STATE_VALUES = operator.attrgetter(*_STATE_FIELDS)
+_new_state = object.__new__
 
 
 def shard_of(customer_id: str | bytes, shards: int) -> int:
@@ -75,16 +79,18 @@ class PackedStates(Mapping[str, CustomerState]):
         """``memo`` (id of a state -> its bytes) shares the bytes of a state that several cutoffs hold."""
         memo = {} if memo is None else memo
         packed = {}
-        dumps = pickle.dumps
+        dumps, values = pickle.dumps, _STATE_VALUES
         for cid, state in states.items():
             blob = memo.get(id(state))
-            if blob is None:
-                blob = memo[id(state)] = dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+            if blob is None:  # the field values only: the names would be a third of the bytes
+                blob = memo[id(state)] = dumps(values(state), protocol=pickle.HIGHEST_PROTOCOL)
             packed[cid] = blob
         return cls(packed)
 
     def __getitem__(self, customer_id: str) -> CustomerState:
-        return pickle.loads(self._packed[customer_id])
+        state = _new_state(CustomerState)
+        state.__dict__.update(zip(_STATE_FIELDS, pickle.loads(self._packed[customer_id])))
+        return state
 
     def __contains__(self, customer_id: object) -> bool:
         return customer_id in self._packed
