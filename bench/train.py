@@ -119,7 +119,8 @@ def main() -> int:
         "customers": info["customers"], "events": info["events"], "log_mb": round(events.stat().st_size / 1e6),
         "workers": args.workers, "validated": args.validate,
         "simulate_s": round(simulate_s, 1) if simulate_s is not None else None,
-        "fold_s": info["fold_s"], "matrix_s": info["matrix_s"], "train_s": info["train_s"],
+        "fold_s": info["fold_s"], "fold_phases_s": info.get("fold_phases_s"), "matrix_s": info["matrix_s"],
+        "train_s": info["train_s"],
         "total_s": round(total_s, 1),
         "save_and_promote_s": round(total_s - info["fold_s"] - info["matrix_s"] - info["train_s"], 1),
         "fold_events_per_s": round(info["events"] / info["fold_s"]),
@@ -134,7 +135,8 @@ def main() -> int:
         print(f"simulate (not timed): {simulate_s:.1f} s")
     print(f"raw history -> promoted model: {result['customers']:,} customers, {result['events']:,} events "
           f"({result['log_mb']:,} MB) on {args.workers} worker(s): {total_s:.1f} s")
-    print(f"  fold {result['fold_s']:.1f} s ({result['fold_events_per_s']:,} events/s), matrix {result['matrix_s']:.1f} s "
+    print(f"  fold {result['fold_s']:.1f} s ({result['fold_events_per_s']:,} events/s; partition / fold / merge "
+          f"{_phases(result['fold_phases_s'])}), matrix {result['matrix_s']:.1f} s "
           f"({result['rows']:,} rows), train {result['train_s']:.1f} s, save + promote {result['save_and_promote_s']:.1f} s")
     print(f"  CPU: {result['cpu_parent_s']:.0f} s in this process, {result['cpu_workers_s']:.0f} s in the workers; "
           f"peak RSS {result['peak_rss_parent_mb']:,} MB here, {result['peak_rss_worker_mb']:,} MB the largest worker; "
@@ -146,6 +148,12 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def _phases(phases: dict | None) -> str:
+    if not phases:
+        return "-"
+    return " / ".join(f"{phases[k]:.1f} s" for k in ("partition_s", "fold_s", "merge_s"))
 
 
 def update_doc(r: dict, args: argparse.Namespace) -> None:
@@ -161,8 +169,8 @@ def update_doc(r: dict, args: argparse.Namespace) -> None:
         f"| raw history -> promoted model (`nbo train --events LOG --workers {r['workers']} --promote`"
         f"{'' if r['validated'] else ' --no-validate'}): {r['customers']:,} customers, {r['events']:,} events, "
         f"{r['log_mb']:,} MB JSONL | **{r['total_s']:.1f} s** |\n"
-        f"| fold over customer partitions ({r['workers']} processes) | {r['fold_s']:.1f} s = "
-        f"{r['fold_events_per_s']:,} events/s |\n"
+        f"| fold over customer partitions ({r['workers']} processes: partition / fold / merge "
+        f"{_phases(r['fold_phases_s'])}) | {r['fold_s']:.1f} s = {r['fold_events_per_s']:,} events/s |\n"
         f"| training matrix ({r['rows']:,} stacked rows, {r['tokens']} tokens) | {r['matrix_s']:.1f} s |\n"
         f"| fit (ALS + item-item + logistic layer + after-purchase transitions, {r['purchases']:,} purchases) | "
         f"{r['train_s']:.1f} s |\n"
