@@ -38,7 +38,7 @@ def test_training_from_a_snapshot_sees_what_the_whole_log_gives(tmp_path: Path, 
     assert main(["train", "--events", str(events), "--registry", str(tmp_path / "full"), "--json"]) == 0
     full = _last_json(capsys.readouterr().out)
     assert main(["train", "--snapshot", str(snap), "--events", str(newer), "--truth", str(truth_path_for(events)),
-                 "--workers", "2", "--no-validate", "--registry", str(tmp_path / "tail"), "--promote", "--json"]) == 0
+                 "--workers", "2", "--no-validate", "--registry", str(tmp_path / "tail"), "--promote", "--force", "--json"]) == 0
     tail = _last_json(capsys.readouterr().out)
     for key in ("customers", "rows", "purchases", "tokens", "cutoff", "events"):
         assert tail[key] == full[key], key
