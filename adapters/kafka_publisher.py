@@ -199,7 +199,12 @@ class Publisher:
 
     async def close(self) -> None:
         if self._buffer and self._producer is not None:
-            await _quietly(self._send_buffered(self._producer))
+            waiting = len(self._buffer)
+            try:  # a broker that does not answer must not keep the process from stopping
+                await asyncio.wait_for(self._send_buffered(self._producer), timeout=self._ack_timeout_s)
+            except (Exception, asyncio.CancelledError) as exc:
+                log.error("stopping with %d decision-log records the broker did not take (%r); they are lost",
+                          len(self._buffer) or waiting, exc)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -11,6 +11,8 @@ its resolution time (see ``ServicesDep``).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request, Security
@@ -25,6 +27,9 @@ from services.api.auth import ApiError, Authenticator, Client, RateLimiter, Shar
 from services.api.metrics import Metrics
 from services.api.models import Problem
 from services.api.decision_ids import DecisionIds
+
+
+log = logging.getLogger("nbo.api")
 
 
 class Services:
@@ -95,16 +100,29 @@ class Services:
         return client
 
     async def close(self) -> None:
-        await self.learning.close()
+        """Close every part; each gets ``CLOSE_TIMEOUT_S`` so a server that stopped answering
+        cannot keep the process from stopping (what did not close is logged by name)."""
+        await _bounded("online evidence reader", self.learning.close())
         if self.loop_stats is not None:
             self.loop_stats.close()
         if self.shared_limiter is not None:
-            await self.shared_limiter.shared.close()
+            await _bounded("shared rate limit", self.shared_limiter.shared.close())
         if self.control is not None:
             self.control.close()
-        await self.publisher.close()
-        await self.decisions.close()
-        await self.store.close()
+        await _bounded("decision-log publisher", self.publisher.close())
+        await _bounded("decision cache", self.decisions.close())
+        await _bounded("state reader", self.store.close())
+
+
+#: How long shutdown waits for one part to close (the publisher's own flush is bounded by its ack timeout).
+CLOSE_TIMEOUT_S = 15.0
+
+
+async def _bounded(part: str, closing: Any) -> None:
+    try:
+        await asyncio.wait_for(closing, timeout=CLOSE_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        log.error("the %s did not close within %.0f s; stopping without it", part, CLOSE_TIMEOUT_S)
 
 
 def services_of(request: Request) -> Services:
