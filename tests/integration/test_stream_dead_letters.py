@@ -77,6 +77,20 @@ class DeadLetters:
             self.records.extend((r.key, r.value) for r in batch)
         return self.records
 
+    def from_any_source(self, sources: set[tuple[str, int, int]]) -> list[dict]:
+        """The letters among the newly polled records whose source is one of ``sources``."""
+        found = []
+        for _, value in self.poll():
+            try:
+                letter = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(letter, dict) and "source" in letter:
+                source = letter["source"]
+                if (source["topic"], source["partition"], source["offset"]) in sources:
+                    found.append(letter)
+        return found
+
     def from_sources(self, sources: set[tuple[str, int, int]]) -> list[dict]:
         found = []
         for _, value in self.poll():
