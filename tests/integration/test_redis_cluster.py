@@ -131,13 +131,27 @@ def _move_slot(cluster: RedisCluster, slot: int, keys_to_move: list[str], *, fin
     src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
     src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys_to_move)
     if finish:
+        # the rest of the slot's keys too: other tests share the cluster, and a node refuses to give
+        # a slot away while it still holds keys of it
+        held = [k.decode() if isinstance(k, bytes) else k
+                for k in src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000)]
+        if held:
+            src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *held)
         for node in nodes.values():
             cluster.get_redis_connection(node).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
     return source.name, target.name
 
 
 def _finish_move(cluster: RedisCluster, slot: int, target_name: str) -> None:
-    dst_id = cluster.get_redis_connection(cluster.get_node(node_name=target_name)).execute_command("CLUSTER MYID")
+    target = cluster.get_node(node_name=target_name)
+    dst_id = cluster.get_redis_connection(target).execute_command("CLUSTER MYID")
+    for node in cluster.get_primaries():  # what other tests keep in the slot moves along (see _move_slot)
+        if node.name != target_name:
+            conn = cluster.get_redis_connection(node)
+            held = [k.decode() if isinstance(k, bytes) else k
+                    for k in conn.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000)]
+            if held:
+                conn.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *held)
     for node in cluster.get_primaries():
         cluster.get_redis_connection(node).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
 
