@@ -120,9 +120,10 @@ def main() -> int:
         "workers": args.workers, "validated": args.validate,
         "simulate_s": round(simulate_s, 1) if simulate_s is not None else None,
         "fold_s": info["fold_s"], "fold_phases_s": info.get("fold_phases_s"), "matrix_s": info["matrix_s"],
-        "train_s": info["train_s"],
+        "train_s": info["train_s"], "scan_s": info.get("scan_s"), "gate_s": info.get("gate_s"),
         "total_s": round(total_s, 1),
-        "save_and_promote_s": round(total_s - info["fold_s"] - info["matrix_s"] - info["train_s"], 1),
+        "save_and_promote_s": round(total_s - info["fold_s"] - info["matrix_s"] - info["train_s"]
+                                    - (info.get("scan_s") or 0.0) - (info.get("gate_s") or 0.0), 1),
         "fold_events_per_s": round(info["events"] / info["fold_s"]),
         "cpu_parent_s": round(cpu1[0] - cpu0[0], 1), "cpu_workers_s": round(cpu1[1] - cpu0[1], 1),
         "rows": info["rows"], "purchases": info["purchases"], "tokens": info["tokens"],
@@ -135,6 +136,8 @@ def main() -> int:
         print(f"simulate (not timed): {simulate_s:.1f} s")
     print(f"raw history -> promoted model: {result['customers']:,} customers, {result['events']:,} events "
           f"({result['log_mb']:,} MB) on {args.workers} worker(s): {total_s:.1f} s")
+    print(f"  scan (label windows; on several workers the same pass cuts the log) {result['scan_s']} s, "
+          f"promotion gate (validation model and ranking) {result['gate_s']} s")
     print(f"  fold {result['fold_s']:.1f} s ({result['fold_events_per_s']:,} events/s; partition / fold / merge "
           f"{_phases(result['fold_phases_s'])}), matrix {result['matrix_s']:.1f} s "
           f"({result['rows']:,} rows), train {result['train_s']:.1f} s, save + promote {result['save_and_promote_s']:.1f} s")

@@ -16,10 +16,13 @@ that appears in anybody's top k).
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
+import zlib
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -280,7 +283,8 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
                truth: Any = None, label_end_s: float | None = None,
                train_starts_s: Sequence[float] | None = None,
                channels: Sequence[str] = (EVAL_CHANNEL,),
-               similar_weights: Sequence[float] = ()) -> tuple[EvalReport, NboModel]:
+               similar_weights: Sequence[float] = (),
+               customer_ids: Sequence[str] | None = None) -> tuple[EvalReport, NboModel]:
     """Train on states at ``cutoff - window`` with purchases in ``[cutoff - window, cutoff)``,
     then rank at ``cutoff`` and score the purchases in the next window (``truth.holdout_pairs``
     when a simulator truth is given, else purchases in the log from ``cutoff`` to ``label_end_s``).
@@ -293,13 +297,17 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
     ``RECENT_DAYS`` before the cutoff) and the others; ``report.info["similar_gain"]`` has the
     paired NDCG@k gain of ``model`` over ``model_no_similar`` with its standard error, per group
     and channel. Each of ``similar_weights`` adds a ranker
-    ``model_w<weight>``: the same model with that after-purchase weight (for tuning)."""
+    ``model_w<weight>``: the same model with that after-purchase weight (for tuning).
+    ``customer_ids`` (without a truth file): train and rank these customers only (default: every
+    customer with a state at the cutoff)."""
     starts = list(train_starts_s or [cutoff_s - window_days * DAY_S])
     channels = tuple(channels)
     if not channels or any(ch not in CHANNELS for ch in channels):
         raise ValueError(f"channels: expected some of {CHANNELS}, got {channels!r}")
     if truth is not None:
         ids = tuple(str(c) for c in truth.customer_ids)
+    elif customer_ids is not None:
+        ids = tuple(customer_ids)
     else:
         ids = tuple(sorted(folded.states[folded.cutoffs_s.index(cutoff_s)]))
     t0 = time.perf_counter()
@@ -460,15 +468,18 @@ def train_at(split: LogSplit, catalog: Catalog, params: ModelParams, window_days
 
 
 def validation_split(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, k: int = 3,
-                     seed: int = 0, similar_weights: Sequence[float] = ()) -> EvalReport:
+                     seed: int = 0, similar_weights: Sequence[float] = (),
+                     customer_ids: Sequence[str] | None = None) -> EvalReport:
     """Tune-time evaluation without a truth file: train on the windows before ``cutoff - window``
-    and rank the purchases of the last window ``[cutoff - window, cutoff)`` from the log."""
+    and rank the purchases of the last window ``[cutoff - window, cutoff)`` from the log
+    (``customer_ids``: of these customers only, see ``time_split``)."""
     val_cut = split.cutoff_s - window_days * DAY_S
     starts = [s for s in split.starts_s if s + window_days * DAY_S <= val_cut + 1e-6]
     if not starts:
         raise ValueError("tuning needs at least two training windows before the cutoff (--windows 2)")
     report, _ = time_split(split.folded, catalog, val_cut, window_days, params, k, seed,
-                           label_end_s=split.cutoff_s, train_starts_s=starts, similar_weights=similar_weights)
+                           label_end_s=split.cutoff_s, train_starts_s=starts, similar_weights=similar_weights,
+                           customer_ids=customer_ids)
     return report
 
 
@@ -515,7 +526,7 @@ def scan_history(lines: Any) -> HistoryScan:
     bought: list[float] = []
     for raw in lines:
         head = orjson.loads(raw)
-        at_s = _epoch_s(head["occurred_at"])
+        at_s = iso_epoch_s(head["occurred_at"])
         events += 1
         first, last = min(first, at_s), max(last, at_s)
         if head.get("type") == "purchase":
@@ -525,9 +536,8 @@ def scan_history(lines: Any) -> HistoryScan:
     return HistoryScan(first, last, np.sort(np.asarray(bought, dtype=np.float64)), events)
 
 
-def _epoch_s(text: str) -> float:
-    from datetime import datetime, timezone
-
+def iso_epoch_s(text: str) -> float:
+    """An ISO 8601 time as UTC epoch seconds (a time without an offset is taken as UTC)."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
@@ -603,6 +613,8 @@ def choose_windows(purchase_times_s: np.ndarray, cutoff_s: float, data_start_s: 
 #: Labelled purchases below which a model is not promoted (without ``--force``): its validation
 #: could not tell it from popularity, and neither could the bank.
 MIN_PROMOTE_PURCHASES = 200
+#: Customers the promotion gate validates on at most (``gate_sample``).
+GATE_MAX_CUSTOMERS = 200_000
 #: The metric of the gate (on the validation window, decisioning's eligibility on the teller).
 GATE_METRIC = "ndcg"
 
@@ -623,21 +635,38 @@ class GateResult:
                 "validation": self.validation, **self.info}
 
 
+def gate_sample(customer_ids: Iterable[str], max_customers: int) -> list[str] | None:
+    """At most ``max_customers`` of ``customer_ids`` for the gate's validation, the same ones on
+    every run and machine (smallest CRC-32 of the id, then the id), in id order; None when there
+    are not more than that (then every customer is validated)."""
+    ids = list(customer_ids)
+    if len(ids) <= max_customers:
+        return None
+    chosen = heapq.nsmallest(max_customers, ids, key=lambda c: (zlib.crc32(c.encode()), c))
+    return sorted(chosen)
+
+
 def promotion_gate(split: LogSplit, catalog: Catalog, params: ModelParams, window_days: float, purchases: int,
-                   min_purchases: int = MIN_PROMOTE_PURCHASES, k: int = 3, seed: int = 0) -> GateResult:
+                   min_purchases: int = MIN_PROMOTE_PURCHASES, k: int = 3, seed: int = 0,
+                   max_customers: int = GATE_MAX_CUSTOMERS) -> GateResult:
     """Hold out the last window before the cutoff, train on the windows before it (as
     ``validation_split``), rank every customer at its start with the decisioning's eligibility
     (teller) and compare NDCG@k with popularity from the same windows. Refused: fewer than
     ``min_purchases`` labelled purchases (``purchases``: the full model's), no window to hold
     out, or a validation NDCG@k below popularity's (a tie passes: a model shrunk to popularity
-    ranks like it)."""
+    ranks like it). A bank larger than ``max_customers`` is validated on that many of its
+    customers (``gate_sample``, recorded as ``sampled_from``): the validation model trains on an
+    importance subsample of rows anyway, and building and ranking every customer of a
+    ten-million bank would cost minutes for a comparison a fixed sample already decides."""
     reasons: list[str] = []
     if purchases < min_purchases:
         reasons.append(f"only {purchases:,} labelled purchases (at least {min_purchases:,} are needed to tell a "
                        "model from popularity)")
     t0 = time.perf_counter()
+    everyone = split.folded.states[split.folded.cutoffs_s.index(split.cutoff_s)]
+    sample = gate_sample(everyone, max_customers)
     try:
-        report = validation_split(split, catalog, params, window_days, k, seed)
+        report = validation_split(split, catalog, params, window_days, k, seed, customer_ids=sample)
     except ValueError:
         reasons.append("no validation window: the history before the cutoff holds a single label window, "
                        "so none can be held out")
@@ -649,5 +678,6 @@ def promotion_gate(split: LogSplit, catalog: Catalog, params: ModelParams, windo
         reasons.append(f"it ranks worse than popularity on the validation window ({report.info['cutoff'][:10]}, "
                        f"{customers:,} customers): {GATE_METRIC}@{k} {model:.4f} vs {popular:.4f}")
     info = {"window": [report.info["cutoff"], _iso(split.cutoff_s)], "customers": customers,
+            "sampled_from": len(everyone) if sample is not None else None,
             "train_purchases": report.info["train_purchases"], "validation_s": round(time.perf_counter() - t0, 2)}
     return GateResult(not reasons, reasons, rows, info)

@@ -35,16 +35,19 @@ import shutil
 import sys
 import tempfile
 import time
+import weakref
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
+import numpy as np
 import orjson
 
 from domain.features import FeatureParams
 from domain.state import CustomerState
+from recommender.evaluation import HistoryScan, iso_epoch_s, scan_history
 from recommender.matrix import FoldedLog, Purchase, fold_event_log, gc_paused, read_lines
 from schemas.rules import DEFAULT_RULES, ContractRules
 
@@ -54,6 +57,8 @@ SHARD_FUNCTION = "crc32(customer_id as UTF-8) mod shards"
 #: Bytes of log per shard when the shard count is not given: bounds each worker's live states.
 SHARD_BYTES = 512 * 1024 * 1024
 _CUSTOMER_KEY = b'"customer_id":"'
+_TIME_KEY = b'"occurred_at":"'
+_TYPE_KEY = b'"type":"'
 _STATE_FIELDS = tuple(CustomerState.__dataclass_fields__)
 _STATE_VALUES = operator.attrgetter(*_STATE_FIELDS)
 _new_state = object.__new__
@@ -127,15 +132,47 @@ def byte_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
-def partition_range(path: Path, start: int, end: int, shards: int, out_dir: Path, tag: int) -> list[Path]:
+@dataclass
+class RangeScan:
+    """What cutting one byte range saw of the log's times (``recommender.evaluation.HistoryScan``
+    of the whole log is these merged): events, first and last event time, purchase times."""
+
+    events: int = 0
+    first_s: float = float("inf")
+    last_s: float = float("-inf")
+    purchase_times_s: list[float] | None = None
+
+
+def _line_time(line: bytes) -> tuple[float, bool]:
+    """(occurred_at as UTC epoch s, is a purchase) of one event line, as ``scan_history`` reads
+    them: found in the bytes when the line is written as this system writes JSON (no spaces),
+    else from the decoded object."""
+    i = line.find(_TIME_KEY)
+    j = line.find(_TYPE_KEY)
+    if i < 0 or j < 0:
+        head = orjson.loads(line)
+        return iso_epoch_s(head["occurred_at"]), head.get("type") == "purchase"
+    i += len(_TIME_KEY)
+    text = line[i: line.index(b'"', i)].decode()
+    j += len(_TYPE_KEY)
+    return iso_epoch_s(text), line.startswith(b'purchase"', j)
+
+
+def partition_range(path: Path, start: int, end: int, shards: int, out_dir: Path,
+                    tag: int) -> tuple[list[Path], RangeScan]:
     """Append the lines of ``path[start:end)`` to ``out_dir/shard-SSSSS.range-TTTTT.jsonl`` by
-    customer shard, in file order; returns the shard files (index = shard)."""
+    customer shard, in file order; returns the shard files (index = shard) and the range's
+    times (``RangeScan``: read in the same pass, so that choosing the label windows costs no
+    second read of the log)."""
     outs = [out_dir / f"shard-{s:05d}.range-{tag:05d}.jsonl" for s in range(shards)]
     buffers: list[list[bytes]] = [[] for _ in range(shards)]
     sizes = [0] * shards
     handles = [open(p, "wb") for p in outs]
     key, skip = _CUSTOMER_KEY, len(_CUSTOMER_KEY)
     crc = zlib.crc32
+    line_time = _line_time
+    events, first, last = 0, float("inf"), float("-inf")
+    bought: list[float] = []
     try:
         with open(path, "rb") as handle:
             handle.seek(start)
@@ -159,6 +196,14 @@ def partition_range(path: Path, start: int, end: int, shards: int, out_dir: Path
                         i += skip
                         cid = line[i: line.index(b'"', i)]
                     s = crc(cid) % shards
+                    at_s, purchase = line_time(line)
+                    events += 1
+                    if at_s < first:
+                        first = at_s
+                    if at_s > last:
+                        last = at_s
+                    if purchase:
+                        bought.append(at_s)
                     if not line.endswith(b"\n"):
                         line += b"\n"
                     buffers[s].append(line)
@@ -171,20 +216,23 @@ def partition_range(path: Path, start: int, end: int, shards: int, out_dir: Path
     finally:
         for h in handles:
             h.close()
-    return outs
+    return outs, RangeScan(events, first, last, bought)
 
 
 def partition_log(path: Path, shards: int, out_dir: Path, pool: ProcessPoolExecutor | None = None,
-                  ranges: int = 1) -> list[list[Path]]:
+                  ranges: int = 1, scans: list[RangeScan] | None = None) -> list[list[Path]]:
     """Cut a JSONL log into ``shards`` by customer, reading ``ranges`` byte ranges in parallel
-    on ``pool``; returns, per shard, its files in file order (read them one after the other)."""
+    on ``pool``; returns, per shard, its files in file order (read them one after the other).
+    ``scans``, when given, receives each range's ``RangeScan`` (in file order)."""
     spans = byte_ranges(path, max(1, ranges))
     if pool is None or len(spans) == 1:
         per_range = [partition_range(path, a, b, shards, out_dir, t) for t, (a, b) in enumerate(spans)]
     else:
         futures = [pool.submit(partition_range, path, a, b, shards, out_dir, t) for t, (a, b) in enumerate(spans)]
         per_range = [f.result() for f in futures]
-    return [[files[s] for files in per_range] for s in range(shards)]
+    if scans is not None:
+        scans.extend(scan for _, scan in per_range)
+    return [[files[s] for files, _ in per_range] for s in range(shards)]
 
 
 class ShardedLog(Protocol):
@@ -281,6 +329,9 @@ class PartitionedLog:
     rules: ContractRules = DEFAULT_RULES
     #: seconds of each phase of the last fold (partition, fold, merge)
     timings: dict[str, float] | None = None
+    #: the log cut into shard files by ``scan`` (or the fold), until the fold has read them
+    _cut: tuple[Path, list[list[Path]], HistoryScan, float] | None = field(default=None, init=False, repr=False)
+    _cleanup: Any = field(default=None, init=False, repr=False)
 
     def __iter__(self) -> Iterator[bytes]:
         if isinstance(self.path, Path):
@@ -297,9 +348,40 @@ class PartitionedLog:
             folded.last_event_s = max(folded.last_event_s, manifest["newest_event_s"])
         return folded
 
+    def scan(self) -> HistoryScan:
+        """The log's times (``recommender.evaluation.scan_history``), read before the fold to
+        choose its cutoffs. A JSONL log folded on several workers is cut into its customer
+        partitions here, in the same parallel pass (the fold then reads the cut files, no second
+        read of the log); otherwise the log's lines are read once for it."""
+        if self._parallel() and isinstance(self.path, Path):
+            if self._cut is None:
+                self._cut = self._partition()
+            return self._cut[2]
+        return scan_history(iter(self))
+
+    def _parallel(self) -> bool:
+        return self.workers > 1 or bool(self.shards)
+
+    def _partition(self) -> tuple[Path, list[list[Path]], HistoryScan, float]:
+        """Cut the JSONL log into shard files in a temporary directory (removed after the fold,
+        or when this object goes): (directory, files per shard, the log's times, seconds)."""
+        t0 = time.perf_counter()
+        shards = self.shards or default_shards(self.path, self.workers)  # type: ignore[arg-type]
+        tmp = Path(tempfile.mkdtemp(prefix="nbo-fold-", dir=self.work_dir))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, tmp, True)
+        scans: list[RangeScan] = []
+        with _pool(self.workers) as pool:
+            files = partition_log(self.path, shards, tmp, pool, ranges=self.workers, scans=scans)  # type: ignore[arg-type]
+        events = sum(r.events for r in scans)
+        if not events:
+            raise ValueError("the event log is empty")
+        bought = np.sort(np.asarray([t for r in scans for t in r.purchase_times_s or ()], dtype=np.float64))
+        scan = HistoryScan(min(r.first_s for r in scans), max(r.last_s for r in scans), bought, events)
+        return tmp, files, scan, time.perf_counter() - t0
+
     def _fold(self, cutoffs_s: Sequence[float], params: FeatureParams) -> FoldedLog:
         t0 = time.perf_counter()
-        if self.workers <= 1 and not self.shards:
+        if not self._parallel():
             initial, bought, since_s = (None, (), None)
             if self.snapshot is not None:
                 check_snapshot(self.snapshot, params)
@@ -310,27 +392,29 @@ class PartitionedLog:
             return folded
         if self.snapshot is not None:
             check_snapshot(self.snapshot, params)
-        presplit = not isinstance(self.path, Path)
-        tmp = Path(tempfile.mkdtemp(prefix="nbo-fold-", dir=self.work_dir))
+        files: list[Any]
+        if not isinstance(self.path, Path):  # already by customer: each shard is read where it is folded
+            shards, files, partition_s = self.path.shards, [self.path] * self.path.shards, 0.0
+        else:
+            if self._cut is None:
+                self._cut = self._partition()
+            _, files, _, partition_s = self._cut
+            shards = len(files)
         try:
+            t1 = time.perf_counter()
             with _pool(self.workers) as pool:
-                if presplit:  # already by customer: each shard is read where it is folded
-                    shards = self.path.shards  # type: ignore[union-attr]
-                    files: list[Any] = [self.path] * shards
-                else:
-                    shards = self.shards or default_shards(self.path, self.workers)  # type: ignore[arg-type]
-                    files = partition_log(self.path, shards, tmp, pool, ranges=self.workers)  # type: ignore[arg-type]
-                t1 = time.perf_counter()
                 futures = [pool.submit(fold_shard, files[s], tuple(cutoffs_s), params, self.validate, self.snapshot,
                                        s, shards, self.rules) for s in range(shards)]
                 parts = [f.result() for f in futures]
             t2 = time.perf_counter()
             folded = merge_folds(parts)
-            self.timings = {"partition_s": round(t1 - t0, 2), "fold_s": round(t2 - t1, 2),
+            self.timings = {"partition_s": round(partition_s, 2), "fold_s": round(t2 - t1, 2),
                             "merge_s": round(time.perf_counter() - t2, 2)}
             return folded
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if self._cut is not None:  # the shard files are read once
+                self._cut = None
+                self._cleanup()
 
 
 # -- Dask -----------------------------------------------------------------------------------

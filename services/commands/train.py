@@ -177,14 +177,16 @@ def train_events(events: Path, settings: Settings, *, truth: Path | None = None,
     population) promotes without validating. ``workers``, ``snapshot``, ``validate``: how the log
     is folded (``fold_source``, ``recommender.partitioned_fold.PartitionedLog``)."""
     parts = build_trainer(settings, catalog_path, registry_dir, params_json)
-    scan = scan_history(history_lines(events))
+    if workers < 1:
+        raise ValueError(f"--workers {workers}: at least 1")
+    source = fold_source(events, workers=workers, validate=validate, snapshot=snapshot, rules=parts.contract)
+    t0 = time.perf_counter()
+    scan = source.scan()  # on several workers, the same pass cuts the log into customer partitions
+    scan_s = round(time.perf_counter() - t0, 2)
     cutoff_s, start_s = log_window(events, truth, cutoff, scan)
     choice = label_windows(scan, cutoff_s, start_s, settings, window_days, windows, parts.params.window_days,
                            min_purchases)
     window = choice.window_days
-    if workers < 1:
-        raise ValueError(f"--workers {workers}: at least 1")
-    source = fold_source(events, workers=workers, validate=validate, snapshot=snapshot, rules=parts.contract)
     t0 = time.perf_counter()
     split = fold_for_training(source, cutoff_s, window, choice.windows, start_s, features=parts.features,
                               rules=parts.contract)
@@ -199,7 +201,7 @@ def train_events(events: Path, settings: Settings, *, truth: Path | None = None,
                            max_rows=settings.model.max_train_rows)
     info.update(tuned)
     info["label_windows"] = choice.to_dict()
-    info.update({"fold_s": fold_s, "fold_phases_s": source.timings, "events": split.folded.events,
+    info.update({"scan_s": scan_s, "fold_s": fold_s, "fold_phases_s": source.timings, "events": split.folded.events,
                  "workers": workers, "snapshot": str(snapshot) if snapshot is not None else None})
     if promote and info["purchases"] == 0:
         raise ValueError(f"no purchase in the label window(s) before {info['cutoff']} ({info['customers']:,} "
@@ -207,8 +209,10 @@ def train_events(events: Path, settings: Settings, *, truth: Path | None = None,
                          "promoted. Give a longer history, a longer --window-days, or more --windows")
     verdict = None
     if gate:
+        t0 = time.perf_counter()
         verdict = promotion_gate(split, parts.catalog, params, window, info["purchases"], seed=seed)
         info["promotion_gate"] = verdict.to_dict()
+        info["gate_s"] = round(time.perf_counter() - t0, 2)
     version = parts.registry.save(model, {"source": str(events), "training": info})
     if promote:
         if verdict is None or verdict.passed:

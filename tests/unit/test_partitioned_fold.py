@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from domain.catalog import load_catalog
 from domain.features import FeatureParams
-from recommender.evaluation import fold_for_training
+from recommender.evaluation import fold_for_training, scan_history
 from recommender.matrix import FoldedLog, fold_event_log, read_lines
 from recommender.partitioned_fold import (
     PackedStates,
@@ -133,6 +133,34 @@ def test_fold_for_training_on_two_worker_processes_equals_the_serial_fold(log: t
     _same(serial.folded, parallel.folded)
     assert set(source.timings or {}) == {"partition_s", "fold_s", "merge_s"}
     assert list(tmp_path.iterdir()) == []  # the shard files are removed
+
+
+def test_the_cutting_pass_reads_the_same_times_as_a_scan_of_the_log(log: tuple[Path, list[float]],
+                                                                     tmp_path: Path) -> None:
+    """Training chooses its label windows from the log's times; on several workers they are read
+    while the log is cut (one read of a 10 GB log instead of two), and must be the scan's: the
+    same first and last event, event count and purchase times, also for a line another writer
+    spaced out (read by decoding it) and one with an offset instead of Z."""
+    path, cuts = log
+    lines = path.read_bytes().splitlines()
+    spaced = json.dumps(json.loads(lines[3]), indent=None, separators=(", ", ": "))
+    offset = orjson.loads(lines[5])
+    offset["occurred_at"] = offset["occurred_at"].replace("Z", "+08:00")
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b"\n".join([*lines[:3], spaced.encode(), lines[4], orjson.dumps(offset), *lines[6:]]) + b"\n")
+    for source_path in (path, mixed):
+        expected = scan_history(read_lines(source_path))
+        source = PartitionedLog(source_path, workers=2, shards=3, validate=False, work_dir=tmp_path / "work")
+        (tmp_path / "work").mkdir(exist_ok=True)
+        got = source.scan()
+        assert (got.first_event_s, got.last_event_s, got.events) == (
+            expected.first_event_s, expected.last_event_s, expected.events)
+        assert got.purchase_times_s.tolist() == expected.purchase_times_s.tolist()
+        assert len(got.purchase_times_s) > 0
+        # the fold reads the files the scan cut, and removes them after
+        _same(fold_event_log(read_lines(source_path), cuts), source.fold(cuts))
+        assert source.timings is not None and source.timings["partition_s"] > 0
+        assert list((tmp_path / "work").iterdir()) == []
 
 
 @pytest.mark.parametrize("shards", [1, 3])

@@ -16,6 +16,7 @@ from domain.catalog import load_catalog
 from domain.state import CustomerState
 from recommender.backtest import list_metrics
 from recommender.evaluation import DAY_S, choose_windows
+from recommender.matrix import FoldedLog
 from recommender.model import ModelParams, NboModel, logit
 from services.commands.backtest import parse_as_of, parse_horizon
 
@@ -214,7 +215,8 @@ def test_the_gate_refuses_a_model_that_ranks_worse_than_popularity(monkeypatch) 
             return evaluation.EvalReport(3, rows, info={"cutoff": "2026-01-17T00:00:00Z", "train_purchases": 900})
         return fake
 
-    split = evaluation.LogSplit(folded=None, cutoff_s=CUTOFF, starts_s=[], data_start_s=None)  # type: ignore[arg-type]
+    folded = FoldedLog((CUTOFF,), [{}], [], 0, 0.0)
+    split = evaluation.LogSplit(folded=folded, cutoff_s=CUTOFF, starts_s=[], data_start_s=None)
     monkeypatch.setattr(evaluation, "validation_split", validation(0.25))
     gate = evaluation.promotion_gate(split, CATALOG, ModelParams(), 14, purchases=5000)
     assert not gate.passed
@@ -224,3 +226,29 @@ def test_the_gate_refuses_a_model_that_ranks_worse_than_popularity(monkeypatch) 
     assert evaluation.promotion_gate(split, CATALOG, ModelParams(), 14, purchases=5000).passed
     gate = evaluation.promotion_gate(split, CATALOG, ModelParams(), 14, purchases=50)
     assert gate.reasons == ["only 50 labelled purchases (at least 200 are needed to tell a model from popularity)"]
+
+
+def test_a_large_bank_is_validated_on_a_fixed_sample_of_its_customers(monkeypatch) -> None:
+    """Above ``max_customers`` the gate validates on that many customers, the same ones every
+    time (a rerun of the gate gives the same verdict), and says how many it sampled from."""
+    import recommender.evaluation as evaluation
+
+    seen: list[list[str] | None] = []
+
+    def fake(*args, customer_ids=None, **kwargs):
+        seen.append(customer_ids)
+        rows = {name: {"ndcg": v, "hit_rate": v, "customers": len(customer_ids or ())}
+                for name, v in (("model", 0.4), ("popularity", 0.3), ("segment_popularity", 0.3))}
+        return evaluation.EvalReport(3, rows, info={"cutoff": "2026-01-17T00:00:00Z", "train_purchases": 900})
+
+    everyone = {f"C{i:09d}": None for i in range(1000)}
+    split = evaluation.LogSplit(FoldedLog((CUTOFF,), [everyone], [], 0, 0.0), CUTOFF, [], None)  # type: ignore[list-item]
+    monkeypatch.setattr(evaluation, "validation_split", fake)
+    gate = evaluation.promotion_gate(split, CATALOG, ModelParams(), 14, purchases=5000, max_customers=300)
+    again = evaluation.promotion_gate(split, CATALOG, ModelParams(), 14, purchases=5000, max_customers=300)
+    assert gate.passed and again.passed
+    assert seen[0] == seen[1] and seen[0] is not None and len(seen[0]) == 300
+    assert set(seen[0]) <= set(everyone) and seen[0] == sorted(seen[0])
+    assert gate.info["sampled_from"] == 1000
+    evaluation.promotion_gate(split, CATALOG, ModelParams(), 14, purchases=5000, max_customers=1000)
+    assert seen[-1] is None  # not more than the limit: every customer
