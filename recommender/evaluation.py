@@ -315,7 +315,9 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
     model = fit(ts, catalog, params, version="evaluation", seed=seed)
     train_s = time.perf_counter() - t0
     states_now = folded.states[folded.cutoffs_s.index(cutoff_s)]
-    test = build_matrix(states_now, catalog.ids, model.token_ids, cutoff_s, customer_ids=ids)
+    customer_states = [states_now.get(c) for c in ids]  # read once (a packed fold unpickles each read)
+    test = build_matrix({c: s for c, s in zip(ids, customer_states) if s is not None}, catalog.ids, model.token_ids,
+                        cutoff_s, customer_ids=ids)
     if truth is not None:
         labels = np.zeros((len(ids), len(catalog)), dtype=bool)
         labels[truth.holdout_pairs[:, 0], truth.holdout_pairs[:, 1]] = True
@@ -325,7 +327,6 @@ def time_split(folded: FoldedLog, catalog: Catalog, cutoff_s: float, window_days
         labels = label_matrix(folded.purchases, ids, catalog.ids, cutoff_s, end).toarray() > 0
         tiers = sorted(set(test.segments))
         groups, group_names = np.array([tiers.index(s) for s in test.segments]), tiers
-    customer_states = [states_now.get(c) for c in ids]
     allowed = {ch: eligibility_mask(customer_states, catalog, ch, cutoff_s) for ch in channels}
     t1 = time.perf_counter()
     rankers = {"model": model.score_batch(test.x, recent=test.recent, now_s=cutoff_s, segments=test.segments)}

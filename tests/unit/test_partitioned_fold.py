@@ -21,6 +21,7 @@ from recommender.matrix import FoldedLog, fold_event_log, read_lines
 from recommender.partitioned_fold import (
     PackedStates,
     PartitionedLog,
+    by_customer,
     byte_ranges,
     fold_on_dask,
     fold_shard,
@@ -113,6 +114,12 @@ def test_partitioned_fold_equals_the_serial_fold(log: tuple[Path, list[float]], 
     _same(fold_event_log(read_lines(path), cuts), merged)
     assert all(isinstance(s, PackedStates) for s in merged.states)
     assert list(merged.states[-1]) == sorted(merged.states[-1])
+
+
+def test_a_shard_is_folded_customer_by_customer_in_each_customers_order() -> None:
+    lines = [b'{"customer_id":"B","n":1}\n', b'{"customer_id":"A","n":2}\n', b'{"customer_id": "B", "n": 3}\n',
+             b'{"customer_id":"A","n":4}\n', b'{"customer_id":"C","n":5}\n']
+    assert [orjson.loads(line)["n"] for line in by_customer(lines)] == [1, 3, 2, 4, 5]
 
 
 def test_byte_ranges_start_at_line_starts(log: tuple[Path, list[float]]) -> None:
