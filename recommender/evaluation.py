@@ -658,7 +658,7 @@ def promotion_gate(split: LogSplit, catalog: Catalog, params: ModelParams, windo
     ranks like it). A bank larger than ``max_customers`` is validated on that many of its
     customers (``gate_sample``, recorded as ``sampled_from``): the validation model trains on an
     importance subsample of rows anyway, and building and ranking every customer of a
-    ten-million bank would cost minutes for a comparison a fixed sample already decides."""
+    ten-million bank would add minutes to every training."""
     reasons: list[str] = []
     if purchases < min_purchases:
         reasons.append(f"only {purchases:,} labelled purchases (at least {min_purchases:,} are needed to tell a "
