@@ -95,7 +95,7 @@ class MemoryStateStore:
         self._counters: dict[str, int] = {}
         self._lock = threading.Lock()  # several agents' threads may share one store
         self.loop_counts: dict[str, dict[str, int]] = {}  # UTC day -> counter field -> count
-        self.evidence: dict[str, list[float]] = {}  # evidence field -> [accepts, others, as_of_s]
+        self.evidence: dict[str, list[float]] = {}  # evidence field -> [accepts, others, as_of_s, expected]
         self._settled: dict[str, float] = {}  # unit id -> settled at (epoch s)
 
     def get(self, customer_id: str) -> CustomerState | None:
@@ -136,8 +136,8 @@ class MemoryStateStore:
                     for day, name, delta in unit.counts:
                         counts = self.loop_counts.setdefault(day, {})
                         counts[name] = counts.get(name, 0) + delta
-                    for name, accepted, at_s, sign in unit.answers:
-                        self.evidence[name] = add_signed(self.evidence.get(name), accepted, at_s, sign,
+                    for name, accepted, expected, at_s, sign in unit.answers:
+                        self.evidence[name] = add_signed(self.evidence.get(name), accepted, expected, at_s, sign,
                                                          self.evidence_half_life_days)
                 stored = self._customers.get(unit.customer_id)
                 if stored is not None:

@@ -2,7 +2,9 @@
 (``adapters.ports.LearningSource``).
 
 The stream writes one hash, ``<prefix>:{learn}:evidence`` (``keys.learn_key``): field
-``<product id>`` or ``<product id>|<segment>``, value JSON ``[accepts, others, as_of_s]``.
+``<product id>``, ``<product id>|<segment>`` or ``*`` (all products), value JSON
+``[accepts, others, as_of_s, expected]`` (the older ``[accepts, others, as_of_s]`` is read with
+``expected`` None: it informs no ratio, ``domain.learning``).
 ``RedisLearningReader`` reads it whole (one ``HGETALL``) every ``refresh_s``
 (``NBO_LOOP__REFRESH_MS``, 500 ms) in a task of its own and swaps in the parsed mapping; a request
 only reads the attribute. A read that fails or outlives ``timeout_s`` keeps the evidence already
@@ -36,13 +38,13 @@ def parse_evidence(raw: Mapping[Any, Any]) -> tuple[dict[str, Evidence], list[st
     for name, value in raw.items():
         name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
         try:
-            accepts, others, as_of_s = orjson.loads(value)
-            evidence = Evidence(float(accepts), float(others), float(as_of_s))
+            evidence = Evidence.from_json(orjson.loads(value))
         except (ValueError, TypeError):
             refused.append(name)
             continue
-        if not all(math.isfinite(v) for v in (evidence.accepts, evidence.others, evidence.as_of_s)) \
-                or evidence.accepts < 0 or evidence.others < 0:
+        expected = 0.0 if evidence.expected is None else evidence.expected
+        if not all(math.isfinite(v) for v in (evidence.accepts, evidence.others, evidence.as_of_s, expected)) \
+                or evidence.accepts < 0 or evidence.others < 0 or expected < 0:
             refused.append(name)
             continue
         parsed[name] = evidence
@@ -86,7 +88,7 @@ class RedisLearningReader:
         parsed, refused = parse_evidence(raw)
         if refused:
             self.invalid += len(refused)
-            log.warning("online evidence: %d field(s) not [accepts, others, as_of_s], left out: %s",
+            log.warning("online evidence: %d field(s) not [accepts, others, as_of_s, expected], left out: %s",
                         len(refused), ", ".join(refused[:5]))
         if self._failing:
             log.info("online evidence read again")

@@ -55,13 +55,13 @@ class LoopUnit:
     (field ``version``) until ``StateStore.settle``.
 
     ``counts``: (UTC day ``YYYY-MM-DD``, counter field, delta); ``answers``: (evidence field,
-    accepted, at_s, sign); ``conversions``: ``ConversionAttributed`` records as JSON objects."""
+    accepted, expected (the model propensity of the answered offer), at_s, sign); ``conversions``: ``ConversionAttributed`` records as JSON objects."""
 
     unit_id: str
     customer_id: str
     version: str
     counts: tuple[tuple[str, str, int], ...] = ()
-    answers: tuple[tuple[str, bool, float, int], ...] = ()
+    answers: tuple[tuple[str, bool, float, float, int], ...] = ()
     conversions: tuple[dict[str, Any], ...] = ()
 
 

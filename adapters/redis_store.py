@@ -98,8 +98,9 @@ return 1
 # The closed loop's shared writes, all keys in the {learn} slot. KEYS: the units' seen zset, the
 # evidence hash, then the counter hashes of the days the units name. ARGV: now_s, seen cutoff_s,
 # evidence half-life (s), then per unit: id, n counts, (key index, field, delta)*n, n answers,
-# (field, accepted '1'|'0', at_s, sign)*n. A unit whose id the seen set has adds nothing; the
-# evidence update is domain.attribution.add_signed. Returns the number of units added.
+# (field, accepted '1'|'0', expected, at_s, sign)*n. A unit whose id the seen set has adds nothing;
+# the evidence update is domain.attribution.add_signed (a value of the older form [accepts,
+# others, as_of_s] starts afresh). Returns the number of units added.
 _SETTLE_SCRIPT = """
 local now, cutoff, half_life = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local i, added = 4, 0
@@ -116,23 +117,24 @@ while i <= #ARGV do
   i = i + 1
   for _ = 1, n do
     if fresh then
-      local field, at, sign = ARGV[i], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-      local a, o, as_of = 0, 0, 0
+      local field, expected, at, sign = ARGV[i], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+      local a, o, as_of, x = 0, 0, 0, 0
       local raw = redis.call('HGET', KEYS[2], field)
       if raw then
         local e = cjson.decode(raw)
-        a, o, as_of = e[1], e[2], e[3]
+        if #e >= 4 then a, o, as_of, x = e[1], e[2], e[3], e[4] end
       end
       if at > as_of then
         local f = 0.5 ^ ((at - as_of) / half_life)
-        a, o, as_of = a * f, o * f, at
+        a, o, x, as_of = a * f, o * f, x * f, at
       end
       local w = sign
       if as_of > at then w = sign * 0.5 ^ ((as_of - at) / half_life) end
       if ARGV[i + 1] == '1' then a = a + w else o = o + w end
-      redis.call('HSET', KEYS[2], field, string.format('[%.17g,%.17g,%.17g]', a, o, as_of))
+      x = x + w * expected
+      redis.call('HSET', KEYS[2], field, string.format('[%.17g,%.17g,%.17g,%.17g]', a, o, as_of, x))
     end
-    i = i + 4
+    i = i + 5
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
@@ -175,7 +177,9 @@ def decode_unit(customer_id: str, version: str, raw: bytes) -> LoopUnit:
     data = orjson.loads(raw)
     return LoopUnit(unit_id=data["id"], customer_id=customer_id, version=version,
                     counts=tuple((d, f, int(n)) for d, f, n in data["c"]),
-                    answers=tuple((f, bool(a), float(t), int(s)) for f, a, t, s in data["e"]),
+                    # an answer of the older form (no expected) is left out of the evidence
+                    answers=tuple((f, bool(a), float(x), float(t), int(s)) for f, a, x, t, s in
+                                  (e for e in data["e"] if len(e) == 5)),
                     conversions=tuple(data["r"]))
 
 
@@ -203,8 +207,8 @@ def settle_calls(units: Sequence[LoopUnit], prefix: str, now_s: float, cutoff_s:
                 index[day] = len(call_keys)  # Lua's KEYS are 1-based
             args += [index[day], name, delta]
         args.append(len(unit.answers))
-        for name, accepted, at_s, sign in unit.answers:
-            args += [name, "1" if accepted else "0", repr(float(at_s)), sign]
+        for name, accepted, expected, at_s, sign in unit.answers:
+            args += [name, "1" if accepted else "0", repr(float(expected)), repr(float(at_s)), sign]
         if len(args) >= SETTLE_ARGS_PER_CALL:
             calls.append((call_keys, args))
             call_keys, index, args = list(base), {}, [now_s, cutoff_s, half_life_days * 86_400.0]

@@ -278,13 +278,14 @@ class LoopSettings(BaseModel):
                               description="salt of the customer -> arm hash (set a bank secret); arms rotate monthly")
     control_no_offer_channels: tuple[Literal["teller", "call_centre", "mobile"], ...] = Field(
         default=(), description="channels where a control customer gets no offer instead of a random eligible one")
-    online: bool = Field(default=True, description="rank with the online evidence (Beta posteriors from the "
-                         "answers so far); false = the model's propensities alone (a static ranking, for comparison)")
+    online: bool = Field(default=True, description="rank with the online evidence (the model's propensity "
+                         "times each product's posterior ratio of observed to expected acceptances); false = the model's propensities alone (a static ranking, for comparison)")
     explore_channels: tuple[Literal["teller", "call_centre", "mobile"], ...] = Field(
         default=(), description="channels that rank by a Thompson sample of the posterior (explore; mobile is the "
         "natural first: it adds ~0.2 ms of CPU a request, docs/LOOP.md); the others rank by its mean (exploit)")
     starting_evidence: float = Field(default=20.0, gt=0, le=100_000,
-                                     description="how many answers the model's own propensity is worth in the posterior")
+                                     description="how many acceptances the prior of a product's ratio observed / "
+                                     "expected acceptances is worth (docs/LOOP.md)")
     segment_min_evidence: float = Field(default=50.0, ge=0,
                                         description="answers a product needs in a segment before that segment's "
                                         "evidence is used instead of the product's overall evidence")

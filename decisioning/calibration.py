@@ -1,16 +1,28 @@
 """Calibration: the model's propensity corrected by what customers answered online.
 
-For each candidate the step takes the online evidence (``domain.learning.Evidence``, decayed to
-``now_s``) of the customer's segment when that segment has answered at least
-``segment_min_evidence`` times (decayed), else of the product over all customers, and forms the
-Beta posterior ``posterior(evidence, propensity, starting_evidence)``:
+The model's propensity ranks one customer's products well but is no calibrated probability of
+acceptance (a score relative to other products and customers, often far above the observed
+rate). So the step corrects it multiplicatively: the evidence of a product (``domain.learning.
+Evidence``, decayed to ``now_s``) counts the acceptances observed and those the model expected
+(the propensities of the answered offers, summed), and the candidate's calibrated value is
 
-- on an exploit channel the candidate is ranked by the posterior mean
-  alpha / (alpha + beta); a product without evidence keeps the model's propensity (which is that
-  mean), so with no evidence at all the ranking is exactly the model's;
-- on a channel in ``explore_channels`` by one Thompson sample of the posterior (drawn with the
-  request's seeded generator), with or without evidence: a product few customers have answered
-  gets a wide posterior and is sometimes ranked up, so it gets answers.
+    propensity x ratio,   ratio = (k + accepts) / (k / prior_mean + expected)
+
+the mean of the Gamma posterior of observed / expected (``domain.learning.ratio_posterior``,
+k = ``starting_evidence`` acceptances). The prior is hierarchical: all products together
+(evidence field ``*``) with the prior mean 1, a product with the mean of all products, and the
+customer's segment — once it holds ``segment_min_evidence`` decayed answers for the product —
+with the product's. A product's ratio multiplies every customer's propensity alike, so each
+customer's own order of products the answers agree with is kept, while a product whose
+acceptance drifts down (or up) against what the model foresaw moves down (or up) for everybody;
+a product nobody answered yet has the ratio of all products, so the scale of the model's scores
+does not favour the products with the least evidence.
+
+- on an exploit channel the candidate is ranked by that mean; with no evidence at all the step
+  does nothing, so the ranking is exactly the model's;
+- on a channel in ``explore_channels`` by propensity x one draw of the ratio from its Gamma
+  posterior (the request's seeded generator), with or without evidence: a product few customers
+  have answered has a wide posterior and is sometimes ranked up, so it gets answers.
 
 The value replaces the propensity in the priority (``score`` = value x the similar-after-purchase
 factor, then arbitration multiplies in value, channel fit and lever), so the boost and the levers
@@ -32,7 +44,7 @@ from decisioning.context import Context, Offer
 from decisioning.experiment import LoopParams
 from decisioning.memo import Memo
 from decisioning.scoring import similar_weight
-from domain.learning import DAY_S, Evidence, decayed_to
+from domain.learning import ALL_PRODUCTS, DAY_S, Evidence, decayed_to, ratio, ratio_posterior
 
 #: Draws of the whole ranking behind one logged Thompson probability (standard error at most
 #: 0.5 / sqrt(PROPENSITY_DRAWS) = 0.0625; see docs/LOOP.md for the cost and the error).
@@ -42,38 +54,49 @@ PROPENSITY_DRAWS = 64
 PRUNE_SD = 6.0
 
 
-def evidence_for(evidence: Mapping[str, Evidence], product_id: str, segment: str | None, now_s: float,
-                 params: LoopParams) -> Evidence | None:
-    """The evidence that informs one product for a customer of ``segment``, decayed to ``now_s``:
-    the segment's (field ``<product>|<segment>``) when it holds at least
-    ``segment_min_evidence`` decayed answers, else the product's (field ``<product>``), else None.
+def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: str | None, now_s: float,
+                  params: LoopParams) -> tuple[float, float]:
+    """(shape, rate) of the Gamma posterior of the ratio observed / expected acceptances of one
+    product for a customer of ``segment``, the evidence decayed to ``now_s`` (module docstring).
     (The reference; the step does the same through ``_Informed``, faster.)"""
-    half_life = params.evidence_half_life_days
+    half_life, k = params.evidence_half_life_days, params.starting_evidence
+
+    def field(name: str) -> Evidence | None:
+        found = evidence.get(name)
+        if found is None or found.expected is None:
+            return None
+        return decayed_to(found, now_s, half_life)
+
+    overall = ratio(field(ALL_PRODUCTS), 1.0, k)
+    shape, rate = ratio_posterior(field(product_id), overall, k)
     if segment:
-        in_segment = evidence.get(f"{product_id}|{segment}")
-        if in_segment is not None:
-            in_segment = decayed_to(in_segment, now_s, half_life)
-            if in_segment.accepts + in_segment.others >= params.segment_min_evidence:
-                return in_segment
-    overall = evidence.get(product_id)
-    return decayed_to(overall, now_s, half_life) if overall is not None else None
+        in_segment = field(f"{product_id}|{segment}")
+        if in_segment is not None and in_segment.answers >= params.segment_min_evidence:
+            return ratio_posterior(in_segment, shape / rate, k)
+    return shape, rate
 
 
-def _by_segment(evidence: Mapping[str, Evidence]) -> dict[str, dict[str, tuple[float, float, float]]]:
-    """segment ("" for all customers) -> product id -> (accepts, others, as_of_s): the evidence
-    mapping split once per read of it (each read is a new mapping), not per request."""
-    split: dict[str, dict[str, tuple[float, float, float]]] = {}
+Split = dict[str, dict[str, tuple[float, float, float, float]]]
+
+
+def _by_segment(evidence: Mapping[str, Evidence]) -> Split:
+    """segment ("" for all customers) -> product id (or ``*``) -> (accepts, answers, as_of_s,
+    expected): the evidence mapping split once per read of it (each read is a new mapping), not
+    per request; values without ``expected`` (the older stored form) left out."""
+    split: Split = {}
     for name, e in evidence.items():
+        if e.expected is None:
+            continue
         product_id, _, segment = name.partition("|")
-        split.setdefault(segment, {})[product_id] = (e.accepts, e.others, e.as_of_s)
+        split.setdefault(segment, {})[product_id] = (e.accepts, e.accepts + e.others, e.as_of_s, e.expected)
     return split
 
 
-_SPLIT: Memo[dict[str, dict[str, tuple[float, float, float]]]] = Memo(max_entries=4)
+_SPLIT: Memo[Split] = Memo(max_entries=4)
 
 
 class _Informed:
-    """``evidence_for`` for one request: (accepts, others) decayed to ``now_s``, or None."""
+    """``posterior_for`` for one request."""
 
     def __init__(self, evidence: Mapping[str, Evidence], segment: str | None, now_s: float,
                  params: LoopParams) -> None:
@@ -81,8 +104,16 @@ class _Informed:
         self.overall = split.get("", {})
         self.in_segment = split.get(segment, {}) if segment else {}
         self.now_s, self.minimum = now_s, params.segment_min_evidence
+        self.prior = params.starting_evidence
         self.half_life_s = params.evidence_half_life_days * DAY_S
         self.factors: dict[float, float] = {}  # as_of_s -> decay to now (domain.learning's factor)
+        k = self.prior
+        every = self.overall.get(ALL_PRODUCTS)
+        if every is None:
+            self.base_rate = k  # prior mean 1
+        else:
+            f = self.factor(every[2])
+            self.base_rate = k * (k + every[3] * f) / (k + every[0] * f)  # k / (the ratio of all products)
 
     def factor(self, as_of_s: float) -> float:
         f = self.factors.get(as_of_s)
@@ -91,66 +122,64 @@ class _Informed:
             f = self.factors[as_of_s] = 1.0 if elapsed_s <= 0 else 0.5 ** (elapsed_s / self.half_life_s)
         return f
 
-    def __call__(self, product_id: str) -> tuple[float, float] | None:
+    def __call__(self, product_id: str) -> tuple[float, float]:
+        k = self.prior
+        found = self.overall.get(product_id)
+        if found is None:
+            shape, rate = k, self.base_rate
+        else:
+            f = self.factor(found[2])
+            shape, rate = k + found[0] * f, self.base_rate + found[3] * f
         found = self.in_segment.get(product_id)
         if found is not None:
             f = self.factor(found[2])
-            if (found[0] + found[1]) * f >= self.minimum:
-                return found[0] * f, found[1] * f
-        found = self.overall.get(product_id)
-        if found is None:
-            return None
-        f = self.factor(found[2])
-        return found[0] * f, found[1] * f
-
-
-def _posterior(counts: tuple[float, float] | None, propensity: float, prior: float) -> tuple[float, float]:
-    """``domain.learning.posterior`` of (accepts, others) already decayed (no Evidence made)."""
-    p = min(max(propensity, 1e-6), 1.0 - 1e-6)
-    if counts is None:
-        return p * prior, (1.0 - p) * prior
-    return p * prior + counts[0], (1.0 - p) * prior + counts[1]
+            if found[1] * f >= self.minimum:
+                shape, rate = k + found[0] * f, k * rate / shape + found[3] * f
+        return shape, rate
 
 
 def calibration(ctx: Context) -> None:
     params, evidence = ctx.loop, ctx.evidence
     explore = ctx.channel in params.explore_channels
     if not explore and not evidence:
-        return  # nothing learned yet: the posterior mean is the model's propensity
-    prior = params.starting_evidence
-    informed = _Informed(evidence, ctx.state.vs_segment, ctx.now_s, params) if evidence else None
+        return  # nothing learned yet: the model's propensity
+    informed = _Informed(evidence, ctx.state.vs_segment, ctx.now_s, params)
     weight = similar_weight(ctx.model, ctx.policy)
-    if not explore:  # ``informed`` and ``_posterior`` inlined: this loop is on every request with evidence
-        assert informed is not None
-        in_segment, overall, minimum, factor = informed.in_segment, informed.overall, informed.minimum, informed.factor
+    if not explore:  # ``informed`` inlined: this loop is on every request with evidence
+        overall, in_segment = informed.overall, informed.in_segment
+        if not overall and not in_segment:
+            return  # no evidence of this form (only the older one, or other segments'): the model's
+        k, base_rate, minimum, factor = informed.prior, informed.base_rate, informed.minimum, informed.factor
+        base = k / base_rate
         for pid, offer in ctx.candidates.items():
-            found = in_segment.get(pid)
-            if found is not None:
-                f = factor(found[2])
-                if (found[0] + found[1]) * f < minimum:
-                    found = None
+            found = overall.get(pid)
             if found is None:
-                found = overall.get(pid)
-                if found is None:
-                    continue
-                f = factor(found[2])
-            propensity = offer.propensity
-            p = 1e-6 if propensity < 1e-6 else (1.0 - 1e-6 if propensity > 1.0 - 1e-6 else propensity)
-            value = (p * prior + found[0] * f) / (prior + (found[0] + found[1]) * f)  # alpha / (alpha + beta)
-            if propensity > 0:
-                offer.score *= value / propensity
+                value_ratio = base
             else:
-                _rank_by(offer, value, weight)
-            offer.calibrated = value
+                f = factor(found[2])
+                shape, rate = k + found[0] * f, base_rate + found[3] * f
+                value_ratio = shape / rate
+            seg = in_segment.get(pid)
+            if seg is not None:
+                f = factor(seg[2])
+                if seg[1] * f >= minimum:
+                    value_ratio = (k + seg[0] * f) / (k / value_ratio + seg[3] * f)
+            propensity = offer.propensity
+            if propensity > 0:
+                offer.score *= value_ratio
+                offer.calibrated = propensity * value_ratio
+            else:
+                _rank_by(offer, 0.0, weight)
         return
     offers = list(ctx.candidates.values())
     if not offers:
         return
-    shapes = [_posterior(informed(o.product.product_id) if informed else None, o.propensity, prior) for o in offers]
-    alphas, betas = np.array(shapes).T
-    samples = np.maximum(ctx.rng.beta(alphas, betas), 1e-300).tolist()
-    for offer, shape, sample in zip(offers, shapes, samples):
-        offer.posterior = shape
+    shapes, rates = np.array([informed(o.product.product_id) for o in offers]).T
+    propensities = np.array([o.propensity for o in offers])
+    scales = propensities / rates  # the value propensity x ratio ~ Gamma(shape, scale)
+    samples = (ctx.rng.standard_gamma(shapes) * scales).tolist()
+    for offer, shape, scale, sample in zip(offers, shapes.tolist(), scales.tolist(), samples):
+        offer.posterior = (shape, scale)
         _rank_by(offer, sample, weight)
 
 
@@ -167,33 +196,32 @@ def thompson_probabilities(pool: Sequence[Offer], kept: Sequence[Offer], rng: np
                            draws: int = PROPENSITY_DRAWS) -> list[float]:
     """For each offer of ``kept`` (the top ``len(kept)`` of ``pool`` by ``score``, best first, as
     one Thompson sample ranked them), the estimated probability that ranking by a fresh sample
-    puts it at its position. Every offer of ``pool`` carries ``posterior`` (alpha, beta) and
-    ``calibrated`` (its sample); its score is the sample times a factor that does not depend on
-    the sample (similar boost, value, channel fit, lever). The estimate is the share of
-    ``draws`` samples of the whole pool that rank it there, at least 0.5 / ``draws`` (a shown
-    offer has a positive probability)."""
+    puts it at its position. Every offer of ``pool`` carries ``posterior`` (shape, scale: the
+    Gamma its value propensity x ratio was drawn from) and ``calibrated`` (its draw); its score is
+    the draw times a factor that does not depend on it (similar boost, value, channel fit,
+    lever). The estimate is the share of ``draws`` samples of the whole pool that rank it there,
+    at least 0.5 / ``draws`` (a shown offer has a positive probability)."""
     k = len(kept)
     if k == 0:
         return []
-    alphas = np.array([o.posterior[0] for o in pool])  # type: ignore[index]
-    betas = np.array([o.posterior[1] for o in pool])  # type: ignore[index]
+    shapes = np.array([o.posterior[0] for o in pool])  # type: ignore[index]
+    scales = np.array([o.posterior[1] for o in pool])  # type: ignore[index]
     factors = np.array([o.score / o.calibrated if o.calibrated else 0.0 for o in pool])
     index = {id(o): i for i, o in enumerate(pool)}
     kept_at = [index[id(o)] for o in kept]
-    total = alphas + betas
     if len(pool) > k:  # leave out who cannot reach the top k (within PRUNE_SD sd of its posterior)
-        mean = alphas / total
-        sd = np.sqrt(alphas * betas / (total * total * (total + 1.0)))
-        high = factors * np.minimum(1.0, mean + PRUNE_SD * sd)
+        mean = shapes * scales
+        sd = np.sqrt(shapes) * scales
+        high = factors * (mean + PRUNE_SD * sd)
         low = factors * np.maximum(0.0, mean - PRUNE_SD * sd)
         kth_low = np.partition(low, len(pool) - k)[len(pool) - k]
         keep = high >= kth_low
         keep[kept_at] = True
         positions = np.flatnonzero(keep)
-        alphas, betas, factors = alphas[positions], betas[positions], factors[positions]
+        shapes, scales, factors = shapes[positions], scales[positions], factors[positions]
         remap = {int(p): i for i, p in enumerate(positions)}
         kept_at = [remap[i] for i in kept_at]
-    scores = rng.beta(alphas, betas, size=(draws, len(alphas))) * factors
+    scores = rng.standard_gamma(shapes, size=(draws, len(shapes))) * (scales * factors)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     counts = (top == np.array(kept_at)).sum(axis=0)
     return [max(float(c), 0.5) / draws for c in counts]

@@ -39,9 +39,11 @@ class Offer:
     #: propensity came from (``"family"`` or ``"catalog"``, see ``scoring``); None: the model's own.
     cold_start_from: str | None = None
     #: Set by ``calibration`` when online evidence or exploration changed what the offer is ranked
-    #: by: the posterior mean, or the Thompson sample; None: the model's propensity.
+    #: by: propensity x the posterior mean of the ratio observed / expected, or a Thompson draw
+    #: of it; None: the model's propensity.
     calibrated: float | None = None
-    #: Set by ``calibration`` on an explore channel: the Beta posterior (alpha, beta) sampled.
+    #: Set by ``calibration`` on an explore channel: (shape, scale) of the Gamma posterior of the
+    #: calibrated value that ``calibrated`` was drawn from.
     posterior: tuple[float, float] | None = None
     #: The probability with which the policy showed this offer at its position (set by ``select``):
     #: 1.0 for a deterministic ranking, 1/n for the control arm's uniform draw from n, a Monte

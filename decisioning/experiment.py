@@ -48,7 +48,8 @@ class LoopParams:
     - ``control_no_offer_channels``: channels where control customers get no offer;
     - ``explore_channels``: channels that rank by a Thompson sample of each product's posterior
       (the others by its mean);
-    - ``starting_evidence`` (> 0): how many answers the model's propensity is worth;
+    - ``starting_evidence`` (> 0): how many acceptances the prior of a product's ratio observed /
+      expected is worth (``decisioning.calibration``);
     - ``segment_min_evidence`` (>= 0): decayed answers a product needs in the customer's segment
       before that segment's evidence is used instead of the product's overall evidence;
     - ``evidence_half_life_days`` (> 0): answers weigh half after this many days.

@@ -21,8 +21,11 @@ The fold returns facts alongside the state (``LoopFacts``):
   of its showing). Field ``<product>|<channel>|<segment>|<arm>|<measure>|<model version>``,
   measures ``shows``, ``accepted``, ``declined:<reason>``, ``ignored``, ``conversions``,
   ``conversions_accepted`` (converted and accepted at the touchpoint).
-- ``answers``: (evidence field, accepted, at_s, sign) for the online evidence
-  (``domain.learning``), for ``<product>`` and ``<product>|<segment>``; sign -1 retracts.
+- ``answers``: (evidence field, accepted, expected, at_s, sign) for the online evidence
+  (``domain.learning``), for ``<product>``, ``<product>|<segment>`` and ``*`` (all products);
+  ``expected`` is the model propensity the decision record logged for the answered offer; sign
+  -1 retracts. An answer counts once its decision is folded (the propensity is known then); a
+  touch kept before the propensity was (a state written by an older worker) adds none.
 - ``conversions``: ``Conversion`` records; the same purchase may be recorded again when a
   decision folded late moves its attribution to a later touch, or an acceptance arrives for its
   touch: the newest by (shown_at, decision_id, accepted) wins.
@@ -40,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from domain.learning import ALL_PRODUCTS
 from schemas.events import OfferDecisionMade, OfferOutcomeRecorded, ProductPurchased
 
 DAY_S = 86_400.0
@@ -51,9 +55,12 @@ PURCHASES_PER_PRODUCT = 4
 LATE_S = DAY_S
 
 # A touch: [decision_id, shown_at_s | None, channel, arm | None, model_version | None,
-#           segment | None, answers [[measure, at_s], ...], ignored (implicitly), order_at_s]
-# shown_at_s is None for a placeholder (an answer whose decision is not folded yet).
-DECISION, SHOWN_AT, CHANNEL, ARM, MODEL, SEGMENT, ANSWERS, IGNORED, ORDER_AT = range(9)
+#           segment | None, answers [[measure, at_s], ...], ignored (implicitly), order_at_s,
+#           propensity | None]
+# shown_at_s is None for a placeholder (an answer whose decision is not folded yet); propensity
+# (the model's, as the decision logged it) is None until then, and missing from touches kept
+# before it was (nine items: they add no evidence).
+DECISION, SHOWN_AT, CHANNEL, ARM, MODEL, SEGMENT, ANSWERS, IGNORED, ORDER_AT, PROPENSITY = range(10)
 # A purchase: [event_id, at_s, purchase channel, decision_id | None, shown_at_s | None, accepted]
 P_EVENT, P_AT, P_CHANNEL, P_DECISION, P_SHOWN_AT, P_ACCEPTED = range(6)
 
@@ -112,7 +119,7 @@ class LoopFacts:
     """What one fold produced besides the state (see the module docstring)."""
 
     counts: list[tuple[str, str, int]] = field(default_factory=list)
-    answers: list[tuple[str, bool, float, int]] = field(default_factory=list)
+    answers: list[tuple[str, bool, float, float, int]] = field(default_factory=list)
     conversions: list[Conversion] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -123,9 +130,13 @@ class LoopFacts:
         self.counts.append((day, counter_field(product_id, touch[CHANNEL], touch[SEGMENT], touch[ARM], measure,
                                                touch[MODEL]), delta))
 
-    def answer(self, product_id: str, segment: str, accepted: bool, at_s: float, sign: int) -> None:
-        self.answers.append((product_id, accepted, at_s, sign))
-        self.answers.append((f"{product_id}|{segment}", accepted, at_s, sign))
+    def answer(self, touch: list[Any], product_id: str, accepted: bool, at_s: float, sign: int) -> None:
+        """The evidence of one answer to ``touch`` (none for a touch without a propensity)."""
+        expected = _propensity(touch)
+        if expected is None:
+            return
+        for name in (product_id, f"{product_id}|{touch[SEGMENT]}", ALL_PRODUCTS):
+            self.answers.append((name, accepted, expected, at_s, sign))
 
 
 def counter_field(product_id: str, channel: str, segment: str, arm: str, measure: str, model_version: str) -> str:
@@ -147,15 +158,18 @@ def on_decision(s: Any, e: OfferDecisionMade, at_s: float, p: LoopParams, facts:
         touches = [list(t) for t in s.touches.get(pid, ())]
         touch = _find(touches, e.decision_id)
         if touch is None:
-            touch = [e.decision_id, None, str(e.channel), None, None, None, [], False, at_s]
+            touch = [e.decision_id, None, str(e.channel), None, None, None, [], False, at_s, None]
             touches.append(touch)
         elif touch[SHOWN_AT] is not None:  # the same product twice in one decision
             continue
         touch[SHOWN_AT], touch[CHANNEL], touch[ARM], touch[MODEL] = at_s, str(e.channel), e.arm, e.model_version
         touch[SEGMENT], touch[ORDER_AT] = s.vs_segment, at_s
+        if len(touch) > PROPENSITY:  # (a placeholder an older worker kept has counted its answers)
+            touch[PROPENSITY] = float(offer.propensity)
         facts.count(touch, pid, "shows", 1)
-        for measure, _ in touch[ANSWERS]:  # answers that arrived before their decision
+        for measure, answered_at in touch[ANSWERS]:  # answers that arrived before their decision
             facts.count(touch, pid, measure, 1)
+            facts.answer(touch, pid, measure == "accepted", answered_at, 1)
         s.touches[pid] = touches
         _attribute_late(s, pid, touch, p, facts)
     _prune(s, p)
@@ -173,17 +187,16 @@ def on_outcome(s: Any, e: OfferOutcomeRecorded, at_s: float, p: LoopParams, fact
     touches = [list(t) for t in s.touches.get(pid, ())]
     touch = _find(touches, e.decision_id)
     if touch is None:
-        touch = [e.decision_id, None, str(e.channel), None, None, None, [], False, at_s]
+        touch = [e.decision_id, None, str(e.channel), None, None, None, [], False, at_s, None]
         touches.append(touch)
-    segment = touch[SEGMENT] if touch[SEGMENT] is not None else s.vs_segment
     if touch[IGNORED]:  # an answer after all: the implicit "ignored" is withdrawn
         touch[IGNORED] = False
         facts.count(touch, pid, "ignored", -1)
-        facts.answer(pid, segment, False, touch[SHOWN_AT] + p.ignored_after_s, -1)
-    facts.answer(pid, segment, accepted, at_s, 1)
+        facts.answer(touch, pid, False, touch[SHOWN_AT] + p.ignored_after_s, -1)
     touch[ANSWERS] = [*touch[ANSWERS], [measure, at_s]]
-    if touch[SHOWN_AT] is not None:
+    if touch[SHOWN_AT] is not None:  # else counted when the decision is folded
         facts.count(touch, pid, measure, 1)
+        facts.answer(touch, pid, accepted, at_s, 1)
     s.touches[pid] = touches
     if accepted and touch[SHOWN_AT] is not None:
         bought = s.bought.get(pid)
@@ -292,7 +305,7 @@ def _expire(s: Any, p: LoopParams, facts: LoopFacts) -> None:
                     changed = [list(t) for t in touches]
                 changed[i][IGNORED] = True
                 facts.count(changed[i], pid, "ignored", 1)
-                facts.answer(pid, touch[SEGMENT], False, shown + p.ignored_after_s, 1)
+                facts.answer(changed[i], pid, False, shown + p.ignored_after_s, 1)
         if changed is not None:
             s.touches[pid] = changed
     _refresh_due(s, p)
@@ -328,6 +341,10 @@ def _prune(s: Any, p: LoopParams) -> None:
         s.bought = {pid: b2 for pid, b in s.bought.items() if (b2 := [x for x in b if x[P_AT] >= horizon])}
 
 
+def _propensity(touch: list[Any]) -> float | None:
+    return touch[PROPENSITY] if len(touch) > PROPENSITY and touch[SHOWN_AT] is not None else None
+
+
 def _touch_order(touch: list[Any]) -> tuple[float, str]:
     return touch[ORDER_AT], touch[DECISION]
 
@@ -340,18 +357,22 @@ def _iso(at_s: float) -> str:
     return datetime.fromtimestamp(at_s, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def add_signed(evidence: list[float] | None, accepted: bool, at_s: float, sign: int,
+def add_signed(evidence: list[float] | None, accepted: bool, expected: float, at_s: float, sign: int,
                half_life_days: float) -> list[float]:
     """``domain.learning.add_answer`` with a sign (-1 withdraws an answer added before), on the
-    stored form ``[accepts, others, as_of_s]``; what the Redis script computes, in Python."""
-    accepts, others, as_of_s = evidence if evidence is not None else (0.0, 0.0, 0.0)
+    stored form ``[accepts, others, as_of_s, expected]``; what the Redis script computes, in
+    Python. A value of the older form ``[accepts, others, as_of_s]`` starts afresh."""
+    if evidence is None or len(evidence) < 4:
+        accepts, others, as_of_s, total = 0.0, 0.0, 0.0, 0.0
+    else:
+        accepts, others, as_of_s, total = evidence
     half_life_s = half_life_days * DAY_S
     if at_s > as_of_s:
         factor = 0.5 ** ((at_s - as_of_s) / half_life_s)
-        accepts, others, as_of_s = accepts * factor, others * factor, at_s
+        accepts, others, total, as_of_s = accepts * factor, others * factor, total * factor, at_s
     weight = float(sign) if as_of_s <= at_s else sign * 0.5 ** ((as_of_s - at_s) / half_life_s)
     if accepted:
         accepts += weight
     else:
         others += weight
-    return [accepts, others, as_of_s]
+    return [accepts, others, as_of_s, total + weight * expected]

@@ -55,7 +55,8 @@ def loop_records(customers: int, seed: int = 1, first: int = 900_000_000) -> lis
                 event_id=f"dec-s{seed}c{c}n{d}", customer_id=customer_id, occurred_at=at, source="offer_api",
                 decision_id=decision_id, channel=rng.choice(["teller", "call_centre", "mobile"]),
                 model_version=rng.choice(["v1", "v2"]), arm=rng.choice(["treatment", "treatment", "control"]),
-                offers=tuple(OfferedItem(product_id=p, rank=i, score=1.0, propensity=0.2, probability=1.0)
+                offers=tuple(OfferedItem(product_id=p, rank=i, score=1.0, propensity=round(rng.uniform(0.01, 0.6), 4),
+                                         probability=1.0)
                              for i, p in enumerate(products, start=1)))
             timeline.append((at, OFFER_DECISIONS, encode(event)))
             for product in products:
@@ -86,7 +87,7 @@ def loop_records(customers: int, seed: int = 1, first: int = 900_000_000) -> lis
 @dataclass
 class LoopTotals:
     counts: dict[str, dict[str, int]]  # UTC day -> counter field -> count (zeros left out)
-    evidence: dict[str, list[float]]  # evidence field -> [accepts, others, as_of_s]
+    evidence: dict[str, list[float]]  # evidence field -> [accepts, others, as_of_s, expected]
     conversions: dict[str, dict]  # conversion id -> the record the warehouse keeps
 
 
@@ -111,8 +112,8 @@ def loop_oracle(records: Iterable[Record], params: FeatureParams = FeatureParams
     for day, name, delta in facts.counts:
         counts.setdefault(day, {})[name] = counts.setdefault(day, {}).get(name, 0) + delta
     evidence: dict[str, list[float]] = {}
-    for name, accepted, at_s, sign in facts.answers:
-        evidence[name] = add_signed(evidence.get(name), accepted, at_s, sign, HALF_LIFE_DAYS)
+    for name, accepted, expected, at_s, sign in facts.answers:
+        evidence[name] = add_signed(evidence.get(name), accepted, expected, at_s, sign, HALF_LIFE_DAYS)
     return LoopTotals(_nonzero(counts), evidence, warehouse([c.to_json() for c in facts.conversions]))
 
 
@@ -171,7 +172,7 @@ def evidence_close(got: dict[str, list[float]], want: dict[str, list[float]], fi
             bad.append(f"{name}: {g} != {w}")
             continue
         at = max(g[2], w[2])
-        g2, w2 = add_signed(g, True, at, 0, HALF_LIFE_DAYS), add_signed(w, True, at, 0, HALF_LIFE_DAYS)
-        if abs(g2[0] - w2[0]) > 1e-9 or abs(g2[1] - w2[1]) > 1e-9:
+        g2, w2 = add_signed(g, True, 0.0, at, 0, HALF_LIFE_DAYS), add_signed(w, True, 0.0, at, 0, HALF_LIFE_DAYS)
+        if len(g) != 4 or any(abs(g2[i] - w2[i]) > 1e-9 for i in (0, 1, 3)):
             bad.append(f"{name}: {g} != {w}")
     return bad

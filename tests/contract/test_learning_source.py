@@ -78,8 +78,10 @@ def outage(request: pytest.FixtureRequest, key_prefix: str, tmp_path: Path) -> I
         proc.stop()
 
 
-def value(accepts: float, others: float, as_of_s: float) -> bytes:
-    return orjson.dumps([accepts, others, as_of_s])
+def value(accepts: float, others: float, as_of_s: float, expected: float | None = None) -> bytes:
+    """The stored form ``[accepts, others, as_of_s, expected]``; without ``expected`` the older
+    ``[accepts, others, as_of_s]``."""
+    return orjson.dumps([accepts, others, as_of_s] + ([] if expected is None else [expected]))
 
 
 def test_the_evidence_written_is_served_after_a_refresh_and_nothing_before(learning):
@@ -90,8 +92,10 @@ def test_the_evidence_written_is_served_after_a_refresh_and_nothing_before(learn
         try:
             assert await source.refresh()
             before = dict(source.evidence())
-            learning.write("fund_sip", value(3, 40.5, now_s))
-            learning.write("fund_sip|B", value(1, 2, now_s - 60))
+            learning.write("fund_sip", value(3, 40.5, now_s, 9.25))
+            learning.write("fund_sip|B", value(1, 2, now_s - 60, 0.5))
+            learning.write("*", value(4, 42.5, now_s, 9.75))
+            learning.write("bond_fund", value(7, 3, now_s - 5))  # written before expected was kept
             unchanged = dict(source.evidence()) == before  # nothing moves between reads
             assert await source.refresh()
             return before, unchanged, dict(source.evidence())
@@ -100,7 +104,8 @@ def test_the_evidence_written_is_served_after_a_refresh_and_nothing_before(learn
 
     before, unchanged, after = run(scenario())
     assert before == {} and unchanged
-    assert after == {"fund_sip": Evidence(3.0, 40.5, now_s), "fund_sip|B": Evidence(1.0, 2.0, now_s - 60)}
+    assert after == {"fund_sip": Evidence(3.0, 40.5, now_s, 9.25), "fund_sip|B": Evidence(1.0, 2.0, now_s - 60, 0.5),
+                     "*": Evidence(4.0, 42.5, now_s, 9.75), "bond_fund": Evidence(7.0, 3.0, now_s - 5, None)}
     assert learning.source.read_at_s is not None and abs(learning.source.read_at_s - time.time()) < 30
 
 
@@ -109,16 +114,18 @@ def test_a_field_that_is_not_a_valid_value_is_left_out_and_the_rest_served(learn
 
     async def scenario() -> dict:
         try:
-            learning.write("gold_account", value(2, 8, now_s))
+            learning.write("gold_account", value(2, 8, now_s, 1.5))
             learning.write("fund_sip", b"not json")
             learning.write("bond_fund", orjson.dumps([1, 2]))
             learning.write("wealth_r2", value(-1, 3, now_s))
+            learning.write("index_fund", value(1, 3, now_s, -0.5))
+            learning.write("mixed_fund", orjson.dumps([1, 3, now_s, 0.5, 9]))
             assert await learning.source.refresh()
             return dict(learning.source.evidence())
         finally:
             await learning.source.close()
 
-    assert run(scenario()) == {"gold_account": Evidence(2.0, 8.0, now_s)}
+    assert run(scenario()) == {"gold_account": Evidence(2.0, 8.0, now_s, 1.5)}
 
 
 def test_a_store_that_goes_down_keeps_the_evidence_read_before(outage):
@@ -127,7 +134,7 @@ def test_a_store_that_goes_down_keeps_the_evidence_read_before(outage):
     async def scenario() -> tuple[dict, bool, dict, int]:
         source = outage.source
         try:
-            outage.write("fund_sip", value(5, 5, now_s))
+            outage.write("fund_sip", value(5, 5, now_s, 2.5))
             assert await source.refresh()
             read = dict(source.evidence())
             assert outage.take_down is not None
@@ -138,7 +145,7 @@ def test_a_store_that_goes_down_keeps_the_evidence_read_before(outage):
             await source.close()
 
     read, ok, kept, failures = run(scenario())
-    assert read == {"fund_sip": Evidence(5.0, 5.0, now_s)}
+    assert read == {"fund_sip": Evidence(5.0, 5.0, now_s, 2.5)}
     assert ok is False and kept == read and failures == 1
 
 

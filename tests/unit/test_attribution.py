@@ -22,6 +22,8 @@ from schemas.topics import DEPOSITS, OFFER_DECISIONS, OFFER_OUTCOMES, PURCHASES
 CUSTOMER = "C000000777"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 P = FeatureParams()
+#: The model propensity the decision records log per product (what the evidence expects).
+PROPENSITY = {"fund_sip": 0.3, "large_cd": 0.2, "gold_account": 0.1}
 
 
 def decision(day: float, decision_id: str, *products: str, channel: str = "teller", arm: str = "treatment",
@@ -29,7 +31,7 @@ def decision(day: float, decision_id: str, *products: str, channel: str = "telle
     return OfferDecisionMade(
         event_id=f"dec-{decision_id[2:]}", customer_id=CUSTOMER, occurred_at=T0 + timedelta(days=day),
         source="offer_api", decision_id=decision_id, channel=channel, model_version=model, arm=arm,
-        offers=tuple(OfferedItem(product_id=p, rank=i, score=0.5, propensity=0.1, probability=1.0)
+        offers=tuple(OfferedItem(product_id=p, rank=i, score=0.5, propensity=PROPENSITY.get(p, 0.1), probability=1.0)
                      for i, p in enumerate(products, start=1)))
 
 
@@ -87,8 +89,8 @@ def final_conversions(facts: LoopFacts) -> dict[str, tuple]:
 
 def evidence(facts: LoopFacts, half_life_days: float = 30.0) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
-    for name, accepted, at_s, sign in facts.answers:
-        out[name] = add_signed(out.get(name), accepted, at_s, sign, half_life_days)
+    for name, accepted, expected, at_s, sign in facts.answers:
+        out[name] = add_signed(out.get(name), accepted, expected, at_s, sign, half_life_days)
     return out
 
 
@@ -142,6 +144,10 @@ def test_answers_count_by_reason_and_move_the_evidence_of_the_product_and_its_se
     segment = state.vs_segment
     assert ev["fund_sip"][:2] == [1.0, 0.0] and ev[f"fund_sip|{segment}"][:2] == [1.0, 0.0]
     assert ev["large_cd"][:2] == [0.0, 1.0] and ev["gold_account"][:2] == [0.0, 1.0]
+    # expected: the model propensity the decision logged for each answered offer
+    assert ev["fund_sip"][3] == 0.3 and ev["large_cd"][3] == 0.2 and ev[f"gold_account|{segment}"][3] == 0.1
+    everything = ev["*"]  # all products together (the answers 0.01 days apart: decayed a little)
+    assert abs(everything[0] - 1.0) < 1e-3 and abs(everything[1] - 2.0) < 1e-3 and abs(everything[3] - 0.6) < 1e-3
 
 
 def test_an_offer_with_no_answer_is_ignored_once_the_customer_is_seen_past_the_timeout():
@@ -150,7 +156,7 @@ def test_an_offer_with_no_answer_is_ignored_once_the_customer_is_seen_past_the_t
     state, later = apply_all(state, [deposit(1.5, 2)], P, facts := LoopFacts()), facts
     assert measures(later) == {"ignored": 1}
     at_s = (T0 + timedelta(days=1)).timestamp()  # counted at the timeout, not at the deposit
-    assert later.answers[0] == ("fund_sip", False, at_s, 1)
+    assert later.answers[0] == ("fund_sip", False, 0.3, at_s, 1)
 
 
 def test_a_late_answer_withdraws_the_implicit_ignore():
@@ -159,28 +165,43 @@ def test_a_late_answer_withdraws_the_implicit_ignore():
     assert measures(facts) == {"shows": 1, "accepted": 1}
     ev = evidence(facts)["fund_sip"]
     assert abs(ev[1]) < 1e-12 and ev[0] > 0.9
+    assert abs(ev[3] - 0.3 * ev[0]) < 1e-12  # one answer's expected left, decayed as its accept
 
 
 def test_the_segment_evidence_uses_the_stored_form_of_domain_learning():
     """add_signed with sign +1 is add_answer on the stored JSON form."""
     e = Evidence()
     stored = None
-    for accepted, at_s in ((True, 1000.0), (False, 500.0), (True, 90_000.0)):
-        e = add_answer(e, accepted, at_s, 30.0)
-        stored = add_signed(stored, accepted, at_s, 1, 30.0)
+    for accepted, expected, at_s in ((True, 0.3, 1000.0), (False, 0.05, 500.0), (True, 0.2, 90_000.0)):
+        e = add_answer(e, accepted, expected, at_s, 30.0)
+        stored = add_signed(stored, accepted, expected, at_s, 1, 30.0)
     assert stored == e.to_json()
+    # a value of the older form [accepts, others, as_of_s] starts afresh, as in domain.learning
+    old = [5.0, 7.0, 100.0]
+    assert add_signed(old, True, 0.4, 200.0, 1, 30.0) == add_answer(Evidence.from_json(old), True, 0.4, 200.0,
+                                                                     30.0).to_json() == [1.0, 0.0, 200.0, 0.4]
 
 
 def test_an_answer_before_its_decision_is_counted_once_the_decision_arrives():
     ans = answer(0.01, "d-aaaaaa01", "fund_sip", "declined", "too_expensive")
     dec = decision(0, "d-aaaaaa01", "fund_sip", arm="control", model="v7")
     _, before = fold(ans)
-    assert measures(before) == {} and len(before.answers) == 2  # the evidence moves at once
+    assert measures(before) == {} and before.answers == []  # its propensity is in the decision
     _, facts = fold(ans, dec)
+    assert evidence(facts) == evidence(fold(dec, ans)[1])
+    assert evidence(facts)["fund_sip"] == [0.0, 1.0, (T0 + timedelta(days=0.01)).timestamp(), 0.3]
     (day, name), n = next(iter(totals(facts).items()))
     assert totals(facts) == totals(fold(dec, ans)[1])
     fields = {parse_counter_field(name)[4]: parse_counter_field(name) for (_, name) in totals(facts)}
     assert fields["declined:too_expensive"][3:] == ("control", "declined:too_expensive", "v7")
+
+
+def test_a_touch_kept_before_the_propensity_was_counts_but_adds_no_evidence():
+    state, _ = fold(decision(0, "d-aaaaaa01", "fund_sip"))
+    state.touches = {pid: [t[:9] for t in ts] for pid, ts in state.touches.items()}  # an older worker's state
+    _, facts = apply_all(state, [answer(0.1, "d-aaaaaa01", "fund_sip", "accepted"), deposit(3)], P,
+                         facts := LoopFacts()), facts
+    assert measures(facts) == {"accepted": 1} and facts.answers == []
 
 
 def test_a_decision_folded_after_the_purchase_moves_the_attribution_to_the_later_touch():
@@ -275,6 +296,7 @@ def test_any_interleaving_of_the_topics_gives_the_same_conversions_counts_and_ev
         from domain.learning import decayed_to
         x, y = decayed_to(x, at, 30.0), decayed_to(y, at, 30.0)
         assert abs(x.accepts - y.accepts) < 1e-9 and abs(x.others - y.others) < 1e-9, name
+        assert abs((x.expected or 0) - (y.expected or 0)) < 1e-9, name
 
 
 @settings(max_examples=100, deadline=None)

@@ -83,11 +83,63 @@ def test_with_nothing_learned_the_ranking_is_exactly_the_models(model, channel, 
     assert all(o.probability == 1.0 and o.calibrated is None for o in with_step.offers)
 
 
+def test_evidence_of_the_older_form_changes_nothing():
+    state = customer()
+    before = ranked(rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 6))
+    first = before[0][0]
+    legacy = {first: Evidence(0.0, 500.0, NOW_S, None), "*": Evidence(3.0, 900.0, NOW_S, None)}
+    assert ranked(rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 6, evidence=legacy)) == before
+
+
+class TierModel:
+    """Propensities that differ by customer (value tier): mixed_fund first for both tiers, then
+    index_fund before car_loan for the affluent and car_loan before index_fund for the mass tier."""
+
+    version = "tiers"
+    similar_weight = 0.0
+    SCORES = {"affluent": {"mixed_fund": 0.30, "index_fund": 0.20, "car_loan": 0.08},
+              "mass": {"mixed_fund": 0.30, "car_loan": 0.22, "index_fund": 0.10}}
+
+    def __init__(self) -> None:
+        self.product_ids = CATALOG.ids
+
+    def score(self, held, tokens, recent, now_s, segment) -> ScoredProducts:
+        wanted = self.SCORES[segment]
+        p = np.array([wanted.get(pid, 0.001) for pid in self.product_ids])
+        zeros = np.zeros(len(p))
+        return ScoredProducts(self.product_ids, p, zeros, tuple(None for _ in p), p)
+
+
+def test_a_product_accepted_less_than_expected_moves_down_for_everyone_and_each_customers_order_stays():
+    """Known answer: mixed_fund was accepted 2 times where the model expected 200 (ratio 0.08
+    after the prior), index_fund and car_loan as often as expected. mixed_fund leaves the top
+    for both customers, and each keeps their own order of the other two."""
+    model = TierModel()
+    rich, mass = customer(value_tier="affluent"), customer(value_tier="mass")
+    evidence = {"mixed_fund": Evidence(2.0, 1998.0, NOW_S, 200.0),
+                "index_fund": Evidence(40.0, 360.0, NOW_S, 40.0), "car_loan": Evidence(30.0, 270.0, NOW_S, 30.0),
+                "*": Evidence(72.0, 2628.0, NOW_S, 270.0)}
+    order = {}
+    for name, state in (("rich", rich), ("mass", mass)):
+        before = ids(rank(state, model, CATALOG, Policy(), "mobile", NOW_S, 3))
+        after = rank(state, model, CATALOG, Policy(), "mobile", NOW_S, 3, evidence=evidence)
+        assert before[0] == "mixed_fund", before
+        assert ids(after)[2] == "mixed_fund", (name, before, ids(after))
+        assert ids(after)[:2] == [p for p in before if p != "mixed_fund"][:2], (name, before, ids(after))
+        order[name] = ids(after)[:2]
+        # the calibrated value: propensity x (20 + accepts) / (20 / R + expected), R the ratio of all
+        overall = (20 + 72) / (20 + 270)
+        fund = next(o for o in after.offers if o.product.product_id == "mixed_fund")
+        assert fund.calibrated == pytest.approx(0.30 * (20 + 2) / (20 / overall + 200))
+        assert fund.propensity == 0.30  # the model's own stays in the record
+    assert order["rich"] == ["index_fund", "car_loan"] and order["mass"] == ["car_loan", "index_fund"]
+
+
 def test_a_product_customers_keep_declining_moves_down_and_one_they_accept_moves_up():
     state = customer()
     before = ids(rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 6))  # mobile: exploits by default here
     first, fifth = before[0], before[4]
-    evidence = {first: Evidence(0.0, 500.0, NOW_S), fifth: Evidence(300.0, 20.0, NOW_S)}
+    evidence = {first: Evidence(0.0, 500.0, NOW_S, 100.0), fifth: Evidence(300.0, 20.0, NOW_S, 30.0)}
     after = ids(rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 6, evidence=evidence))
     assert first not in after[:3], (before, after)
     assert after[0] == fifth, (before, after)
@@ -96,11 +148,11 @@ def test_a_product_customers_keep_declining_moves_down_and_one_they_accept_moves
 def test_the_segments_evidence_counts_once_it_has_enough_answers():
     state = customer(vs_segment="B")
     first = ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3))[0]
-    # Overall the product does fine; in segment B it is declined.
-    overall = Evidence(400.0, 400.0, NOW_S)
-    few = {first: overall, f"{first}|B": Evidence(0.0, 40.0, NOW_S)}  # under segment_min_evidence (50)
-    enough = {first: overall, f"{first}|B": Evidence(0.0, 400.0, NOW_S)}
-    other_segment = {first: overall, f"{first}|D": Evidence(0.0, 400.0, NOW_S)}
+    # Overall the product does as the model expects; in segment B it is declined.
+    overall = Evidence(100.0, 700.0, NOW_S, 100.0)
+    few = {first: overall, f"{first}|B": Evidence(0.0, 40.0, NOW_S, 40.0)}  # under segment_min_evidence (50)
+    enough = {first: overall, f"{first}|B": Evidence(0.0, 400.0, NOW_S, 400.0)}
+    other_segment = {first: overall, f"{first}|D": Evidence(0.0, 400.0, NOW_S, 400.0)}
     loop = LoopParams(segment_min_evidence=50)
     assert ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3, loop=loop, evidence=few))[0] == first
     assert ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3, loop=loop,
@@ -112,25 +164,25 @@ def test_the_segments_evidence_counts_once_it_has_enough_answers():
 def test_old_answers_fade_with_the_half_life():
     state = customer()
     before = ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3))
-    year_old = {before[0]: Evidence(0.0, 100.0, NOW_S - 365 * DAY_S)}  # 12 half-lives: ~0.02 answers left
+    year_old = {before[0]: Evidence(0.0, 100.0, NOW_S - 365 * DAY_S, 100.0)}  # 12 half-lives: ~0.02 left
     assert ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3, evidence=year_old)) == before
-    fresh = {before[0]: Evidence(0.0, 100.0, NOW_S)}
+    fresh = {before[0]: Evidence(0.0, 100.0, NOW_S, 100.0)}
     assert ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3, evidence=fresh))[0] != before[0]
 
 
 def test_the_boost_and_levers_act_on_the_calibrated_propensity():
     model = MODELS["boosted"]
     state = customer()
-    evidence = {"fund_sip": Evidence(30.0, 30.0, NOW_S)}
+    evidence = {"fund_sip": Evidence(30.0, 30.0, NOW_S, 10.0)}
     pushed = Policy(levers={"fund_sip": 100.0})  # first either way, so both lists show it
     decision = rank(state, model, CATALOG, pushed, "mobile", NOW_S, 3, evidence=evidence)
     sip = next(o for o in decision.offers if o.product.product_id == "fund_sip")
     p = sip.propensity
-    mean = (p * 20 + 30) / (20 + 60)
+    ratio = (20 + 30) / (20 + 10)
     plain = rank(state, model, CATALOG, replace(pushed, chain=WITHOUT_CALIBRATION.chain), "mobile", NOW_S, 3)
     sip_plain = next(o for o in plain.offers if o.product.product_id == "fund_sip")
-    assert sip.calibrated == pytest.approx(mean)
-    assert sip.score == pytest.approx(sip_plain.score * mean / p)  # same boost, value, fit and lever factor
+    assert sip.calibrated == pytest.approx(p * ratio)
+    assert sip.score == pytest.approx(sip_plain.score * ratio)  # same boost, value, fit and lever factor
 
 
 # --- exploration ----------------------------------------------------------------------------------
@@ -199,7 +251,7 @@ def test_with_one_slot_the_probabilities_of_all_products_sum_to_one():
 def test_exploration_follows_the_evidence():
     state = customer()
     favourite = ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 1))[0]
-    declined = {favourite: Evidence(0.0, 2000.0, NOW_S)}
+    declined = {favourite: Evidence(0.0, 2000.0, NOW_S, 1000.0)}
     firsts = Counter(ids(rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 1, loop=EXPLORE, seed=s,
                               evidence=declined))[0] for s in range(300))
     assert firsts[favourite] == 0
@@ -207,41 +259,41 @@ def test_exploration_follows_the_evidence():
     assert rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 1, loop=loop, seed=3).offers[0].posterior is not None
 
 
-@settings(max_examples=200, deadline=None)
-@given(accepts=st.floats(0, 1000), others=st.floats(0, 1000), segment_accepts=st.floats(0, 100),
-       segment_others=st.floats(0, 100), age_days=st.floats(-5, 400), p=st.floats(0, 1),
-       segment=st.sampled_from(["B", "D", None]))
-def test_the_steps_fast_path_is_the_reference_evidence_and_posterior(accepts, others, segment_accepts,
-                                                                      segment_others, age_days, p, segment):
-    from decisioning.calibration import _Informed, _posterior, evidence_for
-    from domain.learning import posterior
+EVIDENCE = st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(-5, 400), st.floats(0, 300))
 
-    at = NOW_S - age_days * DAY_S
-    evidence = {"gold_account": Evidence(accepts, others, at),
-                "gold_account|B": Evidence(segment_accepts, segment_others, at - DAY_S)}
-    reference = evidence_for(evidence, "gold_account", segment, NOW_S, EXPLOIT)
-    fast = _Informed(evidence, segment, NOW_S, EXPLOIT)("gold_account")
-    assert reference is not None and fast is not None
-    assert fast == pytest.approx((reference.accepts, reference.others))
-    assert _posterior(fast, p, 20) == pytest.approx(posterior(reference, p, 20))
-    assert _Informed(evidence, segment, NOW_S, EXPLOIT)("fund_sip") is None
+
+@settings(max_examples=200, deadline=None)
+@given(product=EVIDENCE, in_segment=EVIDENCE, every=st.one_of(st.none(), EVIDENCE),
+       segment=st.sampled_from(["B", "D", None]), minimum=st.sampled_from([0.0, 50.0]))
+def test_the_steps_fast_path_is_the_reference_posterior(product, in_segment, every, segment, minimum):
+    from decisioning.calibration import _Informed, posterior_for
+
+    def ev(a, o, age_days, x):  # type: ignore[no-untyped-def]
+        return Evidence(a, o, NOW_S - age_days * DAY_S, x)
+
+    evidence = {"gold_account": ev(*product), "gold_account|B": ev(*in_segment)}
+    if every is not None:
+        evidence["*"] = ev(*every)
+    loop = LoopParams(segment_min_evidence=minimum)
+    fast = _Informed(evidence, segment, NOW_S, loop)
+    for pid in ("gold_account", "fund_sip"):
+        assert fast(pid) == pytest.approx(posterior_for(evidence, pid, segment, NOW_S, loop))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(counts=st.dictionaries(st.sampled_from(["gold_account", "fund_sip", "bond_fund", "money_market_fund",
-                                               "gold_account|B", "fund_sip|B", "bond_fund|D"]),
-                              st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(0, 90)), max_size=7))
-def test_every_candidates_calibrated_value_is_the_posterior_mean_of_its_evidence(counts):
-    from decisioning.calibration import evidence_for
-    from domain.learning import posterior
+                                               "gold_account|B", "fund_sip|B", "bond_fund|D", "*"]),
+                              st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(0, 90), st.floats(0, 300)),
+                              max_size=8))
+def test_every_candidates_calibrated_value_is_its_propensity_times_the_posterior_ratio(counts):
+    from decisioning.calibration import posterior_for
 
-    evidence = {name: Evidence(a, o, NOW_S - days * DAY_S) for name, (a, o, days) in counts.items()}
+    evidence = {name: Evidence(a, o, NOW_S - days * DAY_S, x) for name, (a, o, days, x) in counts.items()}
     state = customer(vs_segment="B")
     decision = rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 6, evidence=evidence)
     for offer in decision.offers:
-        found = evidence_for(evidence, offer.product.product_id, "B", NOW_S, EXPLOIT)
-        if found is None:
+        if not evidence:
             assert offer.calibrated is None
-        else:
-            alpha, beta = posterior(found, offer.propensity, EXPLOIT.starting_evidence)
-            assert offer.calibrated == pytest.approx(alpha / (alpha + beta))
+        shape, rate = posterior_for(evidence, offer.product.product_id, "B", NOW_S, EXPLOIT)
+        value = offer.propensity if offer.calibrated is None else offer.calibrated  # None: left as the model's
+        assert value == pytest.approx(offer.propensity * shape / rate)
