@@ -16,15 +16,19 @@ The maths (per group; n = offers shown, x = conversions, p = x / n; t = treatmen
 
       se = (p_t / p_c) * sqrt((1 - p_t) / (n_t p_t) + (1 - p_c) / (n_c p_c))
 
-  and the 95 % interval lift +- 1.96 se. Defined when both arms have at least one conversion.
+  and the 95 % interval by the same method on the log of the ratio,
+  (p_t / p_c) exp(+- 1.96 se_log) - 1 with se_log = se / (p_t / p_c)
+  (``recommender.lift.lift_interval``, which ``recommender.ope.relative_lift`` uses too): it
+  stays above -100 % with few control conversions. Defined when both arms have at least one
+  conversion.
 * verdict ``significant`` when the interval excludes 0, else ``not_yet`` with the shows still
   needed (``more_shows``) for 80 % power at a two-sided 5 % level, if the rates stay as observed
   and the treatment:control split stays as it is:
 
-  - with the interval defined, the interval-width arithmetic of the same statistic: se shrinks as
-    1 / sqrt(n), so the interval excludes 0 with 80 % probability once
-    n_needed = n * ((1.96 + 0.8416) * se / |lift|)^2 shows (n = n_t + n_c); more = n_needed - n
-    (> 0 whenever the interval includes 0);
+  - with the interval defined, the interval-width arithmetic of the same statistic: se_log
+    shrinks as 1 / sqrt(n), so the interval excludes 0 with 80 % probability once
+    n_needed = n * ((1.96 + 0.8416) * se_log / |log(p_t / p_c)|)^2 shows (n = n_t + n_c);
+    more = n_needed - n (> 0 whenever the interval includes 0);
   - with an arm that has shows but no conversion yet (no interval), the power of the test of two
     proportions at the observed rates (``statsmodels.stats.power.NormalIndPower``, Cohen's h from
     ``proportion_effectsize``), and at least the shows at which the empty arm would expect 5
@@ -48,6 +52,7 @@ from statistics import NormalDist
 from typing import Any, Iterable, Mapping, Protocol
 
 from domain.catalog import Catalog
+from recommender.lift import lift_interval
 
 TREATMENT = "treatment"
 CONTROL = "control"
@@ -221,16 +226,15 @@ def lift_of(successes_t: int, shows_t: int, successes_c: int, shows_c: int, meas
         return lift(lift=(p_t - p_c) / p_c if p_c > 0 else None,
                     reason="no_control_successes" if successes_c == 0 else "no_treatment_successes",
                     more_shows=math.ceil(needed - n) if needed > n else None)
-    ratio = p_t / p_c
-    value = ratio - 1
-    se = ratio * math.sqrt((1 - p_t) / (shows_t * p_t) + (1 - p_c) / (shows_c * p_c))
-    low, high = value - Z_LEVEL * se, value + Z_LEVEL * se
-    if low > 0 or high < 0:
-        return lift(lift=value, standard_error=se, low=low, high=high, verdict="significant")
-    if value == 0:
-        return lift(lift=value, standard_error=se, low=low, high=high, reason="no_difference")
-    needed = n * ((Z_LEVEL + Z_POWER) * se / abs(value)) ** 2
-    return lift(lift=value, standard_error=se, low=low, high=high, more_shows=math.ceil(needed - n))
+    found = lift_interval(successes_t, shows_t, successes_c, shows_c, LEVEL)
+    assert found is not None  # both arms have a success
+    interval = dict(lift=found.lift, standard_error=found.se, low=found.low, high=found.high)
+    if found.excludes_zero:
+        return lift(**interval, verdict="significant")
+    needed = found.shows_needed(n, Z_LEVEL, Z_POWER)
+    if needed is None:
+        return lift(**interval, reason="no_difference")
+    return lift(**interval, more_shows=max(1, math.ceil(needed - n)))
 
 
 def _power_shows(p_t: float, p_c: float, control_per_treatment: float) -> float:

@@ -30,7 +30,8 @@ a delta-method standard error: ``se^2 = var_t / p_c^2 + p_t^2 var_c / p_c^4`` wh
 ``var = p (1 - p) / n`` (the arms are independent samples). The 95 % interval is the delta
 method's on the log of the ratio, ``log(p_t / p_c) ± 1.96 sqrt(var_t / p_t^2 + var_c / p_c^2)``,
 taken back (``exp(.) - 1``): with few control successes the linear interval ``lift ± 1.96 se``
-reaches below -100 %, this one stays above it and is wider upwards.
+reaches below -100 %, this one stays above it and is wider upwards. The one computation is
+``recommender.lift.lift_interval``, which the effectiveness report uses too.
 
 Pure numpy, no I/O.
 """
@@ -47,6 +48,7 @@ import numpy as np
 from decisioning.chain import rank
 from domain.features import FeatureParams, apply
 from domain.state import CustomerState
+from recommender.lift import lift_interval
 
 #: Two-sided 95 % normal quantile.
 Z95 = 1.959963984540054
@@ -303,18 +305,14 @@ class Lift:
 
 
 def relative_lift(treatment_successes: int, treatment_n: int, control_successes: int, control_n: int) -> Lift:
-    """The lift of the treatment rate over the control rate (module docstring). NaN when an arm
-    has no trials or the control rate is 0."""
+    """The lift of the treatment rate over the control rate and its interval
+    (``recommender.lift.lift_interval``, the effectiveness report's too). NaN when an arm has no
+    trials or the control rate is 0; no interval (NaN) without a treatment success."""
     pt = treatment_successes / treatment_n if treatment_n else math.nan
     pc = control_successes / control_n if control_n else math.nan
     if not (treatment_n and control_n) or pc == 0:
         return Lift(pt, pc, math.nan, math.nan, math.nan, math.nan, treatment_n, control_n)
-    var_t = pt * (1 - pt) / treatment_n
-    var_c = pc * (1 - pc) / control_n
-    se = math.sqrt(var_t / pc**2 + pt**2 * var_c / pc**4)  # d(pt/pc) = dpt/pc - pt dpc/pc^2
-    lift = pt / pc - 1
-    if pt == 0:
-        return Lift(pt, pc, lift, se, -1.0, lift + Z95 * se, treatment_n, control_n)
-    se_log = math.sqrt(var_t / pt**2 + var_c / pc**2)  # of log(pt / pc), by the same method
-    low, high = (pt / pc) * math.exp(-Z95 * se_log) - 1, (pt / pc) * math.exp(Z95 * se_log) - 1
-    return Lift(pt, pc, lift, se, low, high, treatment_n, control_n)
+    found = lift_interval(treatment_successes, treatment_n, control_successes, control_n)
+    if found is None:  # no treatment success: the lift is -100 %, the log scale has no interval
+        return Lift(pt, pc, -1.0, 0.0, math.nan, math.nan, treatment_n, control_n)
+    return Lift(pt, pc, found.lift, found.se, found.low, found.high, treatment_n, control_n)

@@ -31,29 +31,33 @@ DAY = date(2026, 5, 4)
 
 def test_a_lift_worked_by_hand_is_significant_with_its_delta_method_interval():
     # 6 % of 10,000 treatment shows against 5 % of 10,000 control shows:
-    # lift = 0.06 / 0.05 - 1 = 0.2; se = 1.2 * sqrt(0.94 / 600 + 0.95 / 500) = 0.0706541
+    # lift = 0.06 / 0.05 - 1 = 0.2; se = 1.2 * sqrt(0.94 / 600 + 0.95 / 500) = 0.0706541;
+    # the interval on the log scale: 1.2 * exp(+-1.959964 * 0.0706541 / 1.2) - 1 = +6.9 % to +34.7 %
     lift = lift_of(600, 10_000, 500, 10_000)
     assert lift.lift == pytest.approx(0.2)
     assert lift.standard_error == pytest.approx(0.0706541, abs=1e-7)
-    assert (lift.low, lift.high) == (pytest.approx(0.2 - 1.959964 * 0.0706541, abs=1e-6),
-                                     pytest.approx(0.2 + 1.959964 * 0.0706541, abs=1e-6))
+    se_log = 0.0706541 / 1.2
+    assert (lift.low, lift.high) == (pytest.approx(1.2 * math.exp(-1.959964 * se_log) - 1, abs=1e-6),
+                                     pytest.approx(1.2 * math.exp(1.959964 * se_log) - 1, abs=1e-6))
     assert lift.verdict == "significant" and lift.more_shows is None
-    assert lift.text == "significant: treatment converts 20% better than control (95 % interval +6% to +34%)"
+    assert lift.text == "significant: treatment converts 20% better than control (95 % interval +7% to +35%)"
 
 
 def test_a_lift_whose_interval_holds_zero_says_how_many_more_shows_it_needs():
-    # The same rates on a fifth of the shows: se = 1.2 * sqrt(0.94 / 120 + 0.95 / 100) = 0.157987
+    # The same rates on a fifth of the shows: se = 1.2 * sqrt(0.94 / 120 + 0.95 / 100) = 0.157987,
+    # se_log = sqrt(0.94 / 120 + 0.95 / 100) = 0.131656
     lift = lift_of(120, 2_000, 100, 2_000)
     assert lift.standard_error == pytest.approx(0.157987, abs=1e-6)
     assert lift.low < 0 < lift.high and lift.verdict == "not_yet"
-    # 80 % power: 4,000 x ((1.959964 + 0.841621) x 0.157987 / 0.2)^2 = 19,590.2 shows in all
-    assert lift.more_shows == 15_591
-    assert lift.text == "not yet: need ~16,000 more shows"
-    # at that many shows, with the same rates and split, the lift is 2.80 standard errors from 0:
-    # the 95 % interval then excludes 0 four times in five
+    # 80 % power: 4,000 x ((1.959964 + 0.841621) x 0.131656 / log 1.2)^2 = 16,370.9 shows in all
+    assert lift.more_shows == 12_371
+    assert lift.text == "not yet: need ~13,000 more shows"
+    # at that many shows, with the same rates and split, log(p_t / p_c) is 2.80 of its standard
+    # errors from 0: the 95 % interval (the same statistic) then excludes 0 four times in five
     scale = (4_000 + lift.more_shows) / 4_000
     later = lift_of(round(120 * scale), round(2_000 * scale), round(100 * scale), round(2_000 * scale))
-    assert later.lift / later.standard_error == pytest.approx(Z_LEVEL + Z_POWER, abs=0.01)
+    assert math.log1p(later.lift) / (later.standard_error / (1 + later.lift)) == pytest.approx(Z_LEVEL + Z_POWER,
+                                                                                                  abs=0.01)
     assert later.significant
 
 
@@ -201,3 +205,14 @@ def test_no_rows_give_an_empty_report_with_nothing_claimed():
     assert report.overall.total.shows == 0 and report.by["product"] == ()
     assert report.lift.text == "not yet: no treatment shows in this range"
     assert report.to_dict()["overall"]["total"]["conversion_rate"] is None
+
+
+@pytest.mark.parametrize("counts", [(600, 10_000, 500, 10_000), (12, 1_000, 3, 500), (75, 9_000, 6, 1_100),
+                                    (40, 4_000, 45, 4_000)])
+def test_the_report_and_the_off_policy_lift_are_one_computation(counts):
+    from recommender.ope import relative_lift
+
+    report, ope = lift_of(*counts), relative_lift(*counts)
+    assert (report.lift, report.standard_error, report.low, report.high) == pytest.approx(
+        (ope.lift, ope.se, ope.low, ope.high), rel=1e-12)
+    assert report.significant == (ope.low > 0 or ope.high < 0)
