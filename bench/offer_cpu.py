@@ -105,10 +105,22 @@ async def measure(args: argparse.Namespace) -> dict:
     if hasattr(fakes, "MemoryLearningSource"):
         learning = fakes.MemoryLearningSource()
         if args.evidence:
+            import domain.learning
+
+            # the stored form of the tree: [accepts, others, as_of_s, expected] with the field of all
+            # products, or [accepts, others, as_of_s] in a tree before the multiplicative calibration
+            expected = hasattr(domain.learning, "ALL_PRODUCTS")
+
+            def value(accepts: float, others: float, expect: float) -> list[float]:
+                return [accepts, others, time.time()] + ([expect] if expected else [])
+
             for p in catalog.products:
-                learning.write(p.product_id, [30.0, 400.0, time.time()])
+                learning.write(p.product_id, value(30.0, 400.0, 25.0))
                 for segment in "ABCDEFG":
-                    learning.write(f"{p.product_id}|{segment}", [8.0, 60.0, time.time()])
+                    learning.write(f"{p.product_id}|{segment}", value(8.0, 60.0, 6.0))
+            if expected:
+                learning.write("*", value(30.0 * len(catalog.products), 400.0 * len(catalog.products),
+                                          25.0 * len(catalog.products)))
         kwargs["learning"] = learning
     publisher = fakes.MemoryPublisher(buffer_size=10**9)
     parts = ApiParts(settings=settings, catalog=catalog, store=store.reader(), models=fakes.FixedModels(model),

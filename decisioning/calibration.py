@@ -1,28 +1,40 @@
 """Calibration: the model's propensity corrected by what customers answered online.
 
 The model's propensity ranks one customer's products well but is no calibrated probability of
-acceptance (a score relative to other products and customers, often far above the observed
-rate). So the step corrects it multiplicatively: the evidence of a product (``domain.learning.
-Evidence``, decayed to ``now_s``) counts the acceptances observed and those the model expected
-(the propensities of the answered offers, summed), and the candidate's calibrated value is
+acceptance (a chance to buy, scored against other products and customers; how far it is from the
+rate at which offers are accepted differs by product, and by channel: a teller face to face
+sells more of the same offers than a mobile slot). So the step corrects it multiplicatively. The
+evidence (``domain.learning.Evidence``, decayed to ``now_s``) counts, per field, the acceptances
+observed and those the model expected (the propensities of the answered offers, summed); every
+ratio observed / expected has a Gamma posterior (``domain.learning.ratio_posterior``, the prior
+worth k = ``starting_evidence`` acceptances), and the levels are:
 
-    propensity x ratio,   ratio = (k + accepts) / (k / prior_mean + expected)
+- R: all products on all channels (field ``*``), prior mean 1;
+- R_c: all products on channel c (``*@c``), prior mean R: how the channel's offers sell against
+  the model's scores;
+- theta: the product (``<product>@c`` on every channel it was shown on), standardised by the
+  channels: its accepts against sum_c R_c x expected_c, prior mean 1. The channel mix is taken
+  out, so a product shown mostly where offers sell well (a teller, an agent) does not look
+  better than it is on a mobile slot;
+- rho: the customer's segment (``<product>|<segment>``), once it holds ``segment_min_evidence``
+  decayed answers: its accepts against its expected x the product's own ratio
+  (``<product>``, prior mean R), prior mean 1.
 
-the mean of the Gamma posterior of observed / expected (``domain.learning.ratio_posterior``,
-k = ``starting_evidence`` acceptances). The prior is hierarchical: all products together
-(evidence field ``*``) with the prior mean 1, a product with the mean of all products, and the
-customer's segment — once it holds ``segment_min_evidence`` decayed answers for the product —
-with the product's. A product's ratio multiplies every customer's propensity alike, so each
+The candidate's calibrated value on channel c is
+
+    propensity x R_c x theta x rho,   theta = (k + accepts) / (k + sum_c R_c x expected_c)
+
+(with one channel and a model calibrated on average, R_c = 1: propensity x (k + accepts) /
+(k + expected)). theta and rho multiply every customer's propensity for the product alike, so each
 customer's own order of products the answers agree with is kept, while a product whose
 acceptance drifts down (or up) against what the model foresaw moves down (or up) for everybody;
-a product nobody answered yet has the ratio of all products, so the scale of the model's scores
-does not favour the products with the least evidence.
+a product nobody answered yet has theta = 1, the scale of the channel.
 
-- on an exploit channel the candidate is ranked by that mean; with no evidence at all the step
+- on an exploit channel the candidate is ranked by that value; with no evidence at all the step
   does nothing, so the ranking is exactly the model's;
-- on a channel in ``explore_channels`` by propensity x one draw of the ratio from its Gamma
-  posterior (the request's seeded generator), with or without evidence: a product few customers
-  have answered has a wide posterior and is sometimes ranked up, so it gets answers.
+- on a channel in ``explore_channels`` by propensity x R_c x rho x one draw of theta from its
+  Gamma posterior (the request's seeded generator), with or without evidence: a product few
+  customers have answered has a wide posterior and is sometimes ranked up, so it gets answers.
 
 The value replaces the propensity in the priority (``score`` = value x the similar-after-purchase
 factor, then arbitration multiplies in value, channel fit and lever), so the boost and the levers
@@ -44,7 +56,7 @@ from decisioning.context import Context, Offer
 from decisioning.experiment import LoopParams
 from decisioning.memo import Memo
 from decisioning.scoring import similar_weight
-from domain.learning import ALL_PRODUCTS, DAY_S, Evidence, decayed_to, ratio, ratio_posterior
+from domain.learning import ALL_PRODUCTS, DAY_S, Evidence, decayed_to, ratio
 
 #: Draws of the whole ranking behind one logged Thompson probability (standard error at most
 #: 0.5 / sqrt(PROPENSITY_DRAWS) = 0.0625; see docs/LOOP.md for the cost and the error).
@@ -54,11 +66,12 @@ PROPENSITY_DRAWS = 64
 PRUNE_SD = 6.0
 
 
-def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: str | None, now_s: float,
-                  params: LoopParams) -> tuple[float, float]:
-    """(shape, rate) of the Gamma posterior of the ratio observed / expected acceptances of one
-    product for a customer of ``segment``, the evidence decayed to ``now_s`` (module docstring).
-    (The reference; the step does the same through ``_Informed``, faster.)"""
+def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: str | None, channel: str,
+                  now_s: float, params: LoopParams) -> tuple[float, float]:
+    """(shape, rate) of the Gamma posterior of calibrated value / propensity of one product for a
+    customer of ``segment`` on ``channel``, the evidence decayed to ``now_s`` (module docstring):
+    the posterior of theta, its rate divided by R_c x rho. (The reference; the step does the
+    same through ``_Informed``, faster.)"""
     half_life, k = params.evidence_half_life_days, params.starting_evidence
 
     def field(name: str) -> Evidence | None:
@@ -68,52 +81,80 @@ def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: st
         return decayed_to(found, now_s, half_life)
 
     overall = ratio(field(ALL_PRODUCTS), 1.0, k)
-    shape, rate = ratio_posterior(field(product_id), overall, k)
+    channels = {name.partition("@")[2] for name in evidence if name.startswith(f"{product_id}@")}
+    accepts = standardised = 0.0
+    for shown_on in sorted(channels):
+        found = field(f"{product_id}@{shown_on}")
+        if found is not None:
+            assert found.expected is not None
+            accepts += found.accepts
+            standardised += ratio(field(f"{ALL_PRODUCTS}@{shown_on}"), overall, k) * found.expected
+    shape, rate = k + accepts, k + standardised
+    rate /= ratio(field(f"{ALL_PRODUCTS}@{channel}"), overall, k)
     if segment:
         in_segment = field(f"{product_id}|{segment}")
         if in_segment is not None and in_segment.answers >= params.segment_min_evidence:
-            return ratio_posterior(in_segment, shape / rate, k)
+            assert in_segment.expected is not None
+            product = ratio(field(product_id), overall, k)
+            rate /= (k + in_segment.accepts) / (k + in_segment.expected * product)
     return shape, rate
 
 
-Split = dict[str, dict[str, tuple[float, float, float, float]]]
+Counts = tuple[float, float, float, float]  # accepts, answers, as_of_s, expected
 
 
-def _by_segment(evidence: Mapping[str, Evidence]) -> Split:
-    """segment ("" for all customers) -> product id (or ``*``) -> (accepts, answers, as_of_s,
-    expected): the evidence mapping split once per read of it (each read is a new mapping), not
-    per request; values without ``expected`` (the older stored form) left out."""
-    split: Split = {}
-    for name, e in evidence.items():
-        if e.expected is None:
-            continue
-        product_id, _, segment = name.partition("|")
-        split.setdefault(segment, {})[product_id] = (e.accepts, e.accepts + e.others, e.as_of_s, e.expected)
-    return split
+class _Split:
+    """The evidence mapping split once per read of it (each read is a new mapping), not per
+    request; values without ``expected`` (the older stored form) left out."""
+
+    def __init__(self, evidence: Mapping[str, Evidence]) -> None:
+        self.pooled: dict[str, Counts] = {}  # product id (or ``*``) -> its counts over all channels
+        self.segments: dict[str, dict[str, Counts]] = {}  # segment -> product id -> counts
+        self.channels: dict[str, list[tuple[str, Counts]]] = {}  # product id (or ``*``) -> [(channel, counts)]
+        for name, e in evidence.items():
+            if e.expected is None:
+                continue
+            counts = (e.accepts, e.accepts + e.others, e.as_of_s, e.expected)
+            product_id, at, channel = name.partition("@")
+            if at:
+                self.channels.setdefault(product_id, []).append((channel, counts))
+                continue
+            product_id, _, segment = name.partition("|")
+            if segment:
+                self.segments.setdefault(segment, {})[product_id] = counts
+            else:
+                self.pooled[product_id] = counts
+        for found in self.channels.values():
+            found.sort()
 
 
-_SPLIT: Memo[Split] = Memo(max_entries=4)
+_SPLIT: Memo[_Split] = Memo(max_entries=4)
 
 
 class _Informed:
-    """``posterior_for`` for one request."""
+    """``posterior_for`` for one request (the channel's and every channel's R computed once)."""
 
-    def __init__(self, evidence: Mapping[str, Evidence], segment: str | None, now_s: float,
+    def __init__(self, evidence: Mapping[str, Evidence], segment: str | None, channel: str, now_s: float,
                  params: LoopParams) -> None:
-        split = _SPLIT.get((evidence,), (), lambda: _by_segment(evidence))
-        self.overall = split.get("", {})
-        self.in_segment = split.get(segment, {}) if segment else {}
+        split = _SPLIT.get((evidence,), (), lambda: _Split(evidence))
+        self.pooled, self.channels = split.pooled, split.channels
+        self.in_segment = split.segments.get(segment, {}) if segment else {}
         self.now_s, self.minimum = now_s, params.segment_min_evidence
-        self.prior = params.starting_evidence
+        self.prior = k = params.starting_evidence
         self.half_life_s = params.evidence_half_life_days * DAY_S
         self.factors: dict[float, float] = {}  # as_of_s -> decay to now (domain.learning's factor)
-        k = self.prior
-        every = self.overall.get(ALL_PRODUCTS)
+        every = self.pooled.get(ALL_PRODUCTS)
         if every is None:
-            self.base_rate = k  # prior mean 1
+            self.overall = 1.0
         else:
             f = self.factor(every[2])
-            self.base_rate = k * (k + every[3] * f) / (k + every[0] * f)  # k / (the ratio of all products)
+            self.overall = (k + every[0] * f) / (k + every[3] * f)
+        base = k / self.overall
+        self.by_channel: dict[str, float] = {}  # channel -> R_c
+        for shown_on, counts in self.channels.get(ALL_PRODUCTS, ()):
+            f = self.factor(counts[2])
+            self.by_channel[shown_on] = (k + counts[0] * f) / (base + counts[3] * f)
+        self.here = self.by_channel.get(channel, self.overall)
 
     def factor(self, as_of_s: float) -> float:
         f = self.factors.get(as_of_s)
@@ -123,18 +164,27 @@ class _Informed:
         return f
 
     def __call__(self, product_id: str) -> tuple[float, float]:
-        k = self.prior
-        found = self.overall.get(product_id)
-        if found is None:
-            shape, rate = k, self.base_rate
-        else:
-            f = self.factor(found[2])
-            shape, rate = k + found[0] * f, self.base_rate + found[3] * f
+        k, factor = self.prior, self.factor
+        accepts = standardised = 0.0
+        shown = self.channels.get(product_id)
+        if shown is not None:
+            by_channel, overall = self.by_channel, self.overall
+            for shown_on, counts in shown:
+                f = factor(counts[2])
+                accepts += counts[0] * f
+                standardised += by_channel.get(shown_on, overall) * counts[3] * f
+        shape, rate = k + accepts, (k + standardised) / self.here
         found = self.in_segment.get(product_id)
         if found is not None:
-            f = self.factor(found[2])
+            f = factor(found[2])
             if found[1] * f >= self.minimum:
-                shape, rate = k + found[0] * f, k * rate / shape + found[3] * f
+                product = self.pooled.get(product_id)
+                if product is None:
+                    ratio_p = self.overall
+                else:
+                    g = factor(product[2])
+                    ratio_p = (k + product[0] * g) / (k / self.overall + product[3] * g)
+                rate *= (k + found[3] * f * ratio_p) / (k + found[0] * f)
         return shape, rate
 
 
@@ -143,31 +193,17 @@ def calibration(ctx: Context) -> None:
     explore = ctx.channel in params.explore_channels
     if not explore and not evidence:
         return  # nothing learned yet: the model's propensity
-    informed = _Informed(evidence, ctx.state.vs_segment, ctx.now_s, params)
+    informed = _Informed(evidence, ctx.state.vs_segment, ctx.channel, ctx.now_s, params)
     weight = similar_weight(ctx.model, ctx.policy)
-    if not explore:  # ``informed`` inlined: this loop is on every request with evidence
-        overall, in_segment = informed.overall, informed.in_segment
-        if not overall and not in_segment:
-            return  # no evidence of this form (only the older one, or other segments'): the model's
-        k, base_rate, minimum, factor = informed.prior, informed.base_rate, informed.minimum, informed.factor
-        base = k / base_rate
-        for pid, offer in ctx.candidates.items():
-            found = overall.get(pid)
-            if found is None:
-                value_ratio = base
-            else:
-                f = factor(found[2])
-                shape, rate = k + found[0] * f, base_rate + found[3] * f
-                value_ratio = shape / rate
-            seg = in_segment.get(pid)
-            if seg is not None:
-                f = factor(seg[2])
-                if seg[1] * f >= minimum:
-                    value_ratio = (k + seg[0] * f) / (k / value_ratio + seg[3] * f)
+    if not explore:
+        if not informed.pooled and not informed.channels and not informed.in_segment:
+            return  # no evidence of this form (only the older one): the model's propensity
+        for offer in ctx.candidates.values():
+            shape, rate = informed(offer.product.product_id)
             propensity = offer.propensity
             if propensity > 0:
-                offer.score *= value_ratio
-                offer.calibrated = propensity * value_ratio
+                offer.score *= shape / rate
+                offer.calibrated = propensity * shape / rate
             else:
                 _rank_by(offer, 0.0, weight)
         return
@@ -176,7 +212,7 @@ def calibration(ctx: Context) -> None:
         return
     shapes, rates = np.array([informed(o.product.product_id) for o in offers]).T
     propensities = np.array([o.propensity for o in offers])
-    scales = propensities / rates  # the value propensity x ratio ~ Gamma(shape, scale)
+    scales = propensities / rates  # the calibrated value ~ Gamma(shape, scale)
     samples = (ctx.rng.standard_gamma(shapes) * scales).tolist()
     for offer, shape, scale, sample in zip(offers, shapes.tolist(), scales.tolist(), samples):
         offer.posterior = (shape, scale)

@@ -22,7 +22,8 @@ The fold returns facts alongside the state (``LoopFacts``):
   measures ``shows``, ``accepted``, ``declined:<reason>``, ``ignored``, ``conversions``,
   ``conversions_accepted`` (converted and accepted at the touchpoint).
 - ``answers``: (evidence field, accepted, expected, at_s, sign) for the online evidence
-  (``domain.learning``), for ``<product>``, ``<product>|<segment>`` and ``*`` (all products);
+  (``domain.learning``), for ``<product>``, ``<product>|<segment>``, ``<product>@<channel>``,
+  ``*`` and ``*@<channel>`` (all products; ``domain.learning.evidence_fields``);
   ``expected`` is the model propensity the decision record logged for the answered offer; sign
   -1 retracts. An answer counts once its decision is folded (the propensity is known then); a
   touch kept before the propensity was (a state written by an older worker) adds none.
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from domain.learning import ALL_PRODUCTS
+from domain.learning import evidence_fields
 from schemas.events import OfferDecisionMade, OfferOutcomeRecorded, ProductPurchased
 
 DAY_S = 86_400.0
@@ -135,7 +136,7 @@ class LoopFacts:
         expected = _propensity(touch)
         if expected is None:
             return
-        for name in (product_id, f"{product_id}|{touch[SEGMENT]}", ALL_PRODUCTS):
+        for name in evidence_fields(product_id, touch[SEGMENT], touch[CHANNEL]):
             self.answers.append((name, accepted, expected, at_s, sign))
 
 

@@ -2,18 +2,19 @@
 
 The stream adds each answer (accepted / declined / ignored) to an ``Evidence`` value together
 with the model's propensity for the answered offer (``expected``: the sum of those propensities
-is how many acceptances the model foresaw). The decisioning chain calibrates multiplicatively:
-the ratio observed / expected of a product has the Gamma posterior
+is how many acceptances the model foresaw), in the fields ``evidence_fields`` names: the
+product, the product in the customer's segment, the product on the channel, and all products
+(on the channel). The decisioning chain calibrates multiplicatively: a ratio observed / expected
+has the Gamma posterior
 
     shape = starting_evidence + accepts
     rate  = starting_evidence / prior_mean + expected
 
-(``ratio_posterior``), and a customer's calibrated propensity is their model propensity times
-that ratio. Every customer's propensity for a product moves by the same factor, so each
+(``ratio_posterior``), and a customer's calibrated propensity is their model propensity times the
+product's ratio. Every customer's propensity for a product moves by the same factor, so each
 customer's own ranking among products the answers agree with is kept, while a product customers
-accept less (or more) than the model foresaw moves down (or up) for everybody. ``prior_mean`` is
-the level above: for all products together 1 (``starting_evidence`` acceptances as foreseen),
-for a product the ratio of all products, for a segment the product's (docs/LOOP.md).
+accept less (or more) than the model foresaw moves down (or up) for everybody
+(``decisioning.calibration`` has the levels and why).
 
 Old answers weigh less: the counts halve every ``half_life_days`` (the same decay as the
 customer features: an answer older than ``as_of_s`` is added already decayed by its age, so
@@ -32,6 +33,12 @@ from dataclasses import dataclass
 DAY_S = 86_400.0
 #: The evidence field of all products together (product ids are ``[a-z][a-z0-9_]*``).
 ALL_PRODUCTS = "*"
+
+
+def evidence_fields(product_id: str, segment: str, channel: str) -> tuple[str, ...]:
+    """The evidence fields one answer adds to: the product over all customers, in the customer's
+    segment, on the channel it was shown on; all products, and all products on the channel."""
+    return (product_id, f"{product_id}|{segment}", f"{product_id}@{channel}", ALL_PRODUCTS, f"{ALL_PRODUCTS}@{channel}")
 
 
 @dataclass(frozen=True)

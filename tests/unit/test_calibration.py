@@ -111,14 +111,14 @@ class TierModel:
 
 
 def test_a_product_accepted_less_than_expected_moves_down_for_everyone_and_each_customers_order_stays():
-    """Known answer: mixed_fund was accepted 2 times where the model expected 200 (ratio 0.08
-    after the prior), index_fund and car_loan as often as expected. mixed_fund leaves the top
-    for both customers, and each keeps their own order of the other two."""
+    """Known answer: on the mobile slots mixed_fund was accepted 2 times where the model expected
+    200, index_fund and car_loan as often as expected (40 and 30). mixed_fund leaves the top for
+    both customers, and each keeps their own order of the other two."""
     model = TierModel()
     rich, mass = customer(value_tier="affluent"), customer(value_tier="mass")
-    evidence = {"mixed_fund": Evidence(2.0, 1998.0, NOW_S, 200.0),
-                "index_fund": Evidence(40.0, 360.0, NOW_S, 40.0), "car_loan": Evidence(30.0, 270.0, NOW_S, 30.0),
-                "*": Evidence(72.0, 2628.0, NOW_S, 270.0)}
+    counts = {"mixed_fund": (2.0, 1998.0, 200.0), "index_fund": (40.0, 360.0, 40.0), "car_loan": (30.0, 270.0, 30.0),
+              "*": (72.0, 2628.0, 270.0)}
+    evidence = {name + suffix: Evidence(a, o, NOW_S, x) for name, (a, o, x) in counts.items() for suffix in ("", "@mobile")}
     order = {}
     for name, state in (("rich", rich), ("mass", mass)):
         before = ids(rank(state, model, CATALOG, Policy(), "mobile", NOW_S, 3))
@@ -127,19 +127,38 @@ def test_a_product_accepted_less_than_expected_moves_down_for_everyone_and_each_
         assert ids(after)[2] == "mixed_fund", (name, before, ids(after))
         assert ids(after)[:2] == [p for p in before if p != "mixed_fund"][:2], (name, before, ids(after))
         order[name] = ids(after)[:2]
-        # the calibrated value: propensity x (20 + accepts) / (20 / R + expected), R the ratio of all
+        # the calibrated value: propensity x R_mobile x (20 + accepts) / (20 + R_mobile x expected)
         overall = (20 + 72) / (20 + 270)
+        mobile = (20 + 72) / (20 / overall + 270)
         fund = next(o for o in after.offers if o.product.product_id == "mixed_fund")
-        assert fund.calibrated == pytest.approx(0.30 * (20 + 2) / (20 / overall + 200))
+        assert fund.calibrated == pytest.approx(0.30 * mobile * (20 + 2) / (20 + mobile * 200))
         assert fund.propensity == 0.30  # the model's own stays in the record
     assert order["rich"] == ["index_fund", "car_loan"] and order["mass"] == ["car_loan", "index_fund"]
+
+
+def test_a_product_answered_where_offers_sell_well_does_not_rise_on_a_channel_where_they_sell_less():
+    """index_fund was offered by agents, who sell 9 x what the model expects of any product;
+    mixed_fund in mobile slots, which sell as expected. Each sold as its channel does, so on
+    mobile the customer's own order (mixed_fund first) stays; pooled over the channels,
+    index_fund would have looked 9 x better."""
+    model = TierModel()
+    state = customer(value_tier="affluent")
+    counts = {"index_fund@call_centre": (900.0, 9100.0, 100.0), "*@call_centre": (900.0, 9100.0, 100.0),
+              "mixed_fund@mobile": (300.0, 9700.0, 300.0), "*@mobile": (300.0, 9700.0, 300.0),
+              "index_fund": (900.0, 9100.0, 100.0), "mixed_fund": (300.0, 9700.0, 300.0), "*": (1200.0, 18800.0, 400.0)}
+    evidence = {name: Evidence(a, o, NOW_S, x) for name, (a, o, x) in counts.items()}
+    after = rank(state, model, CATALOG, Policy(), "mobile", NOW_S, 3, evidence=evidence)
+    assert ids(after)[:2] == ["mixed_fund", "index_fund"]
+    by_id = {o.product.product_id: o for o in after.offers}
+    # both near the mobile channel's own ratio (~1): theta ~1 each once the channel is taken out
+    assert by_id["index_fund"].calibrated / 0.20 == pytest.approx(by_id["mixed_fund"].calibrated / 0.30, rel=0.15)
 
 
 def test_a_product_customers_keep_declining_moves_down_and_one_they_accept_moves_up():
     state = customer()
     before = ids(rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 6))  # mobile: exploits by default here
     first, fifth = before[0], before[4]
-    evidence = {first: Evidence(0.0, 500.0, NOW_S, 100.0), fifth: Evidence(300.0, 20.0, NOW_S, 30.0)}
+    evidence = {f"{first}@mobile": Evidence(0.0, 500.0, NOW_S, 100.0), f"{fifth}@mobile": Evidence(300.0, 20.0, NOW_S, 30.0)}
     after = ids(rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 6, evidence=evidence))
     assert first not in after[:3], (before, after)
     assert after[0] == fifth, (before, after)
@@ -149,10 +168,10 @@ def test_the_segments_evidence_counts_once_it_has_enough_answers():
     state = customer(vs_segment="B")
     first = ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3))[0]
     # Overall the product does as the model expects; in segment B it is declined.
-    overall = Evidence(100.0, 700.0, NOW_S, 100.0)
-    few = {first: overall, f"{first}|B": Evidence(0.0, 40.0, NOW_S, 40.0)}  # under segment_min_evidence (50)
-    enough = {first: overall, f"{first}|B": Evidence(0.0, 400.0, NOW_S, 400.0)}
-    other_segment = {first: overall, f"{first}|D": Evidence(0.0, 400.0, NOW_S, 400.0)}
+    overall = {first: Evidence(100.0, 700.0, NOW_S, 100.0), f"{first}@call_centre": Evidence(100.0, 700.0, NOW_S, 100.0)}
+    few = {**overall, f"{first}|B": Evidence(0.0, 40.0, NOW_S, 40.0)}  # under segment_min_evidence (50)
+    enough = {**overall, f"{first}|B": Evidence(0.0, 400.0, NOW_S, 400.0)}
+    other_segment = {**overall, f"{first}|D": Evidence(0.0, 400.0, NOW_S, 400.0)}
     loop = LoopParams(segment_min_evidence=50)
     assert ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3, loop=loop, evidence=few))[0] == first
     assert ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3, loop=loop,
@@ -164,16 +183,16 @@ def test_the_segments_evidence_counts_once_it_has_enough_answers():
 def test_old_answers_fade_with_the_half_life():
     state = customer()
     before = ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3))
-    year_old = {before[0]: Evidence(0.0, 100.0, NOW_S - 365 * DAY_S, 100.0)}  # 12 half-lives: ~0.02 left
+    year_old = {f"{before[0]}@call_centre": Evidence(0.0, 100.0, NOW_S - 365 * DAY_S, 100.0)}  # 12 half-lives
     assert ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3, evidence=year_old)) == before
-    fresh = {before[0]: Evidence(0.0, 100.0, NOW_S, 100.0)}
+    fresh = {f"{before[0]}@call_centre": Evidence(0.0, 100.0, NOW_S, 100.0)}
     assert ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 3, evidence=fresh))[0] != before[0]
 
 
 def test_the_boost_and_levers_act_on_the_calibrated_propensity():
     model = MODELS["boosted"]
     state = customer()
-    evidence = {"fund_sip": Evidence(30.0, 30.0, NOW_S, 10.0)}
+    evidence = {"fund_sip@mobile": Evidence(30.0, 30.0, NOW_S, 10.0)}
     pushed = Policy(levers={"fund_sip": 100.0})  # first either way, so both lists show it
     decision = rank(state, model, CATALOG, pushed, "mobile", NOW_S, 3, evidence=evidence)
     sip = next(o for o in decision.offers if o.product.product_id == "fund_sip")
@@ -251,7 +270,7 @@ def test_with_one_slot_the_probabilities_of_all_products_sum_to_one():
 def test_exploration_follows_the_evidence():
     state = customer()
     favourite = ids(rank(state, PRIOR, CATALOG, Policy(), "call_centre", NOW_S, 1))[0]
-    declined = {favourite: Evidence(0.0, 2000.0, NOW_S, 1000.0)}
+    declined = {f"{favourite}@mobile": Evidence(0.0, 2000.0, NOW_S, 1000.0)}
     firsts = Counter(ids(rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 1, loop=EXPLORE, seed=s,
                               evidence=declined))[0] for s in range(300))
     assert firsts[favourite] == 0
@@ -260,40 +279,42 @@ def test_exploration_follows_the_evidence():
 
 
 EVIDENCE = st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(-5, 400), st.floats(0, 300))
+FIELDS = ["gold_account", "gold_account|B", "gold_account@mobile", "gold_account@teller", "fund_sip|B", "*", "*@mobile",
+          "*@teller"]
+
+
+def _evidence(counts):  # type: ignore[no-untyped-def]
+    return {name: Evidence(a, o, NOW_S - age_days * DAY_S, x) for name, (a, o, age_days, x) in counts.items()}
 
 
 @settings(max_examples=200, deadline=None)
-@given(product=EVIDENCE, in_segment=EVIDENCE, every=st.one_of(st.none(), EVIDENCE),
-       segment=st.sampled_from(["B", "D", None]), minimum=st.sampled_from([0.0, 50.0]))
-def test_the_steps_fast_path_is_the_reference_posterior(product, in_segment, every, segment, minimum):
+@given(counts=st.dictionaries(st.sampled_from(FIELDS), EVIDENCE), segment=st.sampled_from(["B", "D", None]),
+       channel=st.sampled_from(["mobile", "teller", "call_centre"]), minimum=st.sampled_from([0.0, 50.0]))
+def test_the_steps_fast_path_is_the_reference_posterior(counts, segment, channel, minimum):
     from decisioning.calibration import _Informed, posterior_for
 
-    def ev(a, o, age_days, x):  # type: ignore[no-untyped-def]
-        return Evidence(a, o, NOW_S - age_days * DAY_S, x)
-
-    evidence = {"gold_account": ev(*product), "gold_account|B": ev(*in_segment)}
-    if every is not None:
-        evidence["*"] = ev(*every)
+    evidence = _evidence(counts)
     loop = LoopParams(segment_min_evidence=minimum)
-    fast = _Informed(evidence, segment, NOW_S, loop)
+    fast = _Informed(evidence, segment, channel, NOW_S, loop)
     for pid in ("gold_account", "fund_sip"):
-        assert fast(pid) == pytest.approx(posterior_for(evidence, pid, segment, NOW_S, loop))
+        assert fast(pid) == pytest.approx(posterior_for(evidence, pid, segment, channel, NOW_S, loop))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(counts=st.dictionaries(st.sampled_from(["gold_account", "fund_sip", "bond_fund", "money_market_fund",
-                                               "gold_account|B", "fund_sip|B", "bond_fund|D", "*"]),
+                                               "gold_account|B", "fund_sip|B", "bond_fund|D", "*", "fund_sip@mobile",
+                                               "bond_fund@mobile", "bond_fund@teller", "*@mobile", "*@teller"]),
                               st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(0, 90), st.floats(0, 300)),
                               max_size=8))
 def test_every_candidates_calibrated_value_is_its_propensity_times_the_posterior_ratio(counts):
     from decisioning.calibration import posterior_for
 
-    evidence = {name: Evidence(a, o, NOW_S - days * DAY_S, x) for name, (a, o, days, x) in counts.items()}
+    evidence = _evidence(counts)
     state = customer(vs_segment="B")
     decision = rank(state, PRIOR, CATALOG, Policy(), "mobile", NOW_S, 6, evidence=evidence)
     for offer in decision.offers:
         if not evidence:
             assert offer.calibrated is None
-        shape, rate = posterior_for(evidence, offer.product.product_id, "B", NOW_S, EXPLOIT)
+        shape, rate = posterior_for(evidence, offer.product.product_id, "B", "mobile", NOW_S, EXPLOIT)
         value = offer.propensity if offer.calibrated is None else offer.calibrated  # None: left as the model's
         assert value == pytest.approx(offer.propensity * shape / rate)
