@@ -283,7 +283,7 @@ class LoopSettings(BaseModel):
     explore_channels: tuple[Literal["teller", "call_centre", "mobile"], ...] = Field(
         default=(), description="channels that rank by a Thompson sample of the posterior (explore; mobile is the "
         "natural first: it adds ~0.2 ms of CPU a request, docs/LOOP.md); the others rank by its mean (exploit)")
-    starting_evidence: float = Field(default=20.0, gt=0, le=100_000,
+    starting_evidence: float = Field(default=5.0, gt=0, le=100_000,
                                      description="how many acceptances the prior of a product's ratio observed / "
                                      "expected acceptances is worth (docs/LOOP.md)")
     segment_min_evidence: float = Field(default=50.0, ge=0,

@@ -16,23 +16,27 @@ worth k = ``starting_evidence`` acceptances), and the levels are:
   channels: its accepts against sum_c R_c x expected_c, prior mean 1. The channel mix is taken
   out, so a product shown mostly where offers sell well (a teller, an agent) does not look
   better than it is on a mobile slot;
+- phi: the product on the request's channel c (``<product>@c``), its accepts there against
+  R_c x its expected there, prior mean theta: what the product sells on this channel beyond what
+  the channel and the product each explain (a product agents sell well need not sell in the app);
 - rho: the customer's segment (``<product>|<segment>``), once it holds ``segment_min_evidence``
   decayed answers: its accepts against its expected x the product's own ratio
   (``<product>``, prior mean R), prior mean 1.
 
 The candidate's calibrated value on channel c is
 
-    propensity x R_c x theta x rho,   theta = (k + accepts) / (k + sum_c R_c x expected_c)
+    propensity x R_c x phi x rho,   phi = (k + accepts_c) / (k / theta + R_c x expected_c),
+                                    theta = (k + accepts) / (k + sum_c R_c x expected_c)
 
-(with one channel and a model calibrated on average, R_c = 1: propensity x (k + accepts) /
-(k + expected)). theta and rho multiply every customer's propensity for the product alike, so each
+(with one channel and a model calibrated on average, R_c = 1 and phi = theta: propensity x
+(k + accepts) / (k + expected)). phi and rho multiply every customer's propensity for the product alike, so each
 customer's own order of products the answers agree with is kept, while a product whose
 acceptance drifts down (or up) against what the model foresaw moves down (or up) for everybody;
-a product nobody answered yet has theta = 1, the scale of the channel.
+a product nobody answered yet has phi = theta = 1, the scale of the channel.
 
 - on an exploit channel the candidate is ranked by that value; with no evidence at all the step
   does nothing, so the ranking is exactly the model's;
-- on a channel in ``explore_channels`` by propensity x R_c x rho x one draw of theta from its
+- on a channel in ``explore_channels`` by propensity x R_c x rho x one draw of phi from its
   Gamma posterior (the request's seeded generator), with or without evidence: a product few
   customers have answered has a wide posterior and is sometimes ranked up, so it gets answers.
 
@@ -70,7 +74,7 @@ def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: st
                   now_s: float, params: LoopParams) -> tuple[float, float]:
     """(shape, rate) of the Gamma posterior of calibrated value / propensity of one product for a
     customer of ``segment`` on ``channel``, the evidence decayed to ``now_s`` (module docstring):
-    the posterior of theta, its rate divided by R_c x rho. (The reference; the step does the
+    the posterior of phi, its rate divided by R_c x rho. (The reference; the step does the
     same through ``_Informed``, faster.)"""
     half_life, k = params.evidence_half_life_days, params.starting_evidence
 
@@ -89,8 +93,14 @@ def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: st
             assert found.expected is not None
             accepts += found.accepts
             standardised += ratio(field(f"{ALL_PRODUCTS}@{shown_on}"), overall, k) * found.expected
-    shape, rate = k + accepts, k + standardised
-    rate /= ratio(field(f"{ALL_PRODUCTS}@{channel}"), overall, k)
+    theta = (k + accepts) / (k + standardised)
+    here = ratio(field(f"{ALL_PRODUCTS}@{channel}"), overall, k)
+    on_channel = field(f"{product_id}@{channel}")
+    shape, rate = k, k / theta  # phi: the product on this channel, prior mean theta
+    if on_channel is not None:
+        assert on_channel.expected is not None
+        shape, rate = k + on_channel.accepts, k / theta + here * on_channel.expected
+    rate /= here
     if segment:
         in_segment = field(f"{product_id}|{segment}")
         if in_segment is not None and in_segment.answers >= params.segment_min_evidence:
@@ -155,6 +165,7 @@ class _Informed:
             f = self.factor(counts[2])
             self.by_channel[shown_on] = (k + counts[0] * f) / (base + counts[3] * f)
         self.here = self.by_channel.get(channel, self.overall)
+        self.channel = channel
 
     def factor(self, as_of_s: float) -> float:
         f = self.factors.get(as_of_s)
@@ -166,14 +177,21 @@ class _Informed:
     def __call__(self, product_id: str) -> tuple[float, float]:
         k, factor = self.prior, self.factor
         accepts = standardised = 0.0
+        shape, rate = k, k  # phi without evidence: the prior, mean theta = 1
         shown = self.channels.get(product_id)
         if shown is not None:
-            by_channel, overall = self.by_channel, self.overall
+            by_channel, overall, channel = self.by_channel, self.overall, self.channel
+            here_accepts = here_expected = None
             for shown_on, counts in shown:
                 f = factor(counts[2])
                 accepts += counts[0] * f
                 standardised += by_channel.get(shown_on, overall) * counts[3] * f
-        shape, rate = k + accepts, (k + standardised) / self.here
+                if shown_on == channel:
+                    here_accepts, here_expected = counts[0] * f, counts[3] * f
+            rate = k * (k + standardised) / (k + accepts)  # k / theta
+            if here_accepts is not None:
+                shape, rate = k + here_accepts, rate + self.here * here_expected
+        rate /= self.here
         found = self.in_segment.get(product_id)
         if found is not None:
             f = factor(found[2])

@@ -60,7 +60,7 @@ class LoopParams:
     control_salt: str = "nbo-control"
     control_no_offer_channels: frozenset[str] = frozenset()
     explore_channels: frozenset[str] = frozenset()
-    starting_evidence: float = 20.0
+    starting_evidence: float = 5.0
     segment_min_evidence: float = 50.0
     evidence_half_life_days: float = 30.0
 

@@ -66,9 +66,9 @@ def test_declines_the_stream_records_push_a_product_down_within_two_seconds(serv
 
         before = ranking()
         top = before[0]
-        # What the stream writes after many customers declined the product where the model expected
-        # 400 acceptances: [accepts, others, as_of_s, expected].
-        store.hset(keys.learn_key(key_prefix), top, orjson.dumps([0.0, 800.0, time.time(), 400.0]))
+        # What the stream writes after many customers declined the product on the mobile slots where
+        # the model expected 400 acceptances: field <product>@<channel>, [accepts, others, as_of_s, expected].
+        store.hset(keys.learn_key(key_prefix), f"{top}@mobile", orjson.dumps([0.0, 800.0, time.time(), 400.0]))
         deadline = time.monotonic() + 2.0
         after = ranking()
         while top in after[:3] and time.monotonic() < deadline:
@@ -77,7 +77,7 @@ def test_declines_the_stream_records_push_a_product_down_within_two_seconds(serv
         assert top not in after[:3], f"still ranked {after.index(top) + 1} after 2 s: {after}"
         # The products customers accept move up the same way.
         riser = after[-1]
-        store.hset(keys.learn_key(key_prefix), riser, orjson.dumps([600.0, 20.0, time.time(), 30.0]))
+        store.hset(keys.learn_key(key_prefix), f"{riser}@mobile", orjson.dumps([600.0, 20.0, time.time(), 30.0]))
         deadline = time.monotonic() + 2.0
         while ranking()[0] != riser and time.monotonic() < deadline:
             time.sleep(0.05)

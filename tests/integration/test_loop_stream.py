@@ -126,10 +126,11 @@ def test_an_answer_moves_the_evidence_within_seconds(servers, tmp_path):
         raw = wait_for(lambda: client.hget(keys.learn_key(prefix), "consumer_loan"), 60,
                        "the acceptance in the evidence", worker)
         took_s = time.monotonic() - sent_at
-        accepts, others, as_of_s = orjson.loads(raw)
-        assert (accepts, others, as_of_s) == (1, 0, now.timestamp())
-        segment_fields = [f for f in client.hkeys(keys.learn_key(prefix)) if f.startswith(b"consumer_loan|")]
-        assert len(segment_fields) == 1
+        accepts, others, as_of_s, expected = orjson.loads(raw)
+        assert (accepts, others, as_of_s, expected) == (1, 0, now.timestamp(), 0.1)  # the decision's propensity
+        stored = {f.decode(): orjson.loads(v) for f, v in client.hgetall(keys.learn_key(prefix)).items()}
+        assert len([f for f in stored if f.startswith("consumer_loan|")]) == 1
+        assert stored["consumer_loan@mobile"] == stored["*"] == stored["*@mobile"] == [1, 0, now.timestamp(), 0.1]
         assert took_s < 20  # a worker joining its group takes a few seconds; the apply itself is one batch
     finally:
         producer.close()

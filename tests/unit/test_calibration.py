@@ -127,11 +127,15 @@ def test_a_product_accepted_less_than_expected_moves_down_for_everyone_and_each_
         assert ids(after)[2] == "mixed_fund", (name, before, ids(after))
         assert ids(after)[:2] == [p for p in before if p != "mixed_fund"][:2], (name, before, ids(after))
         order[name] = ids(after)[:2]
-        # the calibrated value: propensity x R_mobile x (20 + accepts) / (20 + R_mobile x expected)
-        overall = (20 + 72) / (20 + 270)
-        mobile = (20 + 72) / (20 / overall + 270)
+        # the calibrated value: propensity x R_mobile x phi, phi = (k + accepts) / (k / theta +
+        # R_mobile x expected) on mobile, theta the same over every channel with prior mean 1; k = 5
+        k = EXPLOIT.starting_evidence
+        assert k == 5
+        overall = (k + 72) / (k + 270)
+        mobile = (k + 72) / (k / overall + 270)
+        theta = (k + 2) / (k + mobile * 200)
         fund = next(o for o in after.offers if o.product.product_id == "mixed_fund")
-        assert fund.calibrated == pytest.approx(0.30 * mobile * (20 + 2) / (20 + mobile * 200))
+        assert fund.calibrated == pytest.approx(0.30 * mobile * (k + 2) / (k / theta + mobile * 200))
         assert fund.propensity == 0.30  # the model's own stays in the record
     assert order["rich"] == ["index_fund", "car_loan"] and order["mass"] == ["car_loan", "index_fund"]
 
@@ -197,7 +201,8 @@ def test_the_boost_and_levers_act_on_the_calibrated_propensity():
     decision = rank(state, model, CATALOG, pushed, "mobile", NOW_S, 3, evidence=evidence)
     sip = next(o for o in decision.offers if o.product.product_id == "fund_sip")
     p = sip.propensity
-    ratio = (20 + 30) / (20 + 10)
+    theta = (5 + 30) / (5 + 10)  # k = 5, the mobile slots the only channel with answers (R = 1)
+    ratio = (5 + 30) / (5 / theta + 10)  # phi: on mobile, prior mean theta
     plain = rank(state, model, CATALOG, replace(pushed, chain=WITHOUT_CALIBRATION.chain), "mobile", NOW_S, 3)
     sip_plain = next(o for o in plain.offers if o.product.product_id == "fund_sip")
     assert sip.calibrated == pytest.approx(p * ratio)

@@ -159,7 +159,7 @@ def test_strong_declines_move_a_product_down_at_the_next_refresh_and_a_store_out
         before = ranking()
         top = before[0]
         # the stream: customers keep declining it, where the model expected 400 acceptances
-        api.learning.write(top, [0.0, 800.0, time.time(), 400.0])
+        api.learning.write(f"{top}@mobile", [0.0, 800.0, time.time(), 400.0])
         assert ranking() == before, "nothing changes before the reader's next refresh"
         api.refresh()
         after = ranking()
