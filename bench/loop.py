@@ -14,10 +14,11 @@ Then, day by day:
    (``ProductPurchased`` naming the decision) the simulator remembers.
 
 Half way (``--drift-day``) a drift is planted: the most offered product's true appeal halves, and
-another one's (the most shown below rank 1) doubles. The same traffic (same seed) runs twice:
-online learning off (``NBO_LOOP__ONLINE=false`` and ``NBO_LOOP__EXPLORE_CHANNELS=[]``: the model
-alone, deterministic on every channel) and on (the defaults: online evidence, Thompson sampling
-on mobile).
+another one's (the most shown below rank 1) doubles, both chosen from the first run's offers and
+planted the same in the second. The same traffic (same seed) runs twice: online learning off
+(``NBO_LOOP__ONLINE=false`` and ``NBO_LOOP__EXPLORE_CHANNELS=[]``: the model alone, deterministic
+on every channel) and on (the defaults: the online evidence calibrating every channel, plus
+Thompson sampling on mobile, ``NBO_LOOP__EXPLORE_CHANNELS=["mobile"]``).
 
 Time: the API decides at the wall clock, so every simulated day's events are stamped with the
 wall-clock time they are published at (in their order within the day); the backdated history
@@ -427,6 +428,7 @@ def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Name
         "decisions_per_run": {"static": len(static.shown), "online": len(online.shown)},
         "control_decisions": sum(s.arm == "control" for s in online.shown),
         "control_share": round(sum(s.arm == "control" for s in online.shown) / max(len(online.shown), 1), 4),
+        "control_share_setting": args.control_share,
         "treatment_rate": safe(lift.treatment_rate), "control_rate": safe(lift.control_rate),
         "lift": safe(lift.lift), "lift_ci_low": safe(lift.low), "lift_ci_high": safe(lift.high),
         "static_accept_rate": safe(sa / sn if sn else float("nan")),
@@ -507,7 +509,7 @@ def write_docs(f: dict, command: str) -> None:
     section = f"""{SECTION}
 
 Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.
-Command: `{command}` ({f['customers']:,} simulated customers x {f['days']} days, run twice on fresh embedded servers: online learning off, then on; real API, worker and broker; control share {f['control_share']:.1%} of decisions).
+Command: `{command}` ({f['customers']:,} simulated customers x {f['days']} days, run twice on fresh embedded servers: online learning off, then on (the defaults, `NBO_LOOP__STARTING_EVIDENCE` 5, plus Thompson sampling on mobile); real API, worker and broker; control share {f['control_share']:.1%} of decisions (`NBO_LOOP__CONTROL_SHARE` {f['control_share_setting']:g}: the bench's, the product's default is 0.03)).
 
 | what | figure |
 |---|---|
@@ -572,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("static", "online"):
             if args.only in (None, mode):
                 runs[mode] = Loop(args, mode, registry_dir, work).run()
+                # the same drift in both runs: the products the first run chose
+                args.halve = args.halve or runs[mode].drift.get("halved")
+                args.double = args.double or runs[mode].drift.get("doubled")
         static = runs.get("static") or runs["online"]
         online = runs.get("online") or runs["static"]
         ope = ope_check(static, registry_dir, args.catalog)
