@@ -36,7 +36,7 @@ rise). The offline run's decision log is then evaluated off-policy (``recommende
 serving model replayed through the chain on the states at decision time must match its
 treatment arm's observed rate within the IPS interval.
 
-    .venv/bin/python bench/loop.py                          # 3,000 customers x 12 days, twice
+    .venv/bin/python bench/loop.py                          # 4,000 customers x 12 days, twice (~4-8 min)
     .venv/bin/python bench/loop.py --customers 500 --days 4 --json
     .venv/bin/python bench/loop.py --write-docs             # the "bench/loop.py" section of docs/BENCHMARKS.md
 
@@ -531,16 +531,16 @@ Acceptance is per shown offer: accepted outcomes over offers shown, each offer a
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=3000, help="simulated customers (default 3000)")
+    parser.add_argument("--customers", type=int, default=4000, help="simulated customers (default 4000)")
     parser.add_argument("--days", type=int, default=12, help="simulated days per run (default 12)")
     parser.add_argument("--drift-day", type=int, default=None, help="day the drift starts (default days // 2)")
     parser.add_argument("--halve", default=None, help="product whose appeal halves (default: the most offered)")
     parser.add_argument("--double", default=None, help="product whose appeal doubles (default: the most shown "
                                                        "below rank 1)")
     parser.add_argument("--mobile-rate", type=float, default=0.3, help="daily chance an app user opens the app")
-    parser.add_argument("--control-share", type=float, default=0.10,
-                        help="NBO_LOOP__CONTROL_SHARE for the run (default 0.10: enough control decisions for an "
-                             "interval on the lift in a short run)")
+    parser.add_argument("--control-share", type=float, default=0.25,
+                        help="NBO_LOOP__CONTROL_SHARE for the run (default 0.25, the product's is 0.03: a short run "
+                             "needs ~40 control acceptances for an interval on the lift that excludes 0)")
     parser.add_argument("--train-customers", type=int, default=3000, help="customers of the training simulation")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--catalog", default=None, help="product catalog CSV (default: the packaged one)")
