@@ -206,18 +206,55 @@ class _Informed:
         return shape, rate
 
 
+#: A product's posterior for one (evidence read, segment, channel) is reused by the requests that
+#: follow while their time is within this share of a half-life of the one it was computed at
+#: (the decay between them then changes it by less than 1e-6 of itself).
+REUSE_HALF_LIVES = 1e-6
+
+
+class _Posteriors:
+    """The posteriors of the latest evidence read, per (segment, channel, loop settings): a dict
+    product id -> (shape, rate) filled as requests ask (``_Informed``), so a request computes
+    only what no request of the same kind has since the read (the API swaps in a new mapping
+    every ``NBO_LOOP__REFRESH_MS``, which starts afresh)."""
+
+    def __init__(self) -> None:
+        self.evidence: Mapping[str, Evidence] | None = None
+        self.tables: dict[tuple[str | None, str, int], tuple[LoopParams, _Informed, dict[str, tuple[float, float]]]] = {}
+
+    def get(self, evidence: Mapping[str, Evidence], segment: str | None, channel: str, now_s: float,
+            params: LoopParams) -> tuple[_Informed, dict[str, tuple[float, float]]]:
+        if evidence is not self.evidence:
+            self.evidence, self.tables = evidence, {}
+        tables = self.tables
+        key = (segment, channel, id(params))
+        found = tables.get(key)
+        if found is None or found[0] is not params or abs(now_s - found[1].now_s) > \
+                REUSE_HALF_LIVES * params.evidence_half_life_days * DAY_S:
+            if len(tables) > 256:
+                tables.clear()
+            found = tables[key] = (params, _Informed(evidence, segment, channel, now_s, params), {})
+        return found[1], found[2]
+
+
+_POSTERIORS = _Posteriors()
+
+
 def calibration(ctx: Context) -> None:
     params, evidence = ctx.loop, ctx.evidence
     explore = ctx.channel in params.explore_channels
     if not explore and not evidence:
         return  # nothing learned yet: the model's propensity
-    informed = _Informed(evidence, ctx.state.vs_segment, ctx.channel, ctx.now_s, params)
+    informed, known = _POSTERIORS.get(evidence, ctx.state.vs_segment, ctx.channel, ctx.now_s, params)
     weight = similar_weight(ctx.model, ctx.policy)
     if not explore:
         if not informed.pooled and not informed.channels and not informed.in_segment:
             return  # no evidence of this form (only the older one): the model's propensity
-        for offer in ctx.candidates.values():
-            shape, rate = informed(offer.product.product_id)
+        for pid, offer in ctx.candidates.items():
+            posterior = known.get(pid)
+            if posterior is None:
+                posterior = known[pid] = informed(pid)
+            shape, rate = posterior
             propensity = offer.propensity
             if propensity > 0:
                 offer.score *= shape / rate
@@ -228,7 +265,7 @@ def calibration(ctx: Context) -> None:
     offers = list(ctx.candidates.values())
     if not offers:
         return
-    shapes, rates = np.array([informed(o.product.product_id) for o in offers]).T
+    shapes, rates = np.array([known.get(pid) or known.setdefault(pid, informed(pid)) for pid in ctx.candidates]).T
     propensities = np.array([o.propensity for o in offers])
     scales = propensities / rates  # the calibrated value ~ Gamma(shape, scale)
     samples = (ctx.rng.standard_gamma(shapes) * scales).tolist()
