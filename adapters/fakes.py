@@ -649,7 +649,7 @@ class MemoryControl:
 class MemoryLearningSource:
     """``LearningSource`` over an in-memory learn hash (``RedisLearningReader``'s behaviour, read
     by ``refresh()`` instead of a background task): ``write(field, value)`` stores what the stream
-    would (``value`` a list ``[accepts, others, as_of_s]`` or raw bytes); ``refresh()`` parses the
+    would (``value`` a list ``[accepts, others, as_of_s, expected]`` or raw bytes); ``refresh()`` parses the
     whole hash and swaps it in, leaving out invalid fields (``invalid``); with ``store_up`` False
     it fails, counts ``failures`` and keeps serving the evidence read before. ``start()`` reads once."""
 

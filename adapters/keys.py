@@ -20,8 +20,9 @@ replay's) share that slot too.
   customer id is told apart from an unknown decision), and only ever one key at a time, so any
   slot will do.
 - ``<prefix>:{learn}:evidence`` — hash of online acceptance evidence (``domain.learning``): field
-  ``<product id>`` (all customers) or ``<product id>|<segment>`` (one vs segment), value JSON
-  ``[accepts, others, as_of_s]``. The ``{learn}`` hash tag keeps it, and the stream's dedupe set
+  ``<product id>`` (all customers), ``<product id>|<segment>`` (one vs segment),
+  ``<product id>@<channel>``, ``*`` (all products) or ``*@<channel>``, value JSON
+  ``[accepts, others, as_of_s, expected]`` (``domain.learning.evidence_fields``). The ``{learn}`` hash tag keeps it, and the stream's dedupe set
   for the answers it counted, in one slot, so one script updates both.
 - ``<prefix>:rate:<sha256 of an API key>`` — string: the key's theoretical arrival time (epoch
   microseconds, the server's clock) of the shared rate limit (``adapters.shared_control``),

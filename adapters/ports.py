@@ -359,8 +359,8 @@ class LearningSource(Protocol):
     async def refresh(self) -> bool:
         """Read the store once and swap in what it holds; True on success. A failure (store down
         or slow) keeps the evidence served, counts in ``failures`` and returns False, never
-        raises. A field whose value is not ``[accepts, others, as_of_s]`` (finite, counts >= 0)
-        is left out and logged."""
+        raises. A field whose value is not ``[accepts, others, as_of_s, expected]`` (or the older
+        ``[accepts, others, as_of_s]``; finite, counts >= 0) is left out and logged."""
 
     async def start(self) -> None:
         """Read once (within the read timeout), then keep refreshing in the background."""
