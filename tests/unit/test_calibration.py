@@ -323,3 +323,21 @@ def test_every_candidates_calibrated_value_is_its_propensity_times_the_posterior
         shape, rate = posterior_for(evidence, offer.product.product_id, "B", "mobile", NOW_S, EXPLOIT)
         value = offer.propensity if offer.calibrated is None else offer.calibrated  # None: left as the model's
         assert value == pytest.approx(offer.propensity * shape / rate)
+
+
+def test_a_control_arm_offer_carries_the_models_own_propensity_for_the_evidence():
+    """The stream's expected is the propensity the decision logged: in the control arm (a random
+    eligible offer) it is still the model's score for that customer and product, untouched by
+    the evidence."""
+    from decisioning.experiment import CONTROL, arm_of
+
+    loop = LoopParams(control_share=0.5)
+    customer_id = next(c for c in (f"C{i:09d}" for i in range(1, 200)) if arm_of(c, "mobile", NOW_S, loop) == CONTROL)
+    model = TierModel()
+    state = customer(customer_id=customer_id, value_tier="mass")
+    evidence = {"car_loan@mobile": Evidence(0.0, 900.0, NOW_S, 300.0), "car_loan": Evidence(0.0, 900.0, NOW_S, 300.0)}
+    for seed in range(20):
+        decision = rank(state, model, CATALOG, Policy(), "mobile", NOW_S, 3, loop=loop, evidence=evidence, seed=seed)
+        assert decision.arm == CONTROL and decision.offers
+        for offer in decision.offers:
+            assert offer.propensity == TierModel.SCORES["mass"].get(offer.product.product_id, 0.001)
