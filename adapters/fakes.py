@@ -108,6 +108,9 @@ class MemoryStateStore:
     def counters(self) -> dict[str, int]:
         return dict(self._counters)
 
+    def readiness_problems(self) -> list[str]:
+        return []
+
     def count(self, name: str, amount: int = 1) -> None:
         if amount:
             with self._lock:

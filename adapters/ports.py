@@ -102,6 +102,11 @@ class StateStore(Protocol):
         outbox fields; returns the units added now. Call it after ``apply_batch`` with its
         ``units``, once their conversions are published, on every delivery."""
 
+    def readiness_problems(self) -> list[str]:
+        """What keeps the store from writing every customer now, one line each (the server
+        does not answer; on a cluster, a node that does not say ``cluster_state:ok``); empty
+        when it is ready. Never raises."""
+
     def close(self) -> None: ...
 
 

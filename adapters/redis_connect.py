@@ -11,6 +11,14 @@ On a cluster the client follows ``MOVED`` and ``ASK`` and retries ``TRYAGAIN``, 
 and lost connections itself (refreshing the slot map). What outlives those retries is raised as
 ``ClusterUnavailable``, a ``redis.ConnectionError``: the callers' bounded retries and their
 "Redis unavailable" exit treat a cluster that cannot serve a slot like a server that is down.
+The synchronous cluster client retries a lost connection, a timeout or ``CLUSTERDOWN``
+``CLUSTER_CLIENT_RETRIES`` time(s), not redis-py's default 10: a cluster pipeline sends each
+command that failed so again on its own, with those retries, so a node that stops answering
+held one batch for (commands x 11 x the socket timeout) before the caller heard of it (10
+customers at a 1 s timeout: 59 s, measured), where the callers' own retries log each attempt.
+
+``readiness_problems`` says what keeps a client from serving every key now: on a single server
+an error if it does not answer ``PING``, on a cluster ``cluster_problems``; empty when ready.
 
 ``security`` (a ``RedisSecurity``: ACL user and password, TLS files for a ``rediss://`` URL) goes
 to every client built here, single or cluster, sync or asyncio, and to the pub/sub connection of
@@ -31,6 +39,7 @@ from typing import Any, Iterator, Literal, Union
 import redis
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import (
     AskError,
@@ -39,6 +48,7 @@ from redis.exceptions import (
     RedisClusterException,
     TryAgainError,
 )
+from redis.retry import Retry
 
 Mode = Literal["auto", "single", "cluster"]
 SyncClient = Union[redis.Redis, RedisCluster]
@@ -46,6 +56,9 @@ AsyncClient = Union[aredis.Redis, AsyncRedisCluster]
 
 SLOTS = 16384
 CLUSTER_SOCKET_TIMEOUT_S = 1.0
+#: The synchronous cluster client's own retries of a lost connection, a timeout or CLUSTERDOWN
+#: (one: a connection a restarted node dropped is refreshed at once; the rest is the callers').
+CLUSTER_CLIENT_RETRIES = 1
 #: Errors of a cluster that cannot serve a slot right now (MovedError is an AskError).
 CLUSTER_ERRORS: tuple[type[BaseException], ...] = (ClusterDownError, ClusterError, TryAgainError, AskError,
                                                    RedisClusterException)
@@ -127,7 +140,8 @@ def connect(url: str, mode: Mode = "auto", *, socket_timeout_s: float = 5.0,
     if mode == "single":
         return redis.Redis.from_url(url, **options)
     with cluster_errors_as_unavailable():
-        return RedisCluster.from_url(_cluster_url(url), require_full_coverage=False, **options)
+        return RedisCluster.from_url(_cluster_url(url), require_full_coverage=False,
+                                     retry=Retry(NoBackoff(), CLUSTER_CLIENT_RETRIES), **options)
 
 
 async def connect_async(url: str, mode: Mode = "auto", *, socket_timeout_s: float = 1.0,
@@ -260,6 +274,22 @@ def cluster_problems(client: RedisCluster, timeout_s: float = 2.0) -> list[str]:
     if out:
         _refresh(client)
     return out
+
+
+def readiness_problems(client: SyncClient) -> list[str]:
+    """What keeps ``client`` from serving every key now (empty when nothing): a single server
+    that does not answer ``PING``; on a cluster, ``cluster_problems`` (a node down or saying
+    ``cluster_state:fail``, a slot without a node), each prefixed with ``Redis Cluster``."""
+    if is_cluster(client):
+        try:
+            with cluster_errors_as_unavailable():
+                return [f"Redis Cluster {problem}" for problem in cluster_problems(client)]  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            return [f"Redis Cluster: {type(exc).__name__}: {exc}"]
+    try:
+        return [] if client.ping() else ["Redis: no PONG"]
+    except (redis.RedisError, OSError) as exc:
+        return [f"Redis: {type(exc).__name__}: {exc}"]
 
 
 async def cluster_problems_async(client: AsyncRedisCluster) -> list[str]:

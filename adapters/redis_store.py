@@ -34,6 +34,7 @@ from datetime import date, timedelta
 from typing import Any, ContextManager, Iterator, Sequence
 
 import orjson
+import redis
 from redis.exceptions import NoScriptError, SlotNotCoveredError
 
 from domain.attribution import LoopFacts, parse_counter_field
@@ -52,6 +53,7 @@ from adapters.redis_connect import (
     cluster_problems_async,
     connect,
     is_cluster,
+    readiness_problems,
     scan_keys,
 )
 
@@ -283,6 +285,16 @@ class RedisStateStore:
                     self._client = opened
                 client = self._client
         return client
+
+    def readiness_problems(self) -> list[str]:
+        """What keeps this store from writing every customer now (empty when nothing): Redis not
+        answering; on a cluster, a node down or not saying ``cluster_state:ok``, or a slot
+        without a node (``redis_connect.readiness_problems``)."""
+        try:
+            client = self.client
+        except (redis.RedisError, OSError) as exc:
+            return [f"Redis: {type(exc).__name__}: {exc}"]
+        return readiness_problems(client)
 
     def _guard(self) -> ContextManager[None]:
         return cluster_errors_as_unavailable() if self.cluster else contextlib.nullcontext()

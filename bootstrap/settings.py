@@ -179,6 +179,10 @@ class StreamSettings(BaseModel):
     token_half_life_days: float = Field(default=90.0, gt=0)
     dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     redis_retries: int = Field(default=5, ge=0, le=100)
+    redis_wait_s: float = Field(default=60.0, ge=0.0, le=3600.0,
+                                description="how long a starting worker waits for Redis to answer (a Redis Cluster: "
+                                "every node cluster_state:ok, every slot assigned), logging what it waits for, "
+                                "before it exits 3 (Redis unavailable); 0 checks once")
     state_cache_size: int = Field(default=20_000, ge=0, le=10_000_000,
                                   description="customers' last written state a worker keeps to skip reads")
 

@@ -234,6 +234,41 @@ def with_retries(call: Callable[[], T], retries: int, *, sleep: Callable[[float]
     raise AssertionError("unreachable")
 
 
+def wait_for_store(problems: Callable[[], list[str]], wait_s: float, *,
+                   clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                   poll_s: float = 0.5, log_every_s: float = 5.0) -> float:
+    """Return once ``problems()`` (``StateStore.readiness_problems``) is empty, or raise
+    ``StoreUnavailable`` when it is not within ``wait_s``; returns the seconds waited. A worker
+    starting while Redis is down, or a Redis Cluster restarted a moment ago still says
+    ``cluster_state:fail``, waits here before it joins its consumer group, and says so:
+    "waiting for Redis ..." with what is wrong, at once and every ``log_every_s``."""
+    started = clock()
+    deadline = started + wait_s
+    next_log = started
+    while True:
+        found = problems()
+        now = clock()
+        if not found:
+            if now > started:
+                log.info("Redis ready after %.1f s", now - started)
+            return now - started
+        if now >= deadline:
+            raise StoreUnavailable(f"Redis unavailable: not ready within {wait_s:.0f} s ({'; '.join(found)})")
+        if now >= next_log:
+            log.warning("waiting for Redis (%.0f s left): %s", deadline - now, "; ".join(found))
+            next_log = now + log_every_s
+        sleep(min(poll_s, max(0.0, deadline - now)))
+
+
+def store_ready_or_stop(store: StateStore, wait_s: float) -> None:
+    """A starting worker's first step, before it joins its group (both engines): ``wait_for_store``,
+    and ``stop_process`` (exit 3, "Redis unavailable") if Redis is not ready within ``wait_s``."""
+    try:
+        wait_for_store(store.readiness_problems, wait_s)
+    except StoreUnavailable as exc:
+        stop_process(str(exc), exc)
+
+
 def stop_process(reason: str, exc: BaseException | None = None) -> NoReturn:
     """The exit policy: log loudly, flush the logs, exit ``EXIT_CODE`` at once. No ``finally``
     block runs, so nothing gets committed on the way out."""

@@ -7,6 +7,9 @@ good records applied to Redis exactly once); only then are the offsets past the 
 and they are committed every ``commit_interval_ms``, beside the next batch. A crash anywhere
 before the commit redelivers the records, and the store drops what it already applied; a Redis
 that stays down past the bounded retries stops the process with exit code 3 without committing.
+Before it joins its group the worker waits for Redis (``core.store_ready_or_stop``: on a cluster
+every node ``cluster_state:ok``), saying what it waits for, and exits 3 if that outlasts
+``NBO_STREAM__REDIS_WAIT_S``.
 
 Idle cost (``core.FetchPacing``): while records flow the broker fetch waits ``fetch_wait_ms`` (5)
 and a poll ``batch_timeout_ms`` (5), which keeps freshness and throughput; after ``idle_after_ms``
@@ -39,7 +42,7 @@ from schemas.topics import CONVERSIONS, DEAD_LETTER, INPUT_TOPICS, partition_key
 from adapters.model_watch import poll
 from streams.membership import join_wait_s, wait_to_join_group
 from streams.core import (BatchHandler, DeadLetter, FetchPacing, KnownProducts, OffsetCommits, follow_catalog, raw_of,
-                          stop_process)
+                          stop_process, store_ready_or_stop)
 
 log = logging.getLogger("nbo.worker")
 
@@ -171,6 +174,7 @@ async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    await asyncio.to_thread(store_ready_or_stop, parts.store, stream.redis_wait_s)
     await producer.start()
     await wait_to_join_group(parts.bootstrap, stream.group_id, join_wait_s(stream), client_id=settings.kafka.client_id,
                              **aiokafka_options(settings.kafka))

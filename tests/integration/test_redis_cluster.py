@@ -6,6 +6,8 @@ health says "not ready" the moment a slot has no node."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 import uuid
@@ -15,6 +17,7 @@ from typing import Iterator
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from kafka import KafkaProducer
 from redis.cluster import RedisCluster
 
 from adapters import keys
@@ -25,9 +28,11 @@ from bootstrap.settings import load_settings
 from domain.features import FeatureParams, apply_all
 from domain.state import CustomerState
 from schemas.events import DepositPosted
-from schemas.topics import ALL_TOPICS, DEPOSITS
+from schemas.codec import encode
+from schemas.topics import ALL_TOPICS, DEPOSITS, partition_key
 from services.api.app import create_app
-from services.runtime import child_env, create_topics, nbo_command, start_tansu
+from services.runtime import (ManagedProcess, Servers, child_env, create_topics, nbo_command, start_tansu, start_valkey,
+                              start_valkey_cluster)
 
 pytestmark = pytest.mark.integration
 
@@ -368,4 +373,141 @@ def test_a_cluster_that_cannot_serve_a_slot_is_a_transient_error_for_the_worker(
         assert store.apply_batch([record], P, NOW_S).applied == 1
         assert store.get(c).balance_minor == 700
     finally:
+        store.close()
+
+
+@pytest.fixture
+def own_cluster(tmp_path) -> Iterator["OwnCluster"]:
+    """A Redis Cluster of 3 primaries of this test's own, to kill and start again."""
+    procs, urls = start_valkey_cluster(tmp_path / "own-cluster")
+    cluster = OwnCluster(tmp_path / "own-cluster", procs, urls)
+    try:
+        yield cluster
+    finally:
+        for proc in cluster.procs:
+            proc.stop()
+
+
+class OwnCluster:
+    def __init__(self, data_dir, procs, urls) -> None:  # type: ignore[no-untyped-def]
+        self.data_dir, self.procs, self.urls = data_dir, list(procs), list(urls)
+
+    def port(self, i: int) -> int:
+        return int(self.urls[i].rsplit(":", 1)[1].split("/")[0])
+
+    def kill(self, *nodes: int) -> None:
+        for i in nodes:
+            self.procs[i].kill(signal.SIGKILL)
+
+    def restart(self, *nodes: int) -> None:
+        """Start the nodes again on their ports and data (nodes.conf): they rejoin with their slots."""
+        for i in nodes:
+            self.procs[i], _ = start_valkey(self.data_dir / f"node-{i}", port=self.port(i), cluster=True,
+                                            name=f"redis-{i}")
+
+    def states(self) -> list[str]:
+        out = []
+        for url in self.urls:
+            client = redis.Redis.from_url(url, socket_timeout=1)
+            try:
+                out.append(str(client.cluster("INFO")["cluster_state"]))
+            except redis.RedisError as exc:
+                out.append(type(exc).__name__)
+            finally:
+                client.close()
+        return out
+
+
+def test_a_store_that_saw_the_whole_cluster_down_and_one_opened_meanwhile_both_write_once_it_is_back(own_cluster):
+    """Every node killed and started again on its port and nodes.conf: the store that was open
+    and one opened while nothing answered say why they are not ready, then write again."""
+    before, a = RedisStateStore(own_cluster.urls[0], "down"), customers(1)[0]
+    assert before.apply_batch([SourcedEvent(deposit(a, 0, 100), DEPOSITS, 0, 0)], P, NOW_S).applied == 1
+    own_cluster.kill(0, 1, 2)
+    during = RedisStateStore(own_cluster.urls[0], "down")
+    try:
+        for store in (before, during):
+            problems = store.readiness_problems()
+            assert problems and all("Connection" in p or "cannot be connected" in p for p in problems), problems
+            with pytest.raises(redis.ConnectionError):
+                store.apply_batch([SourcedEvent(deposit(a, 1, 200), DEPOSITS, 0, 1)], P, NOW_S)
+        own_cluster.restart(0, 1, 2)
+        for store in (before, during):
+            wait_until(lambda: store.readiness_problems() == [], 60.0, "the store to find the cluster ok again")
+        assert own_cluster.states() == ["ok"] * 3
+        batch = [SourcedEvent(deposit(c, 1, 200), DEPOSITS, 0, 1) for c in customers(30)]
+        assert before.apply_batch(batch, P, NOW_S).applied == 30
+        assert during.apply_batch([SourcedEvent(deposit(a, 1, 300), DEPOSITS, 0, 1)], P, NOW_S).applied == 1
+        assert before.get(a).balance_minor == 300 and before.get(a).events_applied == 2
+        assert {c for c in during.customer_ids()} == {a, *(r.event.customer_id for r in batch)}
+    finally:
+        before.close()
+        during.close()
+
+
+def test_a_node_that_stops_answering_fails_a_batch_in_seconds_not_minutes(own_cluster):
+    """A stopped node (its port open, nothing read): the batch's error reaches the caller after
+    a couple of socket timeouts, where the engine's retries log it (redis-py's default 10
+    retries of each command on its own held 10 customers for about a minute, silently)."""
+    store = RedisStateStore(own_cluster.urls[0], "stopped", socket_timeout_s=1.0)
+    batch = [SourcedEvent(deposit(c, 0, 100), DEPOSITS, 0, 0) for c in customers(10)]
+    try:
+        store.apply_batch(batch, P, NOW_S)
+        os.kill(own_cluster.procs[2].pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+                store.apply_batch([SourcedEvent(r.event, DEPOSITS, 0, 1) for r in batch], P, NOW_S)
+            took_s = time.monotonic() - started
+        finally:
+            os.kill(own_cluster.procs[2].pid, signal.SIGCONT)
+        assert took_s < 30.0, f"the batch's error took {took_s:.1f} s"
+        wait_until(lambda: store.readiness_problems() == [], 60.0, "the cluster ok again")
+    finally:
+        store.close()
+
+
+def test_a_worker_started_while_the_cluster_is_down_waits_saying_so_and_runs_once_it_is_ok(own_broker, own_cluster,
+                                                                                        tmp_path):
+    """One node down (no replica: every node says cluster_state:fail). A worker given a short
+    wait exits 3 ("Redis unavailable"); one given time says what it waits for, and once the
+    node is back it applies what was sent meanwhile."""
+    producer = KafkaProducer(bootstrap_servers=own_broker, acks="all")
+    events = [deposit(c, 0, 100 + i) for i, c in enumerate(customers(20))]
+    for event in events:
+        producer.send(DEPOSITS, key=partition_key(event.customer_id), value=encode(event))
+    producer.flush(timeout=30)
+    producer.close()
+    own_cluster.kill(2)
+    wait_until(lambda: own_cluster.states()[:2] == ["fail", "fail"], 30.0, "the others to count the node failed")
+    servers = Servers(own_broker, own_cluster.urls[0], [])
+
+    def worker(wait_s: str, log_name: str) -> ManagedProcess:
+        proc = ManagedProcess("worker", nbo_command("worker", "--log-level", "info"), tmp_path / log_name,
+                              env=child_env(servers, NBO_REDIS__KEY_PREFIX="waits", NBO_STREAM__GROUP_ID="g-waits",
+                                            NBO_STREAM__REDIS_WAIT_S=wait_s, NBO_DATA_DIR=str(tmp_path / "data")))
+        proc.start()
+        return proc
+
+    hasty = worker("2", "hasty.log")
+    try:
+        wait_until(lambda: not hasty.alive(), 60.0, "the worker with a 2 s wait to stop")
+        assert hasty.process.returncode == 3, hasty.tail(20)
+        assert "Redis unavailable" in hasty.tail(20) and "cluster_state:fail" in hasty.tail(20)
+    finally:
+        hasty.stop()
+    patient = worker("120", "patient.log")
+    store = RedisStateStore(own_cluster.urls[0], "waits")
+    try:
+        wait_until(lambda: "waiting for Redis" in patient.tail(50), 60.0, "the worker to say it waits for Redis")
+        assert "cluster_state:fail" in patient.tail(50)
+        own_cluster.restart(2)
+        wait_until(lambda: not patient.alive() or store.readiness_problems() == [] and store.counters().get(
+            "applied", 0) >= len(events), 90.0, "the worker to apply every event once the cluster is ok")
+        assert patient.alive(), patient.tail(30)
+        assert "Redis ready after" in patient.tail(200)
+        assert {c: store.get(c).balance_minor for c in (e.customer_id for e in events)} == {
+            e.customer_id: e.balance_after_minor for e in events}
+    finally:
+        patient.stop()
         store.close()

@@ -225,10 +225,7 @@ def test_worker_rides_out_a_redis_kill_and_restart_and_converges(own_servers, tm
         outage.stop()
 
 
-#: On the cluster, a worker restarted after the whole cluster was down made no progress within
-#: 60 s in one full-suite run (silent, inside the cluster client's own retries): an open problem
-#: of the cluster support, so this test runs on the single server only until it is fixed.
-@pytest.mark.parametrize("engine, redis_kind", [("direct", "single"), ("faust", "single")])
+@pytest.mark.parametrize(*KILL_MATRIX)
 def test_a_redis_that_stays_down_stops_the_worker_loudly_without_committing(own_servers, tmp_path, key_prefix,
                                                                             engine):
     records = simulated_records(customers=40, days=10, seed=4)

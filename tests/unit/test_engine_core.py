@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -19,7 +20,8 @@ from domain.state import CustomerState
 from schemas.codec import encode
 from schemas.events import DepositPosted
 from schemas.topics import DEPOSITS
-from streams.core import BatchHandler, CommitGate, OffsetCommits, StoreUnavailable, split_batch, with_retries
+from streams.core import (BatchHandler, CommitGate, OffsetCommits, StoreUnavailable, split_batch, wait_for_store,
+                          with_retries)
 
 P = FeatureParams()
 T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
@@ -103,6 +105,42 @@ def test_a_redis_that_comes_back_within_the_retries_gets_the_batch_once():
     assert sleeps == [0.1, 0.2]  # exponential backoff
     assert store.get("C000000002") == apply_all(CustomerState("C000000002"), events, P)
     assert store.counters()["applied"] == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_starting_worker_waits_for_redis_saying_what_it_waits_for_and_goes_on_once_it_is_ready(caplog):
+    caplog.set_level(logging.INFO, "nbo.worker")
+    clock, answers = Clock(), iter([["Redis Cluster 127.0.0.1:7001: cluster_state:fail"]] * 30)
+    waited = wait_for_store(lambda: next(answers, []), 60.0, clock=clock, sleep=clock.sleep)
+    assert waited == pytest.approx(15.0)  # 30 polls of 0.5 s
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3  # at once, then every 5 s
+    assert all("waiting for Redis" in w and "cluster_state:fail" in w for w in warnings)
+    assert "Redis ready after 15.0 s" in caplog.text
+
+
+def test_a_ready_redis_costs_one_check_and_no_log_line(caplog):
+    caplog.set_level(logging.INFO, "nbo.worker")
+    clock, checks = Clock(), []
+    assert wait_for_store(lambda: checks.append(1) or [], 60.0, clock=clock, sleep=clock.sleep) == 0.0
+    assert checks == [1] and caplog.records == []
+
+
+def test_a_redis_not_ready_within_the_wait_is_unavailable_naming_what_is_wrong():
+    clock = Clock()
+    with pytest.raises(StoreUnavailable, match=r"Redis unavailable: not ready within 10 s \(Redis: ConnectionError"):
+        wait_for_store(lambda: ["Redis: ConnectionError: refused"], 10.0, clock=clock, sleep=clock.sleep)
+    assert clock.now == pytest.approx(10.0)
 
 
 def test_a_redis_that_stays_down_goes_to_the_exit_policy_and_nothing_is_applied():
