@@ -260,6 +260,29 @@ def wait_for_store(problems: Callable[[], list[str]], wait_s: float, *,
         sleep(min(poll_s, max(0.0, deadline - now)))
 
 
+class StoreWatch:
+    """Whether the store answers now, asked before offsets are committed (both engines).
+
+    The commit lag assumes the store kept what it acknowledged; a Redis that died since may have
+    lost its last writes (AOF ``everysec``), so while it does not answer (a cluster: a node
+    down or not ``cluster_state:ok``) nothing is committed: a worker that then stops leaves
+    those records to be re-read. An idle worker is the case: it notices a dead Redis only at
+    its next batch, and its held offsets come of age meanwhile. Logs once per outage."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.down = False
+
+    async def ready(self) -> bool:
+        problems = await asyncio.to_thread(self.store.readiness_problems)
+        if problems and not self.down:
+            log.warning("Redis not ready (%s); holding offsets, not committing", "; ".join(problems))
+        elif not problems and self.down:
+            log.info("Redis ready again; committing")
+        self.down = bool(problems)
+        return not problems
+
+
 def store_ready_or_stop(store: StateStore, wait_s: float) -> None:
     """A starting worker's first step, before it joins its group (both engines): ``wait_for_store``,
     and ``stop_process`` (exit 3, "Redis unavailable") if Redis is not ready within ``wait_s``."""
@@ -425,6 +448,13 @@ class OffsetCommits(Generic[K]):
         out, self._settled = self._settled, {}
         self._last_commit_at = now
         return out
+
+    def held_back(self, offsets: Mapping[K, int]) -> None:
+        """Offsets ``due`` handed out but not committed (the store was not ready): due again at
+        the next look."""
+        for partition, offset in offsets.items():
+            if offset > self._settled.get(partition, -1):
+                self._settled[partition] = offset
 
     def forget(self, partitions: Iterable[K]) -> None:
         revoked = set(partitions)

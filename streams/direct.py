@@ -7,7 +7,8 @@ good records applied to Redis exactly once); only then are the offsets past the 
 and they are committed every ``commit_interval_ms``, beside the next batch. A crash anywhere
 before the commit redelivers the records, and the store drops what it already applied; a Redis
 that stays down past the bounded retries stops the process with exit code 3 without committing.
-Before it joins its group the worker waits for Redis (``core.store_ready_or_stop``: on a cluster
+No offset is committed while Redis does not answer (``core.StoreWatch``: it may have lost the
+writes the commit would vouch for). Before it joins its group the worker waits for Redis (``core.store_ready_or_stop``: on a cluster
 every node ``cluster_state:ok``), saying what it waits for, and exits 3 if that outlasts
 ``NBO_STREAM__REDIS_WAIT_S``.
 
@@ -28,7 +29,7 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence
 
 import orjson
 
@@ -42,7 +43,7 @@ from schemas.topics import CONVERSIONS, DEAD_LETTER, INPUT_TOPICS, partition_key
 from adapters.model_watch import poll
 from streams.membership import join_wait_s, wait_to_join_group
 from streams.core import (BatchHandler, DeadLetter, FetchPacing, KnownProducts, OffsetCommits, follow_catalog, raw_of,
-                          stop_process, store_ready_or_stop)
+                          StoreWatch, stop_process, store_ready_or_stop)
 
 log = logging.getLogger("nbo.worker")
 
@@ -58,13 +59,16 @@ class Consumer(Protocol):
 
 async def consume(consumer: Consumer, handler: BatchHandler, commits: OffsetCommits, stopping: asyncio.Event, *,
                   batch_size: int, batch_timeout_ms: int, clock: Callable[[], float] = time.monotonic,
-                  pacing: FetchPacing | None = None, set_fetch_wait: Callable[[int], None] | None = None) -> None:
+                  pacing: FetchPacing | None = None, set_fetch_wait: Callable[[int], None] | None = None,
+                  store_ready: StoreReady | None = None) -> None:
     """Poll, handle, commit until ``stopping`` is set; then commit what has settled and return.
 
     A commit runs beside the next poll and only ever covers records already handled; a failed
     commit (a rebalance) is logged and dropped: the next owner re-reads and the store skips.
     With ``pacing`` the poll timeout (and, through ``set_fetch_wait``, the broker fetch wait)
-    follows it: ``batch_timeout_ms`` while records flow, its idle wait once they stop."""
+    follows it: ``batch_timeout_ms`` while records flow, its idle wait once they stop. With
+    ``store_ready`` (``core.StoreWatch.ready``) a commit waits while the store does not answer:
+    its offsets are held back, due again at the next look."""
     committing: asyncio.Future | None = None
     wait_ms = batch_timeout_ms
     fetch_ms = pacing.busy_ms if pacing is not None else None
@@ -72,7 +76,7 @@ async def consume(consumer: Consumer, handler: BatchHandler, commits: OffsetComm
         if committing is None or committing.done():
             offsets = commits.due(clock())
             if offsets:
-                committing = asyncio.ensure_future(_commit(consumer, offsets))
+                committing = asyncio.ensure_future(_commit(consumer, offsets, commits, store_ready))
         batches = await consumer.getmany(timeout_ms=wait_ms, max_records=batch_size)
         if pacing is not None:
             next_ms = pacing.polled(sum(len(r) for r in batches.values()), clock())
@@ -88,10 +92,18 @@ async def consume(consumer: Consumer, handler: BatchHandler, commits: OffsetComm
         await committing
     offsets = commits.due(clock(), final=True)  # what has not settled yet is re-read and skipped
     if offsets:
-        await _commit(consumer, offsets)
+        await _commit(consumer, offsets, commits, store_ready)
 
 
-async def _commit(consumer: Consumer, offsets: Mapping[Any, int]) -> None:
+StoreReady = Callable[[], Awaitable[bool]]
+
+
+async def _commit(consumer: Consumer, offsets: Mapping[Any, int], commits: OffsetCommits | None = None,
+                  store_ready: StoreReady | None = None) -> None:
+    if store_ready is not None and not await store_ready():
+        if commits is not None:
+            commits.held_back(offsets)
+        return
     try:
         await consumer.commit(offsets)
     except KafkaError as exc:  # CommitFailedError is one: a rebalance
@@ -113,16 +125,17 @@ class _Revocations(ConsumerRebalanceListener):
     revoked partitions. Logs what it gives up and gets (``partitions assigned: N``)."""
 
     def __init__(self, commits: OffsetCommits, consumer: Consumer | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, store_ready: StoreReady | None = None) -> None:
         self.commits = commits
         self.consumer = consumer
         self.clock = clock
+        self.store_ready = store_ready
 
     async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
         revoked = set(revoked)
         offsets = self.commits.due(self.clock(), final=True) if self.consumer is not None and revoked else {}
         if offsets:
-            await _commit(self.consumer, offsets)
+            await _commit(self.consumer, offsets, self.commits, self.store_ready)
         self.commits.forget(revoked)
         if revoked:
             log.info("partitions revoked: %d (%d settled offsets committed first)", len(revoked), len(offsets))
@@ -151,7 +164,8 @@ async def run(settings: Settings) -> int:
         **aiokafka_options(settings.kafka),
     )
     commits: OffsetCommits = OffsetCommits(stream.commit_lag_ms / 1000, stream.commit_interval_ms / 1000)
-    consumer.subscribe(topics=list(INPUT_TOPICS), listener=_Revocations(commits, consumer))
+    watch = StoreWatch(parts.store)
+    consumer.subscribe(topics=list(INPUT_TOPICS), listener=_Revocations(commits, consumer, store_ready=watch.ready))
     # aiokafka's idempotent producer does not work on every broker (Tansu); acks=all is enough
     # here: a dead letter or conversion sent twice after a crash is harmless (a conversion has
     # its id), one never sent is not.
@@ -186,7 +200,7 @@ async def run(settings: Settings) -> int:
         await consume(consumer, handler, commits, stopping, batch_size=stream.batch_size,
                       batch_timeout_ms=stream.batch_timeout_ms,
                       pacing=FetchPacing(stream.fetch_wait_ms, stream.idle_fetch_wait_ms, stream.idle_after_ms / 1000),
-                      set_fetch_wait=lambda ms: _set_fetch_wait(consumer, ms))
+                      set_fetch_wait=lambda ms: _set_fetch_wait(consumer, ms), store_ready=watch.ready)
     except Exception as exc:
         stop_process(f"stream engine failed ({type(exc).__name__}: {exc})", exc)
     finally:

@@ -12,7 +12,8 @@ commit its offset. A Redis that stays down past the bounded retries, or any othe
 stops the process with exit code 3 before the batch is released (an agent that raised would drop
 its batch silently), so a restart re-reads it. The app is built only once Redis is ready
 (``core.store_ready_or_stop``, as in the direct engine: a starting worker waits for a cluster to
-say ``cluster_state:ok``, saying so, or exits 3). One agent rather than one per topic: a batch
+say ``cluster_state:ok``, saying so, or exits 3), and an idle worker acks nothing while Redis does
+not answer (``core.StoreWatch``). One agent rather than one per topic: a batch
 then writes each customer once, not once per topic.
 
 faust runs ``at_least_once`` with agent concurrency 1 (higher concurrency can commit past an
@@ -37,8 +38,8 @@ from bootstrap.connections import faust_credentials
 from bootstrap.settings import Settings
 from schemas.topics import CONVERSIONS, DEAD_LETTER, INPUT_TOPICS, partition_key
 from streams import faust_transport
-from streams.core import (BatchHandler, CommitGate, DeadLetter, KnownProducts, follow_catalog, stop_process,
-                          store_ready_or_stop)
+from streams.core import (BatchHandler, CommitGate, DeadLetter, KnownProducts, StoreWatch, follow_catalog,
+                          stop_process, store_ready_or_stop)
 
 log = logging.getLogger("nbo.worker")
 
@@ -182,11 +183,13 @@ def create_app(settings: Settings) -> Any:
                            products=KnownProducts.of(parts.catalog), keep_original=stream.dead_letter_keep_original,
                            contract=parts.contract, send_conversions=send_conversions)
     settling = Settling(stream.commit_lag_ms / 1000)
+    watch = StoreWatch(parts.store)
     batch_wait_s = max(MIN_BATCH_WAIT_S, stream.take_window_ms / 1000)
 
     @app.timer(interval=max(0.1, min(1.0, settling.lag_s / 4)))
-    async def release_settled() -> None:  # also when no new batch arrives
-        settling.release(asyncio.get_running_loop().time())
+    async def release_settled() -> None:  # also when no new batch arrives; never while Redis is down
+        if len(settling) and await watch.ready():
+            settling.release(asyncio.get_running_loop().time())
 
     @app.timer(interval=settings.catalog.poll_s)
     async def watch_catalog() -> None:  # a changed catalog file: its products from the next batch on

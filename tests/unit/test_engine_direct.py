@@ -95,7 +95,8 @@ def stop(reason: str, exc: BaseException) -> None:
     raise Stopped(reason)
 
 
-def run_loop(polls: list[dict], store: MemoryStateStore, *, interval_s: float = 0.0, poll_s: float = 1.0):
+def run_loop(polls: list[dict], store: MemoryStateStore, *, interval_s: float = 0.0, poll_s: float = 1.0,
+             store_ready=None):  # type: ignore[no-untyped-def]
     clock = Clock()
 
     async def main() -> FakeConsumer:
@@ -108,7 +109,8 @@ def run_loop(polls: list[dict], store: MemoryStateStore, *, interval_s: float = 
         handler = BatchHandler(store, P, no_dead_letters, retries=0, sleep=lambda s: None, on_failure=stop)
         commits = OffsetCommits(LAG_S, interval_s)
         try:
-            await consume(consumer, handler, commits, stopping, batch_size=100, batch_timeout_ms=5, clock=clock)
+            await consume(consumer, handler, commits, stopping, batch_size=100, batch_timeout_ms=5, clock=clock,
+                          store_ready=None if store_ready is None else lambda: store_ready(clock.now))
         finally:
             main.consumer = consumer  # type: ignore[attr-defined]
         return consumer
@@ -145,6 +147,20 @@ def test_stopping_commits_what_has_settled_and_leaves_the_rest_to_be_re_read():
     consumer = run_loop(polls, store, interval_s=60.0)
     assert store.counters()["applied"] == 2
     assert [offsets for _, offsets, _ in consumer.commits] == [{D0: 1}]  # offset 1 was applied 1 s before the stop
+
+
+def test_nothing_is_committed_while_the_store_does_not_answer_and_the_held_offsets_go_once_it_does():
+    """An idle worker whose Redis died after its writes: the writes come of age, but Redis may
+    have lost them, so their offsets wait (a worker stopped meanwhile leaves them to be re-read)."""
+    polls = [{D0: [rec(*D0, 0)]}, {P0: [rec(*P0, 3)]}, {}, {}, {}, {}, {}, {}]  # applied at t=1, 2
+
+    async def ready(now: float) -> bool:
+        return not 3.5 <= now < 7.0  # Redis down from t=3.5 to t=7
+
+    consumer = run_loop(polls, MemoryStateStore(), store_ready=ready)
+    times = {t: offsets for t, offsets, _ in consumer.commits}
+    assert all(not 3.5 <= t < 7.0 for t in times), times
+    assert times[7.0] == {D0: 1, P0: 4}  # held since t=4 and t=5, committed together once it answers
 
 
 def test_a_batch_the_store_refused_is_never_committed():
