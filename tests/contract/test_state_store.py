@@ -181,3 +181,7 @@ def test_a_log_replayed_with_redeliveries_and_duplicates_gives_the_oracles_state
     for customer_id, events in by_customer.items():
         assert state.store.get(customer_id) == oracle(customer_id, events)
     assert state.store.counters()["applied"] == len(log)
+
+
+def test_a_store_that_answers_has_no_readiness_problems(state):
+    assert state.store.readiness_problems() == []
