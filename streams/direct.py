@@ -8,9 +8,9 @@ and they are committed every ``commit_interval_ms``, beside the next batch. A cr
 before the commit redelivers the records, and the store drops what it already applied; a Redis
 that stays down past the bounded retries stops the process with exit code 3 without committing.
 No offset is committed while Redis does not answer (``core.StoreWatch``: it may have lost the
-writes the commit would vouch for). Before it joins its group the worker waits for Redis (``core.store_ready_or_stop``: on a cluster
-every node ``cluster_state:ok``), saying what it waits for, and exits 3 if that outlasts
-``NBO_STREAM__REDIS_WAIT_S``.
+writes the commit would vouch for). Before it joins its group the worker waits for Redis
+(``core.store_ready_or_stop``: on a cluster every node ``cluster_state:ok``), saying what it
+waits for, and exits 3 if that outlasts ``NBO_STREAM__REDIS_WAIT_S``.
 
 Idle cost (``core.FetchPacing``): while records flow the broker fetch waits ``fetch_wait_ms`` (5)
 and a poll ``batch_timeout_ms`` (5), which keeps freshness and throughput; after ``idle_after_ms``

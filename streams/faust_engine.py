@@ -10,10 +10,10 @@ is held from its arrival (``Settling``: one extra reference, so faust's own ack 
 ``commit_lag_ms`` old (a ``core.CommitGate``), as in the direct engine; only then may faust
 commit its offset. A Redis that stays down past the bounded retries, or any other failure,
 stops the process with exit code 3 before the batch is released (an agent that raised would drop
-its batch silently), so a restart re-reads it. The app is built only once Redis is ready
-(``core.store_ready_or_stop``, as in the direct engine: a starting worker waits for a cluster to
-say ``cluster_state:ok``, saying so, or exits 3), and an idle worker acks nothing while Redis does
-not answer (``core.StoreWatch``). One agent rather than one per topic: a batch
+its batch silently), so a restart re-reads it. ``nbo worker`` builds the app only once Redis is
+ready (``core.store_ready_or_stop``, as the direct engine does: a starting worker waits for a
+cluster to say ``cluster_state:ok``, saying so, or exits 3), and an idle worker acks nothing
+while Redis does not answer (``core.StoreWatch``). One agent rather than one per topic: a batch
 then writes each customer once, not once per topic.
 
 faust runs ``at_least_once`` with agent concurrency 1 (higher concurrency can commit past an
@@ -39,7 +39,7 @@ from bootstrap.settings import Settings
 from schemas.topics import CONVERSIONS, DEAD_LETTER, INPUT_TOPICS, partition_key
 from streams import faust_transport
 from streams.core import (BatchHandler, CommitGate, DeadLetter, KnownProducts, StoreWatch, follow_catalog,
-                          stop_process, store_ready_or_stop)
+                          stop_process)
 
 log = logging.getLogger("nbo.worker")
 
@@ -136,7 +136,6 @@ def create_app(settings: Settings) -> Any:
 
     parts = build_stream(settings)
     stream = settings.stream
-    store_ready_or_stop(parts.store, stream.redis_wait_s)
     faust_transport.register()
     (settings.data_dir / "faust").parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.faust_engine import create_app
     from streams.membership import join_wait_s, wait_to_join_group
 
+    _wait_for_redis(settings)
     app = create_app(settings)
     asyncio.run(wait_to_join_group(settings.kafka.bootstrap or "", settings.stream.group_id,
                                    join_wait_s(settings.stream), client_id=settings.kafka.client_id,
@@ -53,6 +54,19 @@ def run(args: argparse.Namespace) -> int:
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+def _wait_for_redis(settings) -> None:  # type: ignore[no-untyped-def]
+    """The faust engine's first step (the direct engine's is in ``streams.direct.run``): wait
+    for Redis, saying so, or exit 3 (``streams.core.store_ready_or_stop``)."""
+    from bootstrap import state_store
+    from streams.core import store_ready_or_stop
+
+    store = state_store(settings)
+    try:
+        store_ready_or_stop(store, settings.stream.redis_wait_s)
+    finally:
+        store.close()
 
 
 def _check(settings) -> int:  # type: ignore[no-untyped-def]
