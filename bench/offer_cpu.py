@@ -8,7 +8,8 @@ same minute; it runs unchanged in a tree before the closed loop (no ``learning``
                                         [--evidence] [--json]
 
 ``--loop off``: no control arm, no exploration (ranking as before the loop); ``--loop default``:
-the shipped ``NBO_LOOP__*`` defaults (3 % control, Thompson sampling on mobile). ``--evidence``
+the shipped ``NBO_LOOP__*`` defaults (3 % control, no channel explores); ``--loop explore``: the
+same with Thompson sampling on mobile (``NBO_LOOP__EXPLORE_CHANNELS=["mobile"]``). ``--evidence``
 fills the learn hash with evidence for every product and every segment (what a running stream
 writes). The model is the popularity prior unless ``--trained`` (trains on simulated customers
 first, as bench/api.py does; slower to start).
@@ -90,6 +91,7 @@ async def measure(args: argparse.Namespace) -> dict:
     store.apply_batch([SourcedEvent(e, "events", 0, i) for i, e in enumerate(events)], FeatureParams(), time.time())
     customers = sorted(set(store.customer_ids()))
     loop = {"control_share": 0.0, "explore_channels": []} if args.loop == "off" else {
+        "control_share": 0.03, "explore_channels": []} if args.loop == "default" else {
         "control_share": 0.03, "explore_channels": ["mobile"]}
     data_dir = tempfile.mkdtemp(prefix="nbo-offer-cpu-")
     settings = load_settings(data_dir=data_dir, api={"allow_dev_keys": True, "rate_per_s": 1e9, "rate_burst": 10**9},
@@ -149,7 +151,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--customers", type=int, default=200)
-    parser.add_argument("--loop", choices=("default", "off"), default="default")
+    parser.add_argument("--loop", choices=("default", "off", "explore"), default="default",
+                        help="default: the shipped defaults (3 %% control, no channel explores); off: no control arm; "
+                             "explore: as default with Thompson sampling on mobile")
     parser.add_argument("--evidence", action="store_true")
     parser.add_argument("--trained", action="store_true")
     parser.add_argument("--json", action="store_true")
