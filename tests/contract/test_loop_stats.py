@@ -95,14 +95,16 @@ def test_the_evidence_is_the_oracles_in_the_stored_form(state, unique_customer_i
     facts = LoopFacts()
     apply_all(CustomerState(unique_customer_id), [r.event for r in records], P, facts)
     expected: dict[str, list[float]] = {}
-    for name, accepted, at_s, sign in facts.answers:
-        expected[name] = add_signed(expected.get(name), accepted, at_s, sign, 30.0)
+    for name, accepted, propensity, at_s, sign in facts.answers:
+        expected[name] = add_signed(expected.get(name), accepted, propensity, at_s, sign, 30.0)
     got = evidence_of(state.store)
     assert got.keys() == expected.keys()
     for name, want in expected.items():
         assert got[name] == pytest.approx(want, rel=1e-12), name
-    accepts, others, as_of_s = got["fund_sip"]  # one acceptance and one offer ignored, decayed to the latest
+    accepts, others, as_of_s, expected_accepts = got["fund_sip"]  # one acceptance and one offer ignored,
+    # decayed to the latest; both offers were shown at the model's propensity 0.2
     assert (round(accepts, 3), round(others, 3), as_of_s) == (0.955, 1.0, (T0 + timedelta(days=2)).timestamp())
+    assert expected_accepts == pytest.approx(0.2 * accepts + 0.2 * others, rel=1e-9)
 
 
 def test_a_unit_settled_twice_or_handed_back_by_a_redelivery_adds_nothing(state, unique_customer_id):
