@@ -145,6 +145,9 @@ def test_unknown_products_are_dead_lettered_and_no_card_number_reaches_a_letter_
     try:
         mine = wait_for(lambda: letters.from_sources(set(sources)), "the dead letters", worker)
         state = wait_for(lambda: store.get(customer), "the known purchase applied", worker)
+        # the worker logs a letter once the broker has it and it is counted: wait for the lines too
+        wait_for(lambda: (tmp_path / "worker.log").read_text(errors="replace").count("dead-lettered")
+                 >= len(refused), "the dead letters in the worker's log", worker)
     finally:
         worker.stop()
         store.close()
