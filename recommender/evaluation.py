@@ -20,7 +20,6 @@ import heapq
 import json
 import time
 import zlib
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -34,7 +33,8 @@ from domain.catalog import Catalog
 from domain.features import FeatureParams
 from domain.state import CustomerState
 from recommender.after_purchase import fit_transitions
-from recommender.matrix import FoldedLog, InteractionMatrix, Purchase, build_matrix, label_matrix, token_vocabulary
+from recommender.matrix import (FoldedLog, InteractionMatrix, Purchase, build_matrix, iso_epoch_s, label_matrix,
+                               token_vocabulary)
 from recommender.model import ModelParams, NboModel, family_prior, train_model
 
 DAY_S = 86_400.0
@@ -535,14 +535,6 @@ def scan_history(lines: Any) -> HistoryScan:
     if not events:
         raise ValueError("the event log is empty")
     return HistoryScan(first, last, np.sort(np.asarray(bought, dtype=np.float64)), events)
-
-
-def iso_epoch_s(text: str) -> float:
-    """An ISO 8601 time as UTC epoch seconds (a time without an offset is taken as UTC)."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -76,8 +76,12 @@ def read_lines(path: Path) -> Iterator[bytes]:
                 yield line
 
 
-def _epoch_s(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+def iso_epoch_s(text: str) -> float:
+    """An ISO 8601 time as UTC epoch seconds (a time without an offset is taken as UTC)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
 
 
 @contextmanager
@@ -125,7 +129,7 @@ def fold_event_log(lines: Iterable[bytes], cutoffs_s: Sequence[float],
     events = skipped = 0
     last_event_s = 0.0
     floor_s = since_s if since_s is not None else -math.inf
-    loads, epoch_s, intern, rates = orjson.loads, _epoch_s, sys.intern, params.rates
+    loads, epoch_s, intern, rates = orjson.loads, iso_epoch_s, sys.intern, params.rates
     # Each customer's events wait in ``pending`` (up to FOLD_BATCH) and go in with one
     # ``apply_all`` (one copy of the state per batch instead of one per event); a state is
     # brought up to date before it is kept at a cutoff.

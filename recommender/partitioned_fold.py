@@ -39,7 +39,8 @@ import time
 import weakref
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from dataclasses import field as _field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
@@ -48,8 +49,8 @@ import orjson
 
 from domain.features import FeatureParams
 from domain.state import CustomerState
-from recommender.evaluation import HistoryScan, iso_epoch_s, scan_history
-from recommender.matrix import FoldedLog, Purchase, fold_event_log, gc_paused, read_lines
+from recommender.evaluation import HistoryScan, scan_history
+from recommender.matrix import FoldedLog, Purchase, fold_event_log, gc_paused, iso_epoch_s, read_lines
 from schemas.rules import DEFAULT_RULES, ContractRules
 
 SNAPSHOT_FORMAT = "nbo-state-snapshot"
@@ -144,6 +145,16 @@ class RangeScan:
     purchase_times_s: list[float] | None = None
 
 
+def _customer_of(line: bytes) -> bytes:
+    """The customer id of one event line (UTF-8): found in the bytes when the line is written as
+    this system writes JSON (no spaces), else from the decoded object."""
+    i = line.find(_CUSTOMER_KEY)
+    if i < 0:
+        return str(orjson.loads(line)["customer_id"]).encode()
+    i += len(_CUSTOMER_KEY)
+    return line[i: line.index(b'"', i)]
+
+
 def _line_time(line: bytes) -> tuple[float, bool]:
     """(occurred_at as UTC epoch s, is a purchase) of one event line, as ``scan_history`` reads
     them: found in the bytes when the line is written as this system writes JSON (no spaces),
@@ -169,9 +180,7 @@ def partition_range(path: Path, start: int, end: int, shards: int, out_dir: Path
     buffers: list[list[bytes]] = [[] for _ in range(shards)]
     sizes = [0] * shards
     handles = [open(p, "wb") for p in outs]
-    key, skip = _CUSTOMER_KEY, len(_CUSTOMER_KEY)
-    crc = zlib.crc32
-    line_time = _line_time
+    crc, customer_of, line_time = zlib.crc32, _customer_of, _line_time
     events, first, last = 0, float("inf"), float("-inf")
     bought: list[float] = []
     try:
@@ -188,15 +197,9 @@ def partition_range(path: Path, start: int, end: int, shards: int, out_dir: Path
                     remaining -= len(tail)
                     block += tail
                 for line in block.splitlines(keepends=True):
-                    i = line.find(key)
-                    if i < 0:
-                        if not line.strip():
-                            continue
-                        cid = str(orjson.loads(line)["customer_id"]).encode()
-                    else:
-                        i += skip
-                        cid = line[i: line.index(b'"', i)]
-                    s = crc(cid) % shards
+                    if not line.strip():
+                        continue
+                    s = crc(customer_of(line)) % shards
                     at_s, purchase = line_time(line)
                     events += 1
                     if at_s < first:
@@ -261,14 +264,9 @@ def by_customer(lines: Iterable[bytes]) -> Iterator[bytes]:
     own customer's events, in order), in about 30 % less time for a log in time order, where
     every customer's events lie far apart and each state goes cold between them."""
     groups: dict[bytes, list[bytes]] = {}
-    key, skip = _CUSTOMER_KEY, len(_CUSTOMER_KEY)
+    customer_of = _customer_of
     for line in lines:
-        i = line.find(key)
-        if i < 0:
-            cid = str(orjson.loads(line)["customer_id"]).encode()
-        else:
-            i += skip
-            cid = line[i: line.index(b'"', i)]
+        cid = customer_of(line)
         group = groups.get(cid)
         if group is None:
             groups[cid] = [line]
@@ -360,8 +358,8 @@ class PartitionedLog:
     #: seconds of each phase of the last fold (partition, fold, merge)
     timings: dict[str, float] | None = None
     #: the log cut into shard files by ``scan`` (or the fold), until the fold has read them
-    _cut: tuple[Path, list[list[Path]], HistoryScan, float] | None = field(default=None, init=False, repr=False)
-    _cleanup: Any = field(default=None, init=False, repr=False)
+    _cut: tuple[Path, list[list[Path]], HistoryScan, float] | None = _field(default=None, init=False, repr=False)
+    _cleanup: Any = _field(default=None, init=False, repr=False)
 
     def __iter__(self) -> Iterator[bytes]:
         if isinstance(self.path, Path):
@@ -488,7 +486,7 @@ def snapshot_shard(paths: Sequence[Path] | ShardedLog, at_s: float, out: Path, p
     def watched(lines: Iterable[bytes]) -> Iterator[bytes]:
         for raw in lines:
             head = orjson.loads(raw)
-            at = _iso_epoch(head["occurred_at"])
+            at = iso_epoch_s(head["occurred_at"])
             if floor_s <= at < at_s:
                 counted[0] += 1
                 for field in ("source", "type"):
@@ -551,7 +549,7 @@ def write_snapshot(events: Path | ShardedLog, at_s: float, out_dir: Path, params
     newest: dict[str, dict[str, float]] = {"source": {}, "type": {}}
     if since is not None:
         previous = read_manifest(since)
-        newest = {f: {k: _iso_epoch(v) for k, v in previous[f"newest_event_by_{f}"].items()} for f in newest}
+        newest = {f: {k: iso_epoch_s(v) for k, v in previous[f"newest_event_by_{f}"].items()} for f in newest}
     for r in results:
         for field in ("source", "type"):
             for name, at in r[f"newest_by_{field}"].items():
@@ -625,12 +623,6 @@ def read_snapshot_shard(snapshot: Path, shard: int = 0,
 
 def _iso(epoch_s: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
-
-
-def _iso_epoch(text: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 __all__ = ["PackedStates", "PartitionedLog", "ShardFold", "byte_ranges", "check_snapshot", "fold_on_dask",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the manifest as one JSON object")
 
 
-def _iso_s(text: str) -> float:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()
-
-
 def run(args: argparse.Namespace) -> int:
     from bootstrap import contract_rules, feature_params, load_settings
-    from recommender.matrix import read_lines
+    from recommender.evaluation import scan_history
+    from recommender.matrix import iso_epoch_s, read_lines
     from recommender.partitioned_fold import write_snapshot
 
     if not args.events.exists():
@@ -72,14 +65,11 @@ def run(args: argparse.Namespace) -> int:
         source = StorePartitions(args.events)
     try:
         if args.at is not None:
-            at_s = _iso_s(args.at)
+            at_s = iso_epoch_s(args.at)
         elif args.events.is_dir():
             at_s = last_s + 1.0
         else:
-            import orjson
-
-            at_s = max((_iso_s(orjson.loads(raw)["occurred_at"]) for raw in read_lines(args.events)),
-                       default=0.0) + 1.0
+            at_s = scan_history(read_lines(args.events)).last_event_s + 1.0
     except (KeyError, ValueError) as exc:
         print(f"nbo snapshot: --at / occurred_at: {exc}", file=sys.stderr)
         return 2

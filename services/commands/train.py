@@ -35,7 +35,6 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Iterator, Sequence  # noqa: E402
 
@@ -47,7 +46,7 @@ from recommender.evaluation import (  # noqa: E402
     MIN_LABEL_PURCHASES, GateResult, HistoryScan, WindowChoice, choose_windows, fold_for_training, promotion_gate,
     scan_history, train_at, tune_similar_weight,
 )
-from recommender.matrix import read_lines  # noqa: E402
+from recommender.matrix import iso_epoch_s, read_lines  # noqa: E402
 from recommender.partitioned_fold import PartitionedLog  # noqa: E402
 
 
@@ -100,13 +99,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="end with one JSON object")
 
 
-def _iso_s(text: str) -> float:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()
-
-
 def log_window(events: Path, truth: Path | None, cutoff: str | None,
                scan: HistoryScan | None = None) -> tuple[float, float | None]:
     """(cutoff, first behaviour day) in UTC epoch seconds for an event log (``scan``: its times,
@@ -118,9 +110,9 @@ def log_window(events: Path, truth: Path | None, cutoff: str | None,
     if sidecar.exists():
         meta = json.loads(sidecar.read_text(encoding="utf-8")).get("meta", {})
     if cutoff:
-        return _iso_s(cutoff), _iso_s(meta["start"]) if "start" in meta else None
+        return iso_epoch_s(cutoff), iso_epoch_s(meta["start"]) if "start" in meta else None
     if "cutoff" in meta:
-        return _iso_s(meta["cutoff"]), _iso_s(meta["start"])
+        return iso_epoch_s(meta["cutoff"]), iso_epoch_s(meta["start"])
     if scan is None:
         scan = scan_history(history_lines(events))
     return scan.last_event_s + 1.0, None
