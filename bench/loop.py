@@ -13,30 +13,39 @@ Then, day by day:
    the touchpoint posts the answer (``POST /v1/outcomes``) and an acceptance becomes a sale
    (``ProductPurchased`` naming the decision) the simulator remembers.
 
-Half way (``--drift-day``) a drift is planted: the most offered product's true appeal halves, and
-another one's (the most shown below rank 1) doubles, both chosen from the first run's offers and
-planted the same in the second. The same traffic (same seed) runs twice: online learning off
-(``NBO_LOOP__ONLINE=false`` and ``NBO_LOOP__EXPLORE_CHANNELS=[]``: the model alone, deterministic
-on every channel) and on (the defaults: the online evidence calibrating every channel, plus
-Thompson sampling on mobile, ``NBO_LOOP__EXPLORE_CHANNELS=["mobile"]``).
+Half way (``--drift-day``) a drift is planted: the appeal of the product treatment customers
+accepted most so far halves, that of the one they accepted second most doubles (both chosen in
+the first run and planted the same in the second; ``Simulator.scale_appeal``: the answers to
+its offers and its daily hazard are multiplied). The same traffic (same seed) runs twice:
+online learning off (``NBO_LOOP__ONLINE=false`` and ``NBO_LOOP__EXPLORE_CHANNELS=[]``: the model
+alone, deterministic on every channel) and on (the defaults: the online evidence calibrating
+every channel, plus Thompson sampling on mobile, ``NBO_LOOP__EXPLORE_CHANNELS=["mobile"]``).
 
 Time: the API decides at the wall clock, so every simulated day's events are stamped with the
-wall-clock time they are published at (in their order within the day); the backdated history
-keeps its own times. Decay windows therefore see the simulated days compressed into minutes, and
-a decline's cool-down (days of wall-clock time) outlasts the run. Simulated hours (day x 24 + the
-visit's hour) are what ``drift_recovery_hours`` counts.
+wall-clock time they are published at (in their order within the day), and a simulated day
+lasts ``--day-s`` seconds of wall time (the bench waits out a day done sooner); the backdated
+history keeps its own times. The online evidence's half-life is ``--evidence-half-life``
+simulated days in that time (``NBO_LOOP__EVIDENCE_HALF_LIFE_DAYS``); other decays and a
+decline's cool-down (days of wall-clock time) see the run as recent. Simulated hours (day x 24 +
+the visit's hour) are what the drift's figures count.
 
 Figures: acceptance per shown offer (accepted outcomes / offers shown) in the treatment and
 control arms of the online run, their relative lift with a delta-method 95 % interval
-(``recommender.ope.relative_lift``), the treatment acceptance with online learning off and on,
-and ``drift_recovery_hours``: simulated hours after the drift until the doubled product's share
-of treatment top offers (over the last 200 decisions) is half way from its level before the
-drift to its level at the end (``simulator.visits.drift_recovery_hours``; null when it did not
-rise). The offline run's decision log is then evaluated off-policy (``recommender.ope``): the
-serving model replayed through the chain on the states at decision time must match its
-treatment arm's observed rate within the IPS interval.
+(``recommender.ope.relative_lift``), the treatment acceptance with online learning off and on
+(and after the drift, with the interval of online over static), and how the ranking follows
+the drift: each drifted product's learned multiplier (``decisioning.calibration.product_ratio``
+on the evidence in Redis, read after every chunk of visits of the online run) and
+``drift_recovery_hours``, the simulated hours until both multipliers are half way on the log
+scale to their level at the drift x its factor (``simulator.visits.multiplier_follow_hours``;
+null when one is not by the end); and each product's share of top offers online against
+static's (``simulator.visits.drift_recovery_hours`` with a baseline). The offline run's
+decision log is then evaluated off-policy (``recommender.ope``): the serving model replayed
+through the chain on the states at decision time must match its treatment arm's observed rate
+within the IPS interval on each customer's first decision, and the control arm's mean
+importance weight must cover 1.
 
-    .venv/bin/python bench/loop.py                          # 4,000 customers x 12 days, twice (~4-8 min)
+    .venv/bin/python bench/loop.py                          # 4,000 customers x 12 days, twice (~6 min)
+    .venv/bin/python bench/loop.py --customers 12000 --day-s 36   # three times the evidence (~17 min)
     .venv/bin/python bench/loop.py --customers 500 --days 4 --json
     .venv/bin/python bench/loop.py --write-docs             # the "bench/loop.py" section of docs/BENCHMARKS.md
 
@@ -72,20 +81,25 @@ sys.path.insert(0, str(ROOT))
 
 from bootstrap import feature_params, load_settings, model_registry, state_store  # noqa: E402
 from bootstrap.settings import Settings  # noqa: E402
+from adapters.keys import learn_key  # noqa: E402
+from adapters.learning_reader import parse_evidence  # noqa: E402
+from decisioning.calibration import product_ratio  # noqa: E402
+from decisioning.experiment import LoopParams  # noqa: E402
 from decisioning.policy import load_policy  # noqa: E402
 from domain.catalog import load_catalog  # noqa: E402
-from recommender.ope import evaluate, relative_lift, replay_slates, units_from_logs  # noqa: E402
+from recommender.ope import evaluate, first_decisions, relative_lift, replay_slates, units_from_logs  # noqa: E402
 from schemas.codec import decode, encode  # noqa: E402
 from schemas.topics import INPUT_TOPICS, OFFER_DECISIONS, OFFER_OUTCOMES, TOPIC_FOR_TYPE, partition_key  # noqa: E402
 from services.runtime import start_servers  # noqa: E402
 from services.stack import DEV_KEYS, Stack  # noqa: E402
 from simulator.bank import DAY_S, Simulator  # noqa: E402
-from simulator.visits import Visit, answer_offers, day_visits, drift_recovery_hours, sale_event  # noqa: E402
+from simulator.visits import (  # noqa: E402
+    Visit, answer_offers, day_visits, drift_recovery_hours, multiplier_follow_hours, sale_event)
 
 SECTION = "## bench/loop.py"
 CONCURRENCY = 16  # requests in flight
 CHUNK = 48  # visits decided together before they are answered
-RECOVERY_WINDOW = 200
+RECOVERY_WINDOW = 200  # decisions in the rolling share of top offers
 
 
 @dataclass
@@ -99,6 +113,7 @@ class Shown:
     sim_hour: float
     products: tuple[str, ...]
     accepted: int
+    took: tuple[str, ...] = ()  # the products accepted
 
 
 @dataclass
@@ -111,6 +126,10 @@ class RunResult:
     outcomes_posted: int = 0
     sales: int = 0
     drift: dict[str, str] = field(default_factory=dict)
+    day_wall_s: list[float] = field(default_factory=list)  # wall seconds each simulated day lasted
+    # (simulated hour, product id -> its learned multiplier theta) after each chunk of visits: the
+    # online evidence in Redis as the ranking reads it (``decisioning.calibration.product_ratio``)
+    learned: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
     def rate(self, arm: str, since_hour: float = -1.0) -> tuple[int, int]:
@@ -159,6 +178,9 @@ class Loop:
         self.rng = np.random.default_rng([args.seed, 99])  # answers and sales: same draws in both runs
         self.visit_rng = np.random.default_rng([args.seed, 98])
         self.events_file = open(self.work / "events.jsonl", "wb")
+        # a simulated day lasts --day-s wall seconds: the evidence's half-life in wall-clock days
+        # (--day-s 0, days as fast as they go: the product's half-life)
+        self.half_life_days = args.evidence_half_life * args.day_s / DAY_S if args.day_s > 0 else None
 
     # ---- set-up -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -167,6 +189,8 @@ class Loop:
                "NBO_REDIS__TIMEOUT_MS": "250", "NBO_API__RATE_PER_S": "100000", "NBO_API__RATE_BURST": "100000",
                "NBO_LOOP__CONTROL_SHARE": str(self.args.control_share),
                "NBO_LOOP__ONLINE": "true" if self.mode == "online" else "false"}
+        if self.half_life_days is not None:  # the answers' decay in the bench's time
+            env["NBO_LOOP__EVIDENCE_HALF_LIFE_DAYS"] = repr(self.half_life_days)
         # static: the model alone, deterministic on every channel; online: Thompson sampling on mobile
         env["NBO_LOOP__EXPLORE_CHANNELS"] = "[]" if self.mode == "static" else '["mobile"]'
         if self.args.catalog:
@@ -175,6 +199,12 @@ class Loop:
         self.stack.start_worker()
         self.stack.start_api()
         self.store = state_store(self.settings.with_servers(self.servers.kafka_bootstrap, self.servers.redis_url))
+        import redis
+
+        self.redis = redis.Redis.from_url(self.servers.redis_url)
+        self.loop_params = LoopParams(starting_evidence=self.settings.loop.starting_evidence,
+                                      evidence_half_life_days=self.half_life_days or
+                                      self.settings.loop.evidence_half_life_days)
         from kafka import KafkaProducer
 
         self.producer = KafkaProducer(bootstrap_servers=self.servers.kafka_bootstrap, acks="all", linger_ms=5,
@@ -184,6 +214,7 @@ class Loop:
 
     def stop(self) -> None:
         self.events_file.close()
+        self.redis.close()
         try:
             self.producer.close(timeout=10)
         finally:
@@ -252,8 +283,9 @@ class Loop:
             products = tuple(item["product_id"] for item in items)
             if body.get("degraded") or not products:
                 continue
-            answers = answer_offers(sim, v.customer, v.channel, products, self.rng)
+            answers = answer_offers(sim, v.customer, v.channel, products, self.rng, day)
             accepted = 0
+            took = []
             for answer in answers:
                 post = {"decision_id": body["decision_id"], "customer_id": v.customer_id,
                         "product_id": answer.product_id, "channel": v.channel, "outcome": answer.outcome}
@@ -262,10 +294,11 @@ class Loop:
                 posts.append(post)
                 if answer.outcome == "accepted":
                     accepted += 1
+                    took.append(answer.product_id)
                     sales.append(sale_event(sim, v.customer, answer.product_id, body["decision_id"], v.channel,
                                             now, self.rng))
             self.result.shown.append(Shown(body["decision_id"], v.customer, v.channel, body.get("arm", "treatment"),
-                                           (v.at_s - sim.start_s) / 3600.0, products, accepted))
+                                           (v.at_s - sim.start_s) / 3600.0, products, accepted, tuple(took)))
 
         async def record(post: dict) -> None:
             async with gate:
@@ -283,18 +316,30 @@ class Loop:
         self.expected += len(posts)
         self.result.sales += len(sales)
         self.publish([encode(e) for e in sales])
+        if self.mode == "online" and visits:
+            self.read_learned((visits[-1].at_s - sim.start_s) / 3600.0)
+
+    def read_learned(self, sim_hour: float) -> None:
+        """Every product's learned multiplier now, from the evidence the worker has written so far."""
+        evidence, _ = parse_evidence(self.redis.hgetall(learn_key(self.settings.redis.key_prefix)))
+        now_s = time.time()
+        self.result.learned.append((sim_hour, {pid: product_ratio(evidence, pid, now_s, self.loop_params)
+                                               for pid in self.catalog.ids}))
 
     def plant_drift(self, sim: Simulator, from_day: int) -> None:
-        top = Counter(s.products[0] for s in self.result.shown if s.arm == "treatment")
-        below = Counter(p for s in self.result.shown if s.arm == "treatment" for p in s.products[1:])
-        halved = self.args.halve or (top.most_common(1)[0][0] if top else self.catalog.ids[0])
-        doubled = self.args.double or next((p for p, _ in below.most_common() if p != halved), self.catalog.ids[1])
+        """The two products treatment customers accepted most so far: the first one's appeal
+        halves, the second one's doubles (the products whose answers the loop can learn from)."""
+        took = Counter(p for s in self.result.shown if s.arm == "treatment" for p in s.took)
+        ranked = [p for p, _ in took.most_common()] + [p for p in self.catalog.ids if p not in took]
+        halved = self.args.halve or ranked[0]
+        doubled = self.args.double or next(p for p in ranked if p != halved)
         sim.scale_appeal(halved, 0.5, from_day)
         sim.scale_appeal(doubled, 2.0, from_day)
         self.result.drift = {"halved": halved, "doubled": doubled, "from_day": str(from_day)}
 
     async def days(self, sim: Simulator) -> None:
         for day in range(self.args.days):
+            day_started = time.monotonic()
             if day == self.args.drift_day:
                 self.plant_drift(sim, day)
             batch, _ = sim.step(emit=True)
@@ -307,8 +352,13 @@ class Loop:
                 for lo in range(0, len(visits), CHUNK):
                     await self.visit_chunk(client, sim, visits[lo:lo + CHUNK], day)
             self.wait_worker()
+            took = time.monotonic() - day_started
+            self.result.day_wall_s.append(max(took, self.args.day_s))
             print(f"  [{self.mode}] day {day + 1}/{self.args.days}: {len(visits)} visits, "
-                  f"{len(self.result.shown):,} decisions so far", file=sys.stderr, flush=True)
+                  f"{len(self.result.shown):,} decisions so far ({took:.1f} s of {self.args.day_s:g})",
+                  file=sys.stderr, flush=True)
+            if took < self.args.day_s:  # the day lasts --day-s of wall time: the decay's clock
+                await asyncio.sleep(self.args.day_s - took)
 
     def run(self) -> RunResult:
         started = time.monotonic()
@@ -323,6 +373,10 @@ class Loop:
                 self.plant_drift(sim, 0)
             asyncio.run(self.days(sim))
             self.dump_logs()
+            with open(self.work / "shown.jsonl", "wb") as out:  # the bench's view of every decision
+                out.writelines(orjson.dumps(s.__dict__) + b"\n" for s in self.result.shown)
+            with open(self.work / "learned.jsonl", "wb") as out:  # the online run's learned multipliers
+                out.writelines(orjson.dumps({"sim_hour": h, "theta": m}) + b"\n" for h, m in self.result.learned)
         finally:
             self.stop()
         self.result.wall_s = time.monotonic() - started
@@ -390,9 +444,18 @@ def ope_check(result: RunResult, registry_dir: Path, catalog_path: str | None) -
         return {"units": 0, "decisions": 0, "decisions_read": len(decisions), "replay": replay,
                 "note": "no decision record carries a logged probability: nothing to evaluate"}
     report = evaluate(units, slates)
-    treatment = report.by_arm.get("treatment")
     out = report.to_json()
-    out["ips_covers_treatment_rate"] = bool(treatment is not None and report.ips.covers(treatment.value))
+    # the check that the logging is right, where both arms' customers have the same history
+    # (recommender.ope: on later decisions the treated customers have been sold to already)
+    first = evaluate(first_decisions(units), slates)
+    treatment = first.by_arm.get("treatment")
+    out["first_decisions"] = first.to_json()
+    out["ips_covers_treatment_rate"] = bool(treatment is not None and first.ips.covers(treatment.value))
+    control = [u for u in units if u.arm == "control"]
+    if control:  # the control arm's logged 1/n against the serving ranking's replayed choices
+        weight = evaluate(control, slates).mean_weight
+        out["control_mean_weight"] = weight.to_json()
+        out["control_mean_weight_covers_1"] = bool(weight.covers(1.0))
     out["replay"] = replay
     out["decisions_read"] = len(decisions)
     return out
@@ -402,25 +465,45 @@ def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Name
     ta, tn = online.rate("treatment")
     ca, cn = online.rate("control")
     lift = relative_lift(ta, tn, ca, cn)
+    def safe(x: float) -> float | None:
+        return None if x is None or not np.isfinite(x) else round(float(x), 5)
+
     drift_hour = args.drift_day * 24.0
     treat = [s for s in online.shown if s.arm == "treatment"]
-    doubled = online.drift.get("doubled")
-    recovery = drift_recovery_hours([s.sim_hour for s in treat], [s.products[0] == doubled for s in treat],
-                                    drift_hour, window=RECOVERY_WINDOW)
     static_treat = [s for s in static.shown if s.arm == "treatment"]
-    static_recovery = drift_recovery_hours([s.sim_hour for s in static_treat],
-                                           [s.products[0] == static.drift.get("doubled") for s in static_treat],
-                                           drift_hour, window=RECOVERY_WINDOW)
+
+    def recovery(product: str | None, rose: bool) -> float | None:
+        """Hours until online's top-offer share of ``product`` moved half way, against static's."""
+        def marks(shown: list[Shown]) -> list[bool]:
+            return [(s.products[0] == product) == rose for s in shown]
+        return drift_recovery_hours([s.sim_hour for s in treat], marks(treat), drift_hour, window=RECOVERY_WINDOW,
+                                    baseline=([s.sim_hour for s in static_treat], marks(static_treat)))
+
+    doubled, halved = online.drift.get("doubled"), online.drift.get("halved")
+    doubled_recovery, halved_recovery = recovery(doubled, True), recovery(halved, False)
+    learned_hours = [h for h, _ in online.learned]
+
+    def learned(product: str | None, factor: float) -> dict:
+        """The product's learned multiplier at the drift and at the end, and the hours it took to
+        move half way to its level at the drift x ``factor``."""
+        values = [m.get(product, float("nan")) for _, m in online.learned]
+        at_drift = next((v for h, v in zip(reversed(learned_hours), reversed(values)) if h < drift_hour), None)
+        follow = multiplier_follow_hours(learned_hours, values, drift_hour, factor) if values else None
+        return {"product": product, "factor": factor, "at_drift": safe(at_drift) if at_drift is not None else None,
+                "at_end": safe(values[-1]) if values else None,
+                "follow_hours": safe(follow) if follow is not None else None}
+
+    learning = {"halved": learned(halved, 0.5), "doubled": learned(doubled, 2.0)}
+    follows = [learning[w]["follow_hours"] for w in ("halved", "doubled")]
+    recovered = None if any(h is None for h in follows) else max(follows)
     sa, sn = static.rate("treatment")
     sa_after, sn_after = static.rate("treatment", drift_hour)
     oa_after, on_after = online.rate("treatment", drift_hour)
+    gain = relative_lift(oa_after, on_after, sa_after, sn_after)  # online over static, after the drift
 
     def share(shown: list[Shown], product: str | None, after: bool) -> float:
         picked = [s for s in shown if (s.sim_hour >= drift_hour) == after]
         return sum(s.products[0] == product for s in picked) / len(picked) if picked else float("nan")
-
-    def safe(x: float) -> float | None:
-        return None if x is None or not np.isfinite(x) else round(float(x), 5)
 
     return {
         "days": args.days, "customers": args.customers,
@@ -435,17 +518,28 @@ def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Name
         "online_accept_rate": safe(ta / tn if tn else float("nan")),
         "static_accept_rate_after_drift": safe(sa_after / sn_after if sn_after else float("nan")),
         "online_accept_rate_after_drift": safe(oa_after / on_after if on_after else float("nan")),
-        "drift_recovery_hours": safe(recovery) if recovery is not None else None,
-        "static_drift_recovery_hours": safe(static_recovery) if static_recovery is not None else None,
+        "online_vs_static_after_drift": {"lift": safe(gain.lift), "low": safe(gain.low), "high": safe(gain.high)},
+        "drift_recovery_hours": recovered,
+        "learned_multiplier": learning,
+        "top_share_recovery_hours": {"doubled": safe(doubled_recovery) if doubled_recovery is not None else None,
+                                     "halved": safe(halved_recovery) if halved_recovery is not None else None},
+        "day_wall_s": {mode: round(float(np.mean(r.day_wall_s)), 2) if r.day_wall_s else None
+                       for mode, r in (("static", static), ("online", online))},
+        "evidence_half_life_sim_days": args.evidence_half_life,
+        # the half-life in the days as they went (a day that ran over --day-s lasted longer)
+        "evidence_half_life_effective_sim_days": (round(args.evidence_half_life * args.day_s / float(np.mean(online.day_wall_s)), 2)
+                                                  if online.day_wall_s and args.day_s > 0 else None),
         "drift": online.drift,
-        "doubled_top_share": {mode: {"before": safe(share([s for s in r.shown if s.arm == "treatment"],
-                                                          r.drift.get("doubled"), False)),
-                                     "after": safe(share([s for s in r.shown if s.arm == "treatment"],
-                                                         r.drift.get("doubled"), True))}
-                              for mode, r in (("static", static), ("online", online))},
+        **{f"{which}_top_share": {mode: {"before": safe(share([s for s in r.shown if s.arm == "treatment"],
+                                                             r.drift.get(which), False)),
+                                        "after": safe(share([s for s in r.shown if s.arm == "treatment"],
+                                                            r.drift.get(which), True))}
+                                 for mode, r in (("static", static), ("online", online))}
+           for which in ("doubled", "halved")},
         "ope_static_run": {k: ope[k] for k in ("units", "decisions", "matched", "effective_n", "observed", "ips",
-                                               "snips", "dr", "observed_by_arm", "ips_covers_treatment_rate", "replay", "decisions_read",
-                                               "note")
+                                               "snips", "dr", "observed_by_arm", "first_decisions",
+                                               "ips_covers_treatment_rate", "control_mean_weight",
+                                               "control_mean_weight_covers_1", "replay", "decisions_read", "note")
                            if k in ope},
         "wall_s": {"static": round(static.wall_s, 1), "online": round(online.wall_s, 1)},
         "outcomes_posted": static.outcomes_posted + online.outcomes_posted,
@@ -471,22 +565,47 @@ def print_figures(f: dict) -> None:
     print(f"  treatment acceptance, online off / on {_pct(f['static_accept_rate'])} / {_pct(f['online_accept_rate'])}"
           f"  (after the drift: {_pct(f['static_accept_rate_after_drift'])} / "
           f"{_pct(f['online_accept_rate_after_drift'])})")
+    gain = f["online_vs_static_after_drift"]
+    if gain["lift"] is not None:
+        print(f"  online over static after the drift    {100 * gain['lift']:+.1f} %  [{100 * gain['low']:+.1f}, "
+              f"{100 * gain['high']:+.1f}] (95 %)")
     d = f["drift"]
-    print(f"  drift on day {d.get('from_day')}: {d.get('halved')} appeal x0.5, {d.get('doubled')} x2; "
-          f"doubled product's top-offer share before -> after: static "
-          f"{_pct(f['doubled_top_share']['static']['before'])} -> {_pct(f['doubled_top_share']['static']['after'])}, "
-          f"online {_pct(f['doubled_top_share']['online']['before'])} -> "
-          f"{_pct(f['doubled_top_share']['online']['after'])}")
+    print(f"  drift on day {d.get('from_day')}: {d.get('halved')} appeal x0.5, {d.get('doubled')} x2 (offer "
+          f"acceptance and daily hazard); top-offer share before -> after, static / online:")
+    for which in ("doubled", "halved"):
+        top = f[f"{which}_top_share"]
+        print(f"    {which:7} {d.get(which):24} {_pct(top['static']['before'])} -> {_pct(top['static']['after'])} / "
+              f"{_pct(top['online']['before'])} -> {_pct(top['online']['after'])}")
+    for which in ("halved", "doubled"):
+        m = f["learned_multiplier"][which]
+        follow = m["follow_hours"]
+        at_drift, at_end = (("n/a" if x is None else f"{x:.2f}") for x in (m["at_drift"], m["at_end"]))
+        print(f"  learned multiplier of {m['product']} (x{m['factor']:g}): {at_drift} at the drift, "
+              f"{at_end} at the end; " + ("not half way (log scale) by the end" if follow is None
+                                               else f"half way after {follow:.0f} simulated hours"))
+    top = f["top_share_recovery_hours"]
+    print("  top-offer share against static, half way: "
+          + ", ".join(f"{w} " + ("not beyond noise" if top[w] is None else f"{top[w]:.0f} h") for w in ("halved", "doubled")))
     rec = f["drift_recovery_hours"]
-    print(f"  drift recovery (online)               "
+    print("  drift recovery (both multipliers half way)  "
           + ("did not follow" if rec is None else f"{rec:.0f} simulated hours"))
+    print(f"  a simulated day lasted {f['day_wall_s']['online']} s of wall time (online run); evidence half-life "
+          f"{f['evidence_half_life_sim_days']:g} simulated days of --day-s, "
+          f"{f['evidence_half_life_effective_sim_days']} of the days as they went")
     ope = f["ope_static_run"]
     if ope.get("units"):
-        print(f"  OPE on the static run's log: serving model replayed, IPS {_pct(ope['ips']['value'])} "
-              f"[{_pct(ope['ips']['low'])}, {_pct(ope['ips']['high'])}] vs treatment observed "
-              f"{_pct(ope['observed_by_arm'].get('treatment', {}).get('value'))}: "
-              + ("covered" if ope["ips_covers_treatment_rate"] else "NOT covered")
-              + f"; agrees on {ope['matched']:,} of {ope['units']:,} shown offers")
+        first = ope["first_decisions"]
+        print(f"  OPE on the static run's log, each customer's first decision: serving model replayed, IPS "
+              f"{_pct(first['ips']['value'])} [{_pct(first['ips']['low'])}, {_pct(first['ips']['high'])}] vs treatment "
+              f"observed {_pct(first['observed_by_arm'].get('treatment', {}).get('value'))}: "
+              + ("covered" if ope["ips_covers_treatment_rate"] else "NOT covered"))
+        print(f"    on the whole log: IPS {_pct(ope['ips']['value'])} vs treatment observed "
+              f"{_pct(ope['observed_by_arm'].get('treatment', {}).get('value'))} (treated customers were sold to "
+              f"already); agrees on {ope['matched']:,} of {ope['units']:,} shown offers")
+        weight = ope.get("control_mean_weight")
+        if weight:
+            print(f"    control arm's mean importance weight {weight['value']:.3f} [{weight['low']:.3f}, "
+                  f"{weight['high']:.3f}]: " + ("covers 1" if ope["control_mean_weight_covers_1"] else "does NOT cover 1"))
     else:
         print(f"  OPE on the static run's log: {ope.get('note')}")
     replay = ope.get("replay", {})
@@ -498,18 +617,45 @@ def write_docs(f: dict, command: str) -> None:
     from bench.report import write_section
 
     ope = f["ope_static_run"]
-    ope_row = ("| OPE self-check (static run): serving model replayed, IPS vs treatment observed | "
-               + (f"{_pct(ope['ips']['value'])} [{_pct(ope['ips']['low'])}, {_pct(ope['ips']['high'])}] vs "
-                  f"{_pct(ope['observed_by_arm'].get('treatment', {}).get('value'))}: "
-                  f"{'covered' if ope['ips_covers_treatment_rate'] else 'not covered'} |"
-                  if ope.get("units") else f"{ope.get('note')} |"))
+    if ope.get("units"):
+        first = ope["first_decisions"]
+        weight = ope.get("control_mean_weight") or {}
+        ope_row = (f"| OPE self-check (static run), each customer's first decision: serving model replayed, IPS vs "
+                   f"treatment observed | {_pct(first['ips']['value'])} [{_pct(first['ips']['low'])}, "
+                   f"{_pct(first['ips']['high'])}] vs {_pct(first['observed_by_arm'].get('treatment', {}).get('value'))}: "
+                   f"{'covered' if ope['ips_covers_treatment_rate'] else 'not covered'} |\n"
+                   f"| same on the whole log (not comparable: treated customers were sold to already) | "
+                   f"{_pct(ope['ips']['value'])} vs {_pct(ope['observed_by_arm'].get('treatment', {}).get('value'))} |\n"
+                   f"| control arm's mean importance weight (1 when the logged probabilities are right) | "
+                   f"{weight.get('value', float('nan')):.3f} [{weight.get('low', float('nan')):.3f}, "
+                   f"{weight.get('high', float('nan')):.3f}] |")
+    else:
+        ope_row = f"| OPE self-check | {ope.get('note')} |"
     lift = "n/a" if f["lift"] is None else (f"**{100 * f['lift']:+.1f} %** [{100 * f['lift_ci_low']:+.1f}, "
                                              f"{100 * f['lift_ci_high']:+.1f}]")
-    rec = f["drift_recovery_hours"]
+    g = f["online_vs_static_after_drift"]
+    gain = "n/a" if g["lift"] is None else f"{100 * g['lift']:+.1f} % [{100 * g['low']:+.1f}, {100 * g['high']:+.1f}]"
+
+    def shares(which: str) -> str:
+        top = f[f"{which}_top_share"]
+        return (f"{_pct(top['static']['before'])} -> {_pct(top['static']['after'])} / "
+                f"{_pct(top['online']['before'])} -> {_pct(top['online']['after'])}")
+
+    def hours(h: float | None) -> str:
+        return "not reached" if h is None else f"**{h:.0f} h**"
+
+    def learned(which: str) -> str:
+        m = f["learned_multiplier"][which]
+        return (f"{m['product']} (x{m['factor']:g}), online run | {num(m['at_drift'])} at the drift -> "
+                f"{num(m['at_end'])} at the end; half way after {hours(m['follow_hours'])} |")
+
+    def num(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.2f}"
+
     section = f"""{SECTION}
 
 Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.
-Command: `{command}` ({f['customers']:,} simulated customers x {f['days']} days, run twice on fresh embedded servers: online learning off, then on (the defaults, `NBO_LOOP__STARTING_EVIDENCE` 5, plus Thompson sampling on mobile); real API, worker and broker; control share {f['control_share']:.1%} of decisions (`NBO_LOOP__CONTROL_SHARE` {f['control_share_setting']:g}: the bench's, the product's default is 0.03)).
+Command: `{command}` ({f['customers']:,} simulated customers x {f['days']} days, run twice on fresh embedded servers: online learning off, then on (the defaults, `NBO_LOOP__STARTING_EVIDENCE` 5, plus Thompson sampling on mobile; the evidence's half-life {f['evidence_half_life_sim_days']:g} simulated days); real API, worker and broker; control share {f['control_share']:.1%} of decisions (`NBO_LOOP__CONTROL_SHARE` {f['control_share_setting']:g}: the bench's, the product's default is 0.03)).
 
 | what | figure |
 |---|---|
@@ -519,12 +665,16 @@ Command: `{command}` ({f['customers']:,} simulated customers x {f['days']} days,
 | lift (p_t - p_c) / p_c, 95 % interval (delta method, log scale) | {lift} |
 | treatment acceptance, online learning off / on | {_pct(f['static_accept_rate'])} / {_pct(f['online_accept_rate'])} |
 | same, after the drift | {_pct(f['static_accept_rate_after_drift'])} / {_pct(f['online_accept_rate_after_drift'])} |
-| drift (day {f['drift'].get('from_day')}): {f['drift'].get('halved')} x0.5, {f['drift'].get('doubled')} x2; doubled product's top-offer share before -> after, off / on | {_pct(f['doubled_top_share']['static']['before'])} -> {_pct(f['doubled_top_share']['static']['after'])} / {_pct(f['doubled_top_share']['online']['before'])} -> {_pct(f['doubled_top_share']['online']['after'])} |
-| drift recovery (online): simulated hours until that share is half way to its new level | {'did not follow' if rec is None else f'**{rec:.0f} h**'} |
+| online over static after the drift, 95 % interval | {gain} |
+| drift (day {f['drift'].get('from_day')}): offers of {f['drift'].get('halved')} accepted x0.5, of {f['drift'].get('doubled')} x2 (and their daily hazards); top-offer share before -> after, off / on | {f['drift'].get('halved')}: {shares('halved')}; {f['drift'].get('doubled')}: {shares('doubled')} |
+| learned multiplier (theta) of {learned('halved')}
+| learned multiplier (theta) of {learned('doubled')}
+| drift recovery: simulated hours until both multipliers are half way (log scale) to their new level | {hours(f['drift_recovery_hours'])} |
+| online's top-offer share against static's, half way to its new level: {f['drift'].get('halved')} / {f['drift'].get('doubled')} | {hours(f['top_share_recovery_hours']['halved'])} / {hours(f['top_share_recovery_hours']['doubled'])} |
 {ope_row}
-| wall time per run (static / online) | {f['wall_s']['static']:.0f} s / {f['wall_s']['online']:.0f} s |
+| wall time per run (static / online); a simulated day | {f['wall_s']['static']:.0f} s / {f['wall_s']['online']:.0f} s; {f['day_wall_s']['online']} s |
 
-Acceptance is per shown offer: accepted outcomes over offers shown, each offer answered from the simulator's true propensity on its channel. The days are compressed into wall-clock minutes (the API decides at the wall clock): decay windows see the run as recent, and a decline's cool-down outlasts it. Figures on a shared machine; rerun on a quiet one for timings.
+Acceptance is per shown offer: accepted outcomes over offers shown, each offer answered from the simulator's true propensity on its channel (times the drifted product's appeal). The days are compressed into wall-clock seconds (the API decides at the wall clock): each simulated day lasts `--day-s` of wall time, and the online evidence's half-life is set to {f['evidence_half_life_sim_days']:g} simulated days of it (`NBO_LOOP__EVIDENCE_HALF_LIFE_DAYS`, the product's default is 30 days; {f['evidence_half_life_effective_sim_days']} of the days as they went, which ran over); a decline's cool-down outlasts the run. Figures on a shared machine; rerun on a quiet one for timings.
 """
     write_section(SECTION, section)
 
@@ -534,9 +684,15 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--customers", type=int, default=4000, help="simulated customers (default 4000)")
     parser.add_argument("--days", type=int, default=12, help="simulated days per run (default 12)")
     parser.add_argument("--drift-day", type=int, default=None, help="day the drift starts (default days // 2)")
-    parser.add_argument("--halve", default=None, help="product whose appeal halves (default: the most offered)")
-    parser.add_argument("--double", default=None, help="product whose appeal doubles (default: the most shown "
-                                                       "below rank 1)")
+    parser.add_argument("--halve", default=None, help="product whose appeal halves (default: the one treatment "
+                                                      "customers accepted most before the drift)")
+    parser.add_argument("--double", default=None, help="product whose appeal doubles (default: the one they "
+                                                       "accepted second most)")
+    parser.add_argument("--day-s", type=float, default=12.0,
+                        help="wall seconds a simulated day lasts (the bench waits out a day done sooner; default 12)")
+    parser.add_argument("--evidence-half-life", type=float, default=2.0,
+                        help="half-life of the online evidence in simulated days (default 2; set as "
+                             "NBO_LOOP__EVIDENCE_HALF_LIFE_DAYS in the run's compressed time)")
     parser.add_argument("--mobile-rate", type=float, default=0.3, help="daily chance an app user opens the app")
     parser.add_argument("--control-share", type=float, default=0.25,
                         help="NBO_LOOP__CONTROL_SHARE for the run (default 0.25, the product's is 0.03: a short run "
@@ -583,7 +739,11 @@ def main(argv: list[str] | None = None) -> int:
     result = figures(static, online, ope, args)
     print_figures(result)
     if args.write_docs:
-        write_docs(result, "python bench/loop.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+        shown = list(argv if argv is not None else sys.argv[1:])
+        if "--keep" in shown:  # a local directory: not part of the command to rerun
+            at = shown.index("--keep")
+            del shown[at:at + 2]
+        write_docs(result, "python bench/loop.py " + " ".join(shown))
     if args.json:
         print(json.dumps(result))
     return 0

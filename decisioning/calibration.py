@@ -70,20 +70,21 @@ PROPENSITY_DRAWS = 64
 PRUNE_SD = 6.0
 
 
-def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: str | None, channel: str,
-                  now_s: float, params: LoopParams) -> tuple[float, float]:
-    """(shape, rate) of the Gamma posterior of calibrated value / propensity of one product for a
-    customer of ``segment`` on ``channel``, the evidence decayed to ``now_s`` (module docstring):
-    the posterior of phi, its rate divided by R_c x rho. (The reference; the step does the
-    same through ``_Informed``, faster.)"""
-    half_life, k = params.evidence_half_life_days, params.starting_evidence
-
+def _fields(evidence: Mapping[str, Evidence], now_s: float, params: LoopParams):
     def field(name: str) -> Evidence | None:
         found = evidence.get(name)
         if found is None or found.expected is None:
             return None
-        return decayed_to(found, now_s, half_life)
+        return decayed_to(found, now_s, params.evidence_half_life_days)
+    return field
 
+
+def product_ratio(evidence: Mapping[str, Evidence], product_id: str, now_s: float, params: LoopParams) -> float:
+    """theta of the module docstring: the posterior mean of a product's ratio observed / expected
+    acceptances over every channel it was shown on, each channel's expected scaled by that
+    channel's ratio R_c (1 when nobody answered it yet). Every customer's calibrated value of the
+    product moves with it: the bench follows a planted drift with it (``bench/loop.py``)."""
+    field, k = _fields(evidence, now_s, params), params.starting_evidence
     overall = ratio(field(ALL_PRODUCTS), 1.0, k)
     channels = {name.partition("@")[2] for name in evidence if name.startswith(f"{product_id}@")}
     accepts = standardised = 0.0
@@ -93,7 +94,18 @@ def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: st
             assert found.expected is not None
             accepts += found.accepts
             standardised += ratio(field(f"{ALL_PRODUCTS}@{shown_on}"), overall, k) * found.expected
-    theta = (k + accepts) / (k + standardised)
+    return (k + accepts) / (k + standardised)
+
+
+def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: str | None, channel: str,
+                  now_s: float, params: LoopParams) -> tuple[float, float]:
+    """(shape, rate) of the Gamma posterior of calibrated value / propensity of one product for a
+    customer of ``segment`` on ``channel``, the evidence decayed to ``now_s`` (module docstring):
+    the posterior of phi, its rate divided by R_c x rho. (The reference; the step does the
+    same through ``_Informed``, faster.)"""
+    field, k = _fields(evidence, now_s, params), params.starting_evidence
+    overall = ratio(field(ALL_PRODUCTS), 1.0, k)
+    theta = product_ratio(evidence, product_id, now_s, params)
     here = ratio(field(f"{ALL_PRODUCTS}@{channel}"), overall, k)
     on_channel = field(f"{product_id}@{channel}")
     shape, rate = k, k / theta  # phi: the product on this channel, prior mean theta

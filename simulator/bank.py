@@ -81,7 +81,8 @@ API
 - ``Simulator(catalog, customers, seed, start)``: ``run(days)`` yields ``EventBatch``es, then
   ``truth(holdout_days) -> Truth``; ``hazard(rows)`` is the true daily hazard, ``propensity(rows)``
   the true propensity now; ``scale_appeal(product_id, factor, from_day)`` plants a drift (a
-  product's appeal halves or doubles from a day on); ``record_purchases`` applies purchases made
+  product's appeal halves or doubles from a day on: its daily hazard and the chance that an offer
+  of it is accepted are both multiplied by the factor); ``record_purchases`` applies purchases made
   outside the daily draw (accepted offers, ``simulator.visits``).
 - ``load_truth(path) -> Truth``, ``truth_path_for(events_path)``, ``truth_arrays(truth)``.
 """
@@ -390,10 +391,13 @@ def accept_probability(true_propensity: float | np.ndarray, channel: str) -> flo
     return float(result) if result.ndim == 0 else result
 
 
-def draw_offer_response(true_propensity: float, channel: str, rng: np.random.Generator) -> tuple[str, str | None]:
+def draw_offer_response(true_propensity: float, channel: str, rng: np.random.Generator,
+                        appeal: float = 1.0) -> tuple[str, str | None]:
     """One simulated answer to an offer: (outcome, decline_reason). Outcomes are ``accepted``,
-    ``declined`` (with a reason) or ``ignored`` (a mobile slot nobody tapped)."""
-    if rng.random() < accept_probability(true_propensity, channel):
+    ``declined`` (with a reason) or ``ignored`` (a mobile slot nobody tapped). The offer is
+    accepted with ``accept_probability`` x ``appeal`` (a planted drift, ``Simulator.scale_appeal``),
+    capped at 0.95."""
+    if rng.random() < min(accept_probability(true_propensity, channel) * appeal, 0.95):
         return "accepted", None
     if channel == "mobile" and rng.random() < 0.7:
         return "ignored", None
@@ -785,8 +789,14 @@ class Simulator:
     def scale_appeal(self, product_id: str, factor: float, from_day: int) -> None:
         """Plant a drift: from simulated day ``from_day`` on (0 = the first day), every customer's
         daily hazard of ``product_id`` is multiplied by ``factor`` (0.5 halves its appeal, 2 doubles
-        it), so its purchases, its true propensity and the acceptance of its offers all follow.
-        Changes to one product multiply."""
+        it), so its own purchases and its true propensity follow, and so is the chance that an offer
+        of it is accepted (``simulator.visits.answer_offers``: the offer's accept probability
+        without the drift, times the factor). Changes to one product multiply.
+
+        Why both: the true propensity is 1 - exp(-14 h) for a daily hazard h, so scaling only the
+        hazard of a product customers already want barely moves the acceptance of its offers
+        (x0.74 for a halved consumer loan); a drift in what customers think of a product shows
+        in how they answer its offers first."""
         if product_id not in self.catalog:
             raise ValueError(f"unknown product_id {product_id!r}")
         if not factor >= 0 or from_day < 0:
@@ -801,10 +811,11 @@ class Simulator:
                 appeal[j] *= np.float32(factor)
         return appeal
 
-    def propensity(self, rows: np.ndarray, window_days: int = DEFAULT_HOLDOUT_DAYS) -> np.ndarray:
+    def propensity(self, rows: np.ndarray, window_days: int = DEFAULT_HOLDOUT_DAYS, drift: bool = True) -> np.ndarray:
         """The true propensity now, float64 [len(rows), P]: the chance to buy within
-        ``window_days`` if nothing changed (as ``Truth.propensity``, from the current state)."""
-        return -np.expm1(-self.hazard(rows).astype(np.float64) * window_days)
+        ``window_days`` if nothing changed (as ``Truth.propensity``, from the current state);
+        ``drift=False``: as if no drift had been planted."""
+        return -np.expm1(-self.hazard(rows, drift=drift).astype(np.float64) * window_days)
 
     def record_purchases(self, customers: np.ndarray, products: np.ndarray) -> None:
         """Apply purchases made outside the daily draw (an accepted offer) to the state: the
@@ -818,10 +829,10 @@ class Simulator:
         return self._purchase_amount(rng, np.asarray(customers, dtype=np.int64), np.asarray(products, dtype=np.int64))
 
     # ---- hazards --------------------------------------------------------------------------
-    def hazard(self, rows: np.ndarray, after_scale: float = 1.0) -> np.ndarray:
+    def hazard(self, rows: np.ndarray, after_scale: float = 1.0, drift: bool = True) -> np.ndarray:
         """Daily purchase hazard [len(rows), P] from the current state (float32). The fading
         after-purchase part is multiplied by ``after_scale`` (the truth uses it to average that
-        part over the holdout window)."""
+        part over the holdout window); ``drift=False`` leaves out the planted drift."""
         seg = self.segment[rows]
         held = self.held[rows]
         bal = self.balance[rows]
@@ -834,7 +845,7 @@ class Simulator:
         if self.after_rows.size:
             h += self.after[rows] * np.float32(after_scale)
         h *= self.affinity_p[rows]
-        if self._appeal_changes:
+        if drift and self._appeal_changes:
             h *= self.appeal_at(self.day)
         fit = self.tier_fit[_tier_index(bal)]
         h *= np.where(fit, np.float32(1.0), np.float32(_OFF_TIER_FACTOR))

@@ -9,12 +9,14 @@ day, how they answer the offers they are shown, and the sale an acceptance turns
   ``mobile_rate``, at a uniform time between 07:00 and 23:00 UTC.
 
 Answers come from the truth: the customer's true propensity now (``Simulator.propensity``, the
-chance to buy within 14 days, drift included) through ``bank.draw_offer_response`` (an offer on a
-channel pulls the purchase forward by ``bank.CHANNEL_LIFT``). Each shown offer gets its own
-answer. An accepted offer is a sale: a ``ProductPurchased`` naming the decision, applied to the
+chance to buy within 14 days, without the planted drift) through ``bank.draw_offer_response`` (an
+offer on a channel pulls the purchase forward by ``bank.CHANNEL_LIFT``), times the product's
+appeal (``Simulator.appeal_at``: a drift that halves a product's appeal halves the chance its
+offers are accepted). Each shown offer gets its own answer. An accepted offer is a sale: a ``ProductPurchased`` naming the decision, applied to the
 simulator's state (``Simulator.record_purchases``) so the customer holds the product from then on.
 
-``drift_recovery_hours`` measures how fast a ranking follows a planted drift (``scale_appeal``).
+``drift_recovery_hours`` measures how fast a ranking's top offers follow a planted drift
+(``scale_appeal``), ``multiplier_follow_hours`` how fast a learned multiplier of a product does.
 
 Pure and seeded: no I/O, no clock; the caller passes the random generator and the times.
 """
@@ -55,7 +57,7 @@ class Visit:
 @dataclass(frozen=True)
 class Answer:
     """What the customer did with one shown offer: ``accepted``, ``declined`` (with a reason) or
-    ``ignored``, and the true propensity it was drawn from."""
+    ``ignored``, and the true propensity (without the drift) it was drawn from."""
 
     product_id: str
     outcome: str
@@ -91,15 +93,18 @@ def day_visits(sim: Simulator, batch: EventBatch, day: int, rng: np.random.Gener
 
 
 def answer_offers(sim: Simulator, customer: int, channel: str, product_ids: Sequence[str],
-                  rng: np.random.Generator) -> list[Answer]:
-    """Each shown product's answer, drawn from the customer's true propensity now. A product the
-    simulator does not know (not in its catalog) has propensity 0: it is never accepted."""
-    truth = sim.propensity(np.array([customer]))[0]
+                  rng: np.random.Generator, day: int | None = None) -> list[Answer]:
+    """Each shown product's answer, drawn from the customer's true propensity now (without the
+    drift) times the product's appeal on simulated ``day`` (the visit's; default ``sim.day``, the
+    day the next ``step`` simulates). A product the simulator does not know (not in its catalog)
+    has propensity 0: it is never accepted."""
+    truth = sim.propensity(np.array([customer]), drift=False)[0]
+    appeal = sim.appeal_at(sim.day if day is None else day)
     answers = []
     for pid in product_ids:
         j = sim.catalog.index.get(pid)
         p = float(truth[j]) if j is not None else 0.0
-        outcome, reason = draw_offer_response(p, channel, rng)
+        outcome, reason = draw_offer_response(p, channel, rng, float(appeal[j]) if j is not None else 1.0)
         answers.append(Answer(pid, outcome, reason, p))
     return answers
 
@@ -118,25 +123,73 @@ def sale_event(sim: Simulator, customer: int, product_id: str, decision_id: str,
 
 
 def drift_recovery_hours(hours: Sequence[float], is_target: Sequence[bool], drift_hour: float,
-                         window: int = 200, tail: int | None = None) -> float | None:
-    """Simulated hours from ``drift_hour`` until a ranking follows a drift: the share of the
-    target product (the one whose appeal rose) among the top offers, over the last ``window``
-    decisions, first reaches half way from its level before the drift to its level at the end
-    (the last ``tail`` decisions, default ``window``). ``hours`` and ``is_target`` are per
-    decision, in time order. None when the share did not rise or there are too few decisions."""
+                         window: int = 200, tail: int | None = None,
+                         baseline: tuple[Sequence[float], Sequence[bool]] | None = None) -> float | None:
+    """Simulated hours from ``drift_hour`` until a ranking follows a drift: the target product's
+    share of top offers (the product whose appeal rose; for one whose appeal fell, pass "not that
+    product"), over the ranking's last ``window`` decisions, first reaches half way from its level
+    before the drift to its new level (over its last ``tail`` decisions; default: the later half of
+    those after the drift, as the new level can fade again when the customers who wanted the
+    product have bought it or declined it).
+
+    ``baseline`` (hours, is_target of a ranking that learns nothing, run on the same traffic): the
+    share is taken as the difference from the baseline's share over its last ``window`` decisions
+    at the same hour (before the drift: all of each; at the end: the last ``tail`` of each). What
+    moves both rankings alike (the target's share rising as customers' purchases and declines'
+    cool-downs use other products up) is then taken out, and what is left is what the ranking
+    learned. ``hours`` and ``is_target`` are per decision, in time order. None when the share (or
+    the difference) did not rise beyond twice its sampling noise, or there are too few decisions."""
     t = np.asarray(hours, dtype=np.float64)
     x = np.asarray(is_target, dtype=np.float64)
-    tail = tail or window
-    before, after = x[t < drift_hour], x[t >= drift_hour]
+    before, after, t_after = x[t < drift_hour], x[t >= drift_hour], t[t >= drift_hour]
+    tail = tail or len(after) // 2
     if len(before) < window or len(after) < window + tail:
         return None
-    level_before, level_after = float(before.mean()), float(after[-tail:].mean())
-    noise = np.sqrt(level_after * (1 - level_after) / tail + level_before * (1 - level_before) / len(before))
-    if level_after - level_before <= 2 * noise:  # no rise beyond sampling noise: the ranking did not follow
-        return None
-    threshold = level_before + (level_after - level_before) / 2
+
+    def level(share: np.ndarray, n: int) -> tuple[float, float]:
+        mean = float(share.mean()) if n else 0.0
+        return mean, mean * (1 - mean) / n if n else 0.0
+
+    (b_mean, b_var), (a_mean, a_var) = level(before, len(before)), level(after[-tail:], tail)
     rolling = np.convolve(after, np.ones(window) / window, mode="valid")  # rolling[k] covers after[k:k+window]
-    reached = np.nonzero(rolling >= threshold)[0]
+    at = t_after[window - 1:]  # the hour each rolling share is reached
+    if baseline is not None:
+        bt = np.asarray(baseline[0], dtype=np.float64)
+        bx = np.asarray(baseline[1], dtype=np.float64)
+        b_before, b_after = bx[bt < drift_hour], bx[bt >= drift_hour]
+        b_tail = min(len(b_after), round(tail * len(b_after) / len(after)))  # the same stretch of time
+        if len(b_before) < window or len(b_after) < window + b_tail:
+            return None
+        (bb_mean, bb_var), (ba_mean, ba_var) = level(b_before, len(b_before)), level(b_after[-b_tail:], b_tail)
+        b_mean, b_var, a_mean, a_var = b_mean - bb_mean, b_var + bb_var, a_mean - ba_mean, a_var + ba_var
+        sums = np.concatenate(([0.0], np.cumsum(bx)))
+        seen = np.searchsorted(bt, at, side="right")  # baseline decisions up to each hour
+        ok = seen >= window
+        rolling, at = rolling[ok], at[ok]
+        seen = seen[ok]
+        rolling = rolling - (sums[seen] - sums[seen - window]) / window
+    if a_mean - b_mean <= 2 * np.sqrt(a_var + b_var):  # no rise beyond sampling noise: it did not follow
+        return None
+    reached = np.nonzero(rolling >= b_mean + (a_mean - b_mean) / 2)[0]
     if not len(reached):
         return None
-    return float(t[t >= drift_hour][reached[0] + window - 1] - drift_hour)
+    return float(at[reached[0]] - drift_hour)
+
+
+def multiplier_follow_hours(hours: Sequence[float], values: Sequence[float], drift_hour: float,
+                            factor: float) -> float | None:
+    """Simulated hours from ``drift_hour`` until a learned multiplier of a product whose appeal
+    was multiplied by ``factor`` has moved half way there on the log scale: its first value at or
+    beyond (in the drift's direction) its last value before the drift x sqrt(``factor``).
+    ``hours`` and ``values`` are snapshots in time order. None when it never got there, or there
+    is no snapshot before the drift."""
+    t = np.asarray(hours, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    before = np.nonzero(t < drift_hour)[0]
+    if not len(before) or factor == 1.0:
+        return None
+    target = v[before[-1]] * np.sqrt(factor)
+    after = t >= drift_hour
+    crossed = after & ((v >= target) if factor > 1 else (v <= target))
+    reached = np.nonzero(crossed)[0]
+    return float(t[reached[0]] - drift_hour) if len(reached) else None

@@ -21,12 +21,12 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from bootstrap import catalog, feature_params, model_registry
 from bootstrap.settings import Settings
 from decisioning.policy import load_policy
-from recommender.ope import OpeReport, evaluate, replay_slates, units_from_logs
+from recommender.ope import OpeReport, TargetSlate, Unit, evaluate, replay_slates, units_from_logs
 from schemas.codec import InvalidEvent, decode
 
 
@@ -39,6 +39,9 @@ class OpeRun:
     version: str
     report: OpeReport
     decisions_read: int
+    units: list[Unit]
+    slates: dict[str, TargetSlate]
+    replay: Callable[[str], dict[str, TargetSlate]]  # another registry version's slates on the same log
 
 
 def read_records(path: Path, what: str) -> Iterator:
@@ -69,11 +72,14 @@ def run_ope(settings: Settings, decisions_path: Path, outcomes_path: Path, event
     version = version or registry.current_version()
     if version is None:
         raise OpeInputError("no current model in the registry; name one with --candidate")
-    model = registry.load(version, served)
     policy = load_policy(settings.api.levers_file)
+
+    def replay(of: str) -> dict[str, TargetSlate]:
+        return replay_slates(timeline, decisions, registry.load(of, served), served, policy, feature_params(settings))
+
     units = units_from_logs(decisions, outcomes)
-    slates = replay_slates(timeline, decisions, model, served, policy, feature_params(settings))
-    return OpeRun(version, evaluate(units, slates), len(decisions))
+    slates = replay(version)
+    return OpeRun(version, evaluate(units, slates), len(decisions), units, slates, replay)
 
 
 def _rate(e) -> str:  # type: ignore[no-untyped-def]
@@ -118,17 +124,28 @@ def evaluate_command(args) -> int:  # type: ignore[no-untyped-def]
 
 def not_worse_check(settings: Settings, version: str, decisions: Path | None, outcomes: Path | None,
                     events: Path | None, margin: float, catalog_path: Path | None = None) -> tuple[bool, str]:
-    """The promotion check: ``version``'s IPS lower bound is not below the treatment arm's
-    observed rate (the serving ranking's) minus ``margin``. Returns (passed, the line to print)."""
-    from recommender.ope import not_worse
+    """The promotion check: ``version``'s IPS minus the serving (current) model's, both replayed on
+    the same log (``recommender.ope.ips_difference``), has a lower bound no lower than
+    ``-margin``. Not the treatment arm's observed rate: on a log with a control arm the replay on
+    control customers' later states sells more than the treated customers' (docs/LOOP.md), which
+    would favour any candidate. Returns (passed, the line to print)."""
+    from recommender.ope import ips, ips_difference, not_worse, target_probabilities
 
     if decisions is None or outcomes is None:
         raise OpeInputError("--require-ope-not-worse needs --decisions and --outcomes (and --events for the states)")
     run = run_ope(settings, decisions, outcomes, events, version, catalog_path)
-    serving = run.report.by_arm.get("treatment")
-    if serving is None or not math.isfinite(serving.value):
-        return False, "the decision log has no treatment decision with logged probabilities to compare with"
-    passed = not_worse(run.report.ips, serving.value, margin)
-    line = (f"OPE: candidate {version} IPS {_rate(run.report.ips)} against the serving rate {serving.value:.4f} "
-            f"- margin {margin:g}: {'not worse' if passed else 'worse'}")
+    if not run.units:
+        return False, "the decision log has no decision with logged probabilities to compare with"
+    current = model_registry(settings, catalog(settings, catalog_path)).current_version()
+    if current is None:
+        return False, "no current model to compare the candidate with"
+    serving = run.slates if current == version else run.replay(current)
+    difference = ips_difference(run.units, run.slates, serving)
+    serving_ips = ips([u.accepted for u in run.units], [u.probability for u in run.units],
+                      target_probabilities(run.units, serving))
+    passed = not_worse(difference, margin)
+    line = (f"OPE: candidate {version} IPS {_rate(run.report.ips)} against the serving model {current} "
+            f"{_rate(serving_ips)} on the same log: difference {difference.value:+.4f} "
+            f"[{difference.low:+.4f}, {difference.high:+.4f}], margin {margin:g}: "
+            f"{'not worse' if passed else 'worse'}")
     return passed, line

@@ -35,14 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", type=Path, default=None, help=CATALOG_HELP)
     # Off-policy check before promoting (services/commands/ope.py).
     parser.add_argument("--require-ope-not-worse", action="store_true",
-                        help="promote only if the version's IPS lower bound on the decision log is not below the "
-                             "serving (treatment) arm's observed acceptance rate minus --ope-margin")
+                        help="promote only if the version's IPS minus the serving (current) model's, both replayed "
+                             "on the decision log, has a 95 %% lower bound no lower than -(--ope-margin)")
     parser.add_argument("--decisions", type=Path, default=None, help="with --require-ope-not-worse: decisions JSONL")
     parser.add_argument("--outcomes", type=Path, default=None, help="with --require-ope-not-worse: outcomes JSONL")
     parser.add_argument("--events", type=Path, default=None,
                         help="with --require-ope-not-worse: customer events JSONL the states are folded from")
     parser.add_argument("--ope-margin", type=float, default=0.01,
-                        help="acceptance-rate points the candidate's lower bound may fall below the serving rate")
+                        help="acceptance-rate points the candidate may be worse than the serving model (lower bound)")
 
 
 def run(args: argparse.Namespace) -> int:

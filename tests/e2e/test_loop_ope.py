@@ -20,7 +20,7 @@ CONTROL_SHARE = 0.2
 def logged_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("loop")
     args = parse_args(["--customers", "400", "--days", "3", "--train-customers", "1500",
-                       "--control-share", str(CONTROL_SHARE), "--seed", "21"])
+                       "--control-share", str(CONTROL_SHARE), "--seed", "21", "--day-s", "0"])
     registry = work / "models"
     train_model(args, registry)
     result = Loop(args, "static", registry, work).run()

@@ -12,8 +12,9 @@ from decisioning import Policy
 from domain.catalog import load_catalog
 from recommender.model import ScoredProducts
 from recommender.ope import (
-    TargetSlate, Unit, doubly_robust, effective_sample_size, evaluate, ips, not_worse, observed, relative_lift,
-    replay_slates, snips, units_from_logs,
+    TargetSlate, Unit, doubly_robust, effective_sample_size, evaluate, first_decisions, ips, ips_difference,
+    not_worse, observed,
+    relative_lift, replay_slates, snips, units_from_logs,
 )
 from schemas.events import CustomerProfileUpdated, DepositPosted, ProductPurchased
 
@@ -112,6 +113,51 @@ def test_wrongly_logged_probabilities_fail_the_check():
     assert not ips(y, wrong, pi).covers(observed(y[~control]).value)
 
 
+def two_visit_log(customers: int, control_share: float, seed: int, wrong_control_p: bool = False):
+    """Customers visit twice; the treatment arm shows its best product (p = 1), the control arm a
+    uniform one (p = 1/K). A customer who accepted a product holds it, one who declined it is held
+    back from it: at the second visit the ranking (and its replay) shows the next best. Returns the
+    units and the ranking's slates."""
+    rng = np.random.default_rng(seed)
+    r = rng.uniform(0.05, 0.9, size=(customers, K))
+    order = np.argsort(-r, axis=1)
+    control = rng.random(customers) < control_share
+    units, slates = [], {}
+    held = np.zeros((customers, K), dtype=bool)
+    for visit in range(2):
+        for c in range(customers):
+            best = next(int(a) for a in order[c] if not held[c, a])
+            a = int(rng.integers(0, K)) if control[c] else best
+            y = bool(rng.random() < (0.0 if held[c, a] else r[c, a]))
+            held[c, a] = True  # bought, or declined and held back
+            decision = f"d-{visit}-{c}"
+            p = 1.0 if not control[c] or wrong_control_p else 1 / K
+            units.append(Unit(decision, f"C{c}", "mobile", "control" if control[c] else "treatment", 1,
+                              str(a), p, y, float(visit)))
+            slates[decision] = TargetSlate((str(best),), {})
+    return units, slates
+
+
+def test_the_ranking_replayed_on_later_control_decisions_oversells_but_first_decisions_match():
+    """The treated customers were sold their best product at the first visit, control customers
+    were not: on the whole log the serving ranking's IPS is above the treatment arm's rate with
+    nothing wrong in the log; on each customer's first decision it covers it."""
+    units, slates = two_visit_log(20_000, 0.3, seed=7)
+    whole = evaluate(units, slates)
+    assert whole.ips.value > whole.by_arm["treatment"].value and not whole.ips.covers(whole.by_arm["treatment"].value)
+    first = evaluate(first_decisions(units), slates)
+    assert len(first_decisions(units)) == 20_000 and all(u.at_s == 0.0 for u in first_decisions(units))
+    assert first.ips.covers(first.by_arm["treatment"].value)
+
+
+def test_the_mean_importance_weight_covers_1_only_when_the_logged_probabilities_are_right():
+    units, slates = two_visit_log(5_000, 0.3, seed=8)
+    control = [u for u in units if u.arm == "control"]
+    assert evaluate(control, slates).mean_weight.covers(1.0)
+    wrong, slates = two_visit_log(5_000, 0.3, seed=8, wrong_control_p=True)
+    assert evaluate([u for u in wrong if u.arm == "control"], slates).mean_weight.high < 0.5
+
+
 def test_effective_sample_size_counts_the_units_the_target_agrees_with():
     assert effective_sample_size([0.5] * 4, [1.0, 1.0, 0.0, 0.0]) == pytest.approx(2.0)
     assert effective_sample_size([1.0] * 3, [1.0] * 3) == pytest.approx(3.0)
@@ -197,10 +243,21 @@ def test_evaluate_weighs_each_unit_by_the_targets_agreement():
     assert report.by_arm["control"].value == pytest.approx(0.5)
 
 
-def test_not_worse_compares_the_lower_bound_with_the_serving_rate_less_the_margin():
-    estimate = ips([1, 0, 0, 1] * 50, [1.0] * 200, [1.0] * 200)
-    assert not_worse(estimate, serving_rate=0.5, margin=0.1)
-    assert not not_worse(estimate, serving_rate=0.6, margin=0.0)
+def test_not_worse_compares_the_candidate_with_the_serving_ranking_on_the_same_log():
+    """Paired on the same log: the serving ranking against itself passes with no margin (its IPS
+    on the two-visit log is above the treatment arm's observed rate, which a comparison with
+    that rate would have credited to any candidate), one that shows another product to a fifth
+    of the customers fails, and a margin as wide as the loss lets it through."""
+    units, serving = two_visit_log(20_000, 0.3, seed=9)
+    same = ips_difference(units, serving, serving)
+    assert same.value == 0.0 and not_worse(same, margin=0.0)
+    worse = dict(serving)
+    for k, (decision, slate) in enumerate(sorted(serving.items())):
+        if k % 5 == 0:
+            worse[decision] = TargetSlate((str((int(slate.products[0]) + 1) % K),), {})
+    difference = ips_difference(units, worse, serving)
+    assert difference.high < 0 and not not_worse(difference, margin=0.01)
+    assert not_worse(difference, margin=-difference.low)
 
 
 CATALOG = load_catalog()

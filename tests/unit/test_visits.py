@@ -12,7 +12,7 @@ import pytest
 from domain.catalog import load_catalog
 from schemas.codec import decode, encode
 from simulator.bank import T_DEPOSIT, T_HOTLINE, Simulator, accept_probability
-from simulator.visits import answer_offers, day_visits, drift_recovery_hours, sale_event
+from simulator.visits import answer_offers, day_visits, drift_recovery_hours, multiplier_follow_hours, sale_event
 
 CATALOG = load_catalog()
 
@@ -57,11 +57,17 @@ def test_app_users_open_the_app_at_the_mobile_rate_during_the_day():
     assert again == visits
 
 
-def test_answers_follow_the_true_propensity():
-    sim = simulator(500)
+def likeliest(sim: Simulator) -> tuple[np.ndarray, int, int]:
+    """After day one: the true propensities, and the customer and product of the highest."""
     day_one(sim)
     truth = sim.propensity(np.arange(sim.n))
     c, j = np.unravel_index(np.argmax(truth), truth.shape)
+    return truth, int(c), int(j)
+
+
+def test_answers_follow_the_true_propensity():
+    sim = simulator(500)
+    truth, c, j = likeliest(sim)
     likely = CATALOG.ids[j]
     held = CATALOG.ids[int(np.nonzero(sim.held[c] & ~np.array([p.multi_hold for p in CATALOG.products]))[0][0])]
     rng = np.random.default_rng(5)
@@ -107,6 +113,26 @@ def test_a_planted_drift_doubles_one_products_hazard_from_its_day_and_leaves_the
         sim.scale_appeal("no_such_product", 2.0, 0)
 
 
+def test_a_planted_drift_halves_the_acceptance_of_the_products_offers_from_its_day():
+    sim = simulator(500)
+    truth, c, j = likeliest(sim)
+    product = CATALOG.ids[j]
+    sim.scale_appeal(product, 0.5, from_day=3)
+    expected = accept_probability(truth[c, j], "teller")
+
+    def accepted(day: int, draws: int = 2000) -> float:
+        rng = np.random.default_rng(day)
+        return sum(answer_offers(sim, int(c), "teller", [product], rng, day=day)[0].outcome == "accepted"
+                   for _ in range(draws)) / draws
+
+    def close(rate: float, p: float) -> bool:
+        return abs(rate - p) < 4 * np.sqrt(p * (1 - p) / 2000)
+
+    assert close(accepted(2), expected)  # the day before: as before
+    assert close(accepted(3), expected / 2)  # from its day on: half as often, whatever the propensity
+    assert sim.propensity(np.array([c]), drift=False)[0, j] == truth[c, j]
+
+
 def test_drift_recovery_is_the_hours_until_the_share_is_half_way_to_its_new_level():
     rng = np.random.default_rng(0)
     hours = np.arange(4000) * 0.1  # a decision every 6 simulated minutes
@@ -118,3 +144,33 @@ def test_drift_recovery_is_the_hours_until_the_share_is_half_way_to_its_new_leve
     assert recovered == pytest.approx(switch_hour + 10 - drift_hour, abs=6)
     flat = rng.random(len(hours)) < 0.1
     assert drift_recovery_hours(hours, flat, drift_hour, window=200) is None
+
+
+def test_drift_recovery_against_a_baseline_counts_only_what_the_baseline_did_not_do():
+    rng = np.random.default_rng(1)
+    hours = np.arange(4000) * 0.1
+    drift_hour = 100.0
+    # both rankings drift up alike from the drift on (other products used up); the learner also
+    # switches at hour 150
+    common = np.where(hours < drift_hour, 0.1, 0.3)
+    baseline = rng.random(len(hours)) < common
+    learner = rng.random(len(hours)) < np.where(hours < 150.0, common, common + 0.2)
+    alone = drift_recovery_hours(hours, learner, drift_hour, window=200)
+    against = drift_recovery_hours(hours, learner, drift_hour, window=200, baseline=(hours, baseline))
+    assert alone is not None and alone <= 25  # alone, the common rise looks like following at once
+    assert against == pytest.approx(150 + 10 - drift_hour, abs=6)
+    # a ranking that only does what the baseline does did not follow
+    same = rng.random(len(hours)) < common
+    assert drift_recovery_hours(hours, same, drift_hour, window=200, baseline=(hours, baseline)) is None
+
+
+def test_a_learned_multiplier_follows_when_it_is_half_way_to_its_new_level_on_the_log_scale():
+    hours = [100, 110, 120, 130, 140, 150]
+    drift_hour = 115.0
+    # 0.8 at the drift; half way to 0.4 on the log scale is 0.8 / sqrt(2) = 0.566
+    assert multiplier_follow_hours(hours, [0.9, 0.8, 0.7, 0.6, 0.55, 0.5], drift_hour, 0.5) == 140 - drift_hour
+    assert multiplier_follow_hours(hours, [0.9, 0.8, 0.7, 0.6, 0.6, 0.6], drift_hour, 0.5) is None
+    # doubled from 1.0: 1.414
+    assert multiplier_follow_hours(hours, [1.0, 1.0, 1.2, 1.5, 1.9, 2.0], drift_hour, 2.0) == 130 - drift_hour
+    assert multiplier_follow_hours(hours, [1.0, 1.0, 0.5, 0.5, 0.5, 0.5], drift_hour, 2.0) is None
+    assert multiplier_follow_hours([120, 130], [1.0, 2.0], drift_hour, 2.0) is None  # nothing before the drift
