@@ -29,6 +29,7 @@ import tempfile  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timedelta, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, os.getcwd())  # the tree it is run from
 
@@ -123,6 +124,10 @@ async def measure(args: argparse.Namespace) -> dict:
             if expected:
                 learning.write("*", value(30.0 * len(catalog.products), 400.0 * len(catalog.products),
                                           25.0 * len(catalog.products)))
+        if args.evidence_json:  # a running stream's learn hash, dumped as JSON (field -> stored value)
+            stored = json.loads(Path(args.evidence_json).read_text())
+            for name, value in stored.items():
+                learning.write(name, value[:2] + [time.time()] + value[3:])  # as of now
         kwargs["learning"] = learning
     publisher = fakes.MemoryPublisher(buffer_size=10**9)
     parts = ApiParts(settings=settings, catalog=catalog, store=store.reader(), models=fakes.FixedModels(model),
@@ -155,6 +160,8 @@ def main() -> None:
                         help="default: the shipped defaults (3 %% control, no channel explores); off: no control arm; "
                              "explore: as default with Thompson sampling on mobile")
     parser.add_argument("--evidence", action="store_true")
+    parser.add_argument("--evidence-json", default=None,
+                        help="a learn hash dumped as JSON ({field: stored value}), e.g. from a bench/loop.py run")
     parser.add_argument("--trained", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
