@@ -94,7 +94,7 @@ from services.runtime import start_servers  # noqa: E402
 from services.stack import DEV_KEYS, Stack  # noqa: E402
 from simulator.bank import DAY_S, Simulator  # noqa: E402
 from simulator.visits import (  # noqa: E402
-    Visit, answer_offers, day_visits, drift_recovery_hours, multiplier_follow_hours, sale_event)
+    VISIT_CHANNELS, Visit, answer_offers, day_visits, drift_recovery_hours, multiplier_follow_hours, sale_event)
 
 SECTION = "## bench/loop.py"
 CONCURRENCY = 16  # requests in flight
@@ -176,7 +176,6 @@ class Loop:
             update={"model": load_settings().model.model_copy(update={"registry_dir": registry_dir})})
         self.registry_dir = registry_dir
         self.rng = np.random.default_rng([args.seed, 99])  # answers and sales: same draws in both runs
-        self.visit_rng = np.random.default_rng([args.seed, 98])
         self.events_file = open(self.work / "events.jsonl", "wb")
         # a simulated day lasts --day-s wall seconds: the evidence's half-life in wall-clock days
         # (--day-s 0, days as fast as they go: the product's half-life)
@@ -283,7 +282,8 @@ class Loop:
             products = tuple(item["product_id"] for item in items)
             if body.get("degraded") or not products:
                 continue
-            answers = answer_offers(sim, v.customer, v.channel, products, self.rng, day)
+            answers = answer_offers(sim, v.customer, v.channel, products, self.rng, day,
+                                    visit_key=(self.args.seed, v.customer, v.at_s, VISIT_CHANNELS.index(v.channel)))
             accepted = 0
             took = []
             for answer in answers:
@@ -345,7 +345,7 @@ class Loop:
             batch, _ = sim.step(emit=True)
             self.publish(restamp(batch.records, datetime.now(timezone.utc)))
             self.wait_worker()
-            visits = day_visits(sim, batch, day, self.visit_rng, self.args.mobile_rate)
+            visits = day_visits(sim, batch, day, np.random.default_rng([self.args.seed, 98, day]), self.args.mobile_rate)
             # a client per day: no connection sits idle while the worker catches up
             async with httpx.AsyncClient(base_url=self.stack.api_url, timeout=30,
                                          limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
@@ -461,6 +461,40 @@ def ope_check(result: RunResult, registry_dir: Path, catalog_path: str | None) -
     return out
 
 
+def paired_gain(static: RunResult, online: RunResult, since_hour: float, resamples: int = 2000) -> dict:
+    """Online over static acceptance per shown offer on the treatment visits both runs made from
+    ``since_hour`` on (the same customer, channel and time), paired: the answers are common
+    random numbers (``answer_offers``' visit key), so where both runs showed the same product the
+    answer is the same, and the interval (percentile bootstrap over the visits) only carries the
+    offers where they differ."""
+    def by_visit(run: RunResult) -> dict[tuple[int, str, float], Shown]:
+        return {(s.customer, s.channel, s.sim_hour): s for s in run.shown
+                if s.arm == "treatment" and s.sim_hour >= since_hour}
+    a, b = by_visit(online), by_visit(static)
+    both = sorted(a.keys() & b.keys())
+    if not both:
+        return {"visits": 0}
+    acc = np.array([[a[k].accepted, len(a[k].products), b[k].accepted, len(b[k].products)] for k in both], float)
+    same = sum(set(a[k].products) == set(b[k].products) for k in both)  # rank changes no answer
+
+    def gain(rows: np.ndarray) -> float:
+        sums = rows.sum(axis=0)
+        if not sums[2] or not sums[1] or not sums[3]:
+            return float("nan")  # no static acceptance in this sample: no ratio
+        return float((sums[0] / sums[1]) / (sums[2] / sums[3]) - 1.0)
+    rng = np.random.default_rng(0)
+    draws = np.array([gain(acc[rng.integers(0, len(acc), len(acc))]) for _ in range(resamples)])
+    draws = draws[np.isfinite(draws)]
+    low, high = np.percentile(draws, [2.5, 97.5]) if len(draws) else (float("nan"), float("nan"))
+    return {"visits": len(both), "same_slate": same, "online_accepted": int(acc[:, 0].sum()),
+            "static_accepted": int(acc[:, 2].sum()), "lift": _round(gain(acc)), "low": _round(low),
+            "high": _round(high), "resamples_without_a_ratio": resamples - len(draws)}
+
+
+def _round(x: float) -> float | None:
+    return round(float(x), 5) if np.isfinite(x) else None
+
+
 def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Namespace) -> dict:
     ta, tn = online.rate("treatment")
     ca, cn = online.rate("control")
@@ -500,6 +534,7 @@ def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Name
     sa_after, sn_after = static.rate("treatment", drift_hour)
     oa_after, on_after = online.rate("treatment", drift_hour)
     gain = relative_lift(oa_after, on_after, sa_after, sn_after)  # online over static, after the drift
+    paired = paired_gain(static, online, drift_hour)
 
     def share(shown: list[Shown], product: str | None, after: bool) -> float:
         picked = [s for s in shown if (s.sim_hour >= drift_hour) == after]
@@ -519,6 +554,7 @@ def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Name
         "static_accept_rate_after_drift": safe(sa_after / sn_after if sn_after else float("nan")),
         "online_accept_rate_after_drift": safe(oa_after / on_after if on_after else float("nan")),
         "online_vs_static_after_drift": {"lift": safe(gain.lift), "low": safe(gain.low), "high": safe(gain.high)},
+        "online_vs_static_after_drift_paired": paired,
         "drift_recovery_hours": recovered,
         "learned_multiplier": learning,
         "top_share_recovery_hours": {"doubled": safe(doubled_recovery) if doubled_recovery is not None else None,
@@ -568,7 +604,14 @@ def print_figures(f: dict) -> None:
     gain = f["online_vs_static_after_drift"]
     if gain["lift"] is not None:
         print(f"  online over static after the drift    {100 * gain['lift']:+.1f} %  [{100 * gain['low']:+.1f}, "
-              f"{100 * gain['high']:+.1f}] (95 %)")
+              f"{100 * gain['high']:+.1f}] (95 %, independent runs)")
+    paired = f["online_vs_static_after_drift_paired"]
+    if paired.get("visits"):
+        print(f"    paired on the {paired['visits']:,} visits both runs made ({paired['same_slate']:,} with the same "
+              f"offers): {paired['online_accepted']} vs {paired['static_accepted']} accepted, "
+              + ("no ratio" if None in (paired["lift"], paired["low"], paired["high"]) else
+                 f"{100 * paired['lift']:+.1f} % [{100 * paired['low']:+.1f}, {100 * paired['high']:+.1f}]")
+              + " (95 %, bootstrap)")
     d = f["drift"]
     print(f"  drift on day {d.get('from_day')}: {d.get('halved')} appeal x0.5, {d.get('doubled')} x2 (offer "
           f"acceptance and daily hazard); top-offer share before -> after, static / online:")
@@ -636,6 +679,12 @@ def write_docs(f: dict, command: str) -> None:
     g = f["online_vs_static_after_drift"]
     gain = "n/a" if g["lift"] is None else f"{100 * g['lift']:+.1f} % [{100 * g['low']:+.1f}, {100 * g['high']:+.1f}]"
 
+    pg = f["online_vs_static_after_drift_paired"]
+    paired = ("n/a" if not pg.get("visits") or None in (pg["lift"], pg["low"], pg["high"]) else
+              f"{100 * pg['lift']:+.1f} % [{100 * pg['low']:+.1f}, "
+              f"{100 * pg['high']:+.1f}] on {pg['visits']:,} visits ({pg['same_slate']:,} with the same offers; "
+              f"{pg['online_accepted']} vs {pg['static_accepted']} accepted)")
+
     def shares(which: str) -> str:
         top = f[f"{which}_top_share"]
         return (f"{_pct(top['static']['before'])} -> {_pct(top['static']['after'])} / "
@@ -665,7 +714,7 @@ Command: `{command}` ({f['customers']:,} simulated customers x {f['days']} days,
 | lift (p_t - p_c) / p_c, 95 % interval (delta method, log scale) | {lift} |
 | treatment acceptance, online learning off / on | {_pct(f['static_accept_rate'])} / {_pct(f['online_accept_rate'])} |
 | same, after the drift | {_pct(f['static_accept_rate_after_drift'])} / {_pct(f['online_accept_rate_after_drift'])} |
-| online over static after the drift, 95 % interval | {gain} |
+| online over static after the drift, 95 % interval: independent runs; paired on the same visits (common random numbers, bootstrap) | {gain}; {paired} |
 | drift (day {f['drift'].get('from_day')}): offers of {f['drift'].get('halved')} accepted x0.5, of {f['drift'].get('doubled')} x2 (and their daily hazards); top-offer share before -> after, off / on | {f['drift'].get('halved')}: {shares('halved')}; {f['drift'].get('doubled')}: {shares('doubled')} |
 | learned multiplier (theta) of {learned('halved')}
 | learned multiplier (theta) of {learned('doubled')}

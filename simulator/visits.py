@@ -84,27 +84,37 @@ def day_visits(sim: Simulator, batch: EventBatch, day: int, rng: np.random.Gener
             visits.append(Visit(row, event["customer_id"], "call_centre", at_s + int(event["duration_s"])))
     app = sim.idx.get("mobile_banking", -1)
     users = np.nonzero(sim.held[:, app])[0] if app >= 0 else np.arange(sim.n)
-    opened = users[rng.random(len(users)) < mobile_rate]
+    # two draws for every customer, app user or not: whether and when a customer opens the app
+    # does not depend on who else holds the app (two runs of one seed keep the same visits)
+    draw = rng.random((2, sim.n))
+    opened = users[draw[0, users] < mobile_rate]
     day_s = sim.start_s + day * DAY_S
-    times = day_s + 7 * 3600 + np.floor(rng.random(len(opened)) * 16 * 3600).astype(np.int64)
+    times = day_s + 7 * 3600 + np.floor(draw[1, opened] * 16 * 3600).astype(np.int64)
     visits += [Visit(int(c), f"C{int(c):09d}", "mobile", int(t)) for c, t in zip(opened.tolist(), times.tolist())]
     visits.sort(key=lambda v: (v.at_s, v.customer, v.channel))
     return visits
 
 
 def answer_offers(sim: Simulator, customer: int, channel: str, product_ids: Sequence[str],
-                  rng: np.random.Generator, day: int | None = None) -> list[Answer]:
+                  rng: np.random.Generator, day: int | None = None,
+                  visit_key: Sequence[int] | None = None) -> list[Answer]:
     """Each shown product's answer, drawn from the customer's true propensity now (without the
     drift) times the product's appeal on simulated ``day`` (the visit's; default ``sim.day``, the
     day the next ``step`` simulates). A product the simulator does not know (not in its catalog)
-    has propensity 0: it is never accepted."""
+    has propensity 0: it is never accepted.
+
+    ``visit_key`` (integers naming the visit, e.g. seed, customer, time, channel): common random
+    numbers. Each product's answer is drawn from its own generator seeded by the key and the
+    product, not from ``rng``, so the same offer at the same visit gets the same answer in any
+    run: two policies run on the same traffic then differ only where their offers differ."""
     truth = sim.propensity(np.array([customer]), drift=False)[0]
     appeal = sim.appeal_at(sim.day if day is None else day)
     answers = []
     for pid in product_ids:
         j = sim.catalog.index.get(pid)
         p = float(truth[j]) if j is not None else 0.0
-        outcome, reason = draw_offer_response(p, channel, rng, float(appeal[j]) if j is not None else 1.0)
+        draws = rng if visit_key is None else np.random.default_rng([*visit_key, len(sim.catalog) if j is None else j])
+        outcome, reason = draw_offer_response(p, channel, draws, float(appeal[j]) if j is not None else 1.0)
         answers.append(Answer(pid, outcome, reason, p))
     return answers
 

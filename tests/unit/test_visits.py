@@ -174,3 +174,18 @@ def test_a_learned_multiplier_follows_when_it_is_half_way_to_its_new_level_on_th
     assert multiplier_follow_hours(hours, [1.0, 1.0, 1.2, 1.5, 1.9, 2.0], drift_hour, 2.0) == 130 - drift_hour
     assert multiplier_follow_hours(hours, [1.0, 1.0, 0.5, 0.5, 0.5, 0.5], drift_hour, 2.0) is None
     assert multiplier_follow_hours([120, 130], [1.0, 2.0], drift_hour, 2.0) is None  # nothing before the drift
+
+
+def test_with_a_visit_key_the_same_offer_at_the_same_visit_gets_the_same_answer_whatever_else_is_shown():
+    sim = simulator(500)
+    truth, c, j = likeliest(sim)
+    likely, other = CATALOG.ids[j], next(p for p in CATALOG.ids if p != CATALOG.ids[j])
+    answers = {}
+    for key in range(300):
+        alone = answer_offers(sim, c, "call_centre", [likely], np.random.default_rng(key), visit_key=(9, c, key))
+        beside = answer_offers(sim, c, "call_centre", [other, likely], np.random.default_rng(key + 1000),
+                               visit_key=(9, c, key))
+        assert alone[0] == beside[1]  # the other offer and the generator change nothing
+        answers[key] = alone[0].outcome == "accepted"
+    expected = accept_probability(truth[c, j], "call_centre")
+    assert abs(sum(answers.values()) / 300 - expected) < 4 * np.sqrt(expected * (1 - expected) / 300)
