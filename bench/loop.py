@@ -191,7 +191,7 @@ class Loop:
         if self.half_life_days is not None:  # the answers' decay in the bench's time
             env["NBO_LOOP__EVIDENCE_HALF_LIFE_DAYS"] = repr(self.half_life_days)
         # static: the model alone, deterministic on every channel; online: Thompson sampling on mobile
-        env["NBO_LOOP__EXPLORE_CHANNELS"] = "[]" if self.mode == "static" else '["mobile"]'
+        env["NBO_LOOP__EXPLORE_CHANNELS"] = "[]" if self.mode == "static" else json.dumps(self.args.explore)
         if self.args.catalog:
             env["NBO_CATALOG__PATH"] = str(Path(self.args.catalog).resolve())
         self.stack = Stack(self.servers, self.work / "logs", extra_env=env)
@@ -742,6 +742,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--evidence-half-life", type=float, default=2.0,
                         help="half-life of the online evidence in simulated days (default 2; set as "
                              "NBO_LOOP__EVIDENCE_HALF_LIFE_DAYS in the run's compressed time)")
+    parser.add_argument("--explore", nargs="*", default=["mobile"], choices=("teller", "call_centre", "mobile"),
+                        help="channels that explore (Thompson sampling) in the online run (default: mobile; "
+                             "none: --explore with no channel, the product's default)")
     parser.add_argument("--mobile-rate", type=float, default=0.3, help="daily chance an app user opens the app")
     parser.add_argument("--control-share", type=float, default=0.25,
                         help="NBO_LOOP__CONTROL_SHARE for the run (default 0.25, the product's is 0.03: a short run "
@@ -784,7 +787,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.double = args.double or runs[mode].drift.get("doubled")
         static = runs.get("static") or runs["online"]
         online = runs.get("online") or runs["static"]
-        ope = ope_check(static, registry_dir, args.catalog)
+        # the self-check replays the model alone: it applies to the static run's log only
+        ope = ope_check(static, registry_dir, args.catalog) if "static" in runs else {
+            "note": "not run: the off-policy self-check replays the model alone, which is the static run's policy"}
     result = figures(static, online, ope, args)
     print_figures(result)
     if args.write_docs:
