@@ -487,21 +487,19 @@ def paired_gain(static: RunResult, online: RunResult, since_hour: float, resampl
     draws = draws[np.isfinite(draws)]
     low, high = np.percentile(draws, [2.5, 97.5]) if len(draws) else (float("nan"), float("nan"))
     return {"visits": len(both), "same_slate": same, "online_accepted": int(acc[:, 0].sum()),
-            "static_accepted": int(acc[:, 2].sum()), "lift": _round(gain(acc)), "low": _round(low),
-            "high": _round(high), "resamples_without_a_ratio": resamples - len(draws)}
+            "static_accepted": int(acc[:, 2].sum()), "lift": safe(gain(acc)), "low": safe(low),
+            "high": safe(high), "resamples_without_a_ratio": resamples - len(draws)}
 
 
-def _round(x: float) -> float | None:
-    return round(float(x), 5) if np.isfinite(x) else None
+def safe(x: float | None) -> float | None:
+    """A figure for the JSON: rounded, None where it is not a finite number."""
+    return None if x is None or not np.isfinite(x) else round(float(x), 5)
 
 
 def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Namespace) -> dict:
     ta, tn = online.rate("treatment")
     ca, cn = online.rate("control")
     lift = relative_lift(ta, tn, ca, cn)
-    def safe(x: float) -> float | None:
-        return None if x is None or not np.isfinite(x) else round(float(x), 5)
-
     drift_hour = args.drift_day * 24.0
     treat = [s for s in online.shown if s.arm == "treatment"]
     static_treat = [s for s in static.shown if s.arm == "treatment"]

@@ -52,7 +52,7 @@ error).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -70,7 +70,9 @@ PROPENSITY_DRAWS = 64
 PRUNE_SD = 6.0
 
 
-def _fields(evidence: Mapping[str, Evidence], now_s: float, params: LoopParams):
+def _fields(evidence: Mapping[str, Evidence], now_s: float,
+            params: LoopParams) -> Callable[[str], Evidence | None]:
+    """A reader of one evidence field decayed to ``now_s`` (None: absent, or the older stored form)."""
     def field(name: str) -> Evidence | None:
         found = evidence.get(name)
         if found is None or found.expected is None:

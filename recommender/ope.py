@@ -320,11 +320,9 @@ def ips_difference(units: Sequence[Unit], candidate: Mapping[str, TargetSlate],
     (per-unit terms ``(pi_c - pi_s) / p * y``, normal interval). Both are replayed on the same
     states, so what lifts both alike (the control customers' later states, module docstring)
     cancels, and where the two agree the terms are 0."""
-    y = np.array([u.accepted for u in units], dtype=np.float64)
-    p = np.array([u.probability for u in units], dtype=np.float64)
-    if len(units) and not ((p > 0) & (p <= 1)).all():
-        raise ValueError("logged probabilities must be in (0, 1]")
-    return _normal((target_probabilities(units, candidate) - target_probabilities(units, serving)) / p * y)
+    y, p, pi_c = _arrays([u.accepted for u in units], [u.probability for u in units],
+                         target_probabilities(units, candidate))
+    return _normal((pi_c - target_probabilities(units, serving)) / p * y)
 
 
 def not_worse(difference: Estimate, margin: float) -> bool:

@@ -12,8 +12,9 @@ Answers come from the truth: the customer's true propensity now (``Simulator.pro
 chance to buy within 14 days, without the planted drift) through ``bank.draw_offer_response`` (an
 offer on a channel pulls the purchase forward by ``bank.CHANNEL_LIFT``), times the product's
 appeal (``Simulator.appeal_at``: a drift that halves a product's appeal halves the chance its
-offers are accepted). Each shown offer gets its own answer. An accepted offer is a sale: a ``ProductPurchased`` naming the decision, applied to the
-simulator's state (``Simulator.record_purchases``) so the customer holds the product from then on.
+offers are accepted). Each shown offer gets its own answer. An accepted offer is a sale: a
+``ProductPurchased`` naming the decision, applied to the simulator's state
+(``Simulator.record_purchases``) so the customer holds the product from then on.
 
 ``drift_recovery_hours`` measures how fast a ranking's top offers follow a planted drift
 (``scale_appeal``), ``multiplier_follow_hours`` how fast a learned multiplier of a product does.
