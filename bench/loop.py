@@ -114,6 +114,9 @@ class Shown:
     products: tuple[str, ...]
     accepted: int
     took: tuple[str, ...] = ()  # the products accepted
+    # the acceptances the shown offers were worth: the sum of the chances their answers were drawn
+    # with (``Answer.chance``), the outcome without the noise of the draw
+    expected: float = 0.0
 
 
 @dataclass
@@ -298,7 +301,8 @@ class Loop:
                     sales.append(sale_event(sim, v.customer, answer.product_id, body["decision_id"], v.channel,
                                             now, self.rng))
             self.result.shown.append(Shown(body["decision_id"], v.customer, v.channel, body.get("arm", "treatment"),
-                                           (v.at_s - sim.start_s) / 3600.0, products, accepted, tuple(took)))
+                                           (v.at_s - sim.start_s) / 3600.0, products, accepted, tuple(took),
+                                           sum(a.chance for a in answers)))
 
         async def record(post: dict) -> None:
             async with gate:
@@ -461,20 +465,25 @@ def ope_check(result: RunResult, registry_dir: Path, catalog_path: str | None) -
     return out
 
 
-def paired_gain(static: RunResult, online: RunResult, since_hour: float, resamples: int = 2000) -> dict:
+def paired_gain(static: RunResult, online: RunResult, since_hour: float, resamples: int = 2000,
+                expected: bool = False, until_hour: float = float("inf")) -> dict:
     """Online over static acceptance per shown offer on the treatment visits both runs made from
-    ``since_hour`` on (the same customer, channel and time), paired: the answers are common
+    ``since_hour`` on, before ``until_hour`` (the same customer, channel and time), paired: the answers are common
     random numbers (``answer_offers``' visit key), so where both runs showed the same product the
     answer is the same, and the interval (percentile bootstrap over the visits) only carries the
-    offers where they differ."""
+    offers where they differ. ``expected``: the acceptances the shown offers were worth
+    (``Shown.expected``) in place of the outcomes: the same comparison without the noise of the
+    answers' draws, which at about 1 % acceptance is most of the interval's width."""
     def by_visit(run: RunResult) -> dict[tuple[int, str, float], Shown]:
         return {(s.customer, s.channel, s.sim_hour): s for s in run.shown
-                if s.arm == "treatment" and s.sim_hour >= since_hour}
+                if s.arm == "treatment" and since_hour <= s.sim_hour < until_hour}
     a, b = by_visit(online), by_visit(static)
     both = sorted(a.keys() & b.keys())
     if not both:
         return {"visits": 0}
-    acc = np.array([[a[k].accepted, len(a[k].products), b[k].accepted, len(b[k].products)] for k in both], float)
+    def worth(shown: Shown) -> float:
+        return shown.expected if expected else shown.accepted
+    acc = np.array([[worth(a[k]), len(a[k].products), worth(b[k]), len(b[k].products)] for k in both], float)
     same = sum(set(a[k].products) == set(b[k].products) for k in both)  # rank changes no answer
 
     def gain(rows: np.ndarray) -> float:
@@ -486,8 +495,9 @@ def paired_gain(static: RunResult, online: RunResult, since_hour: float, resampl
     draws = np.array([gain(acc[rng.integers(0, len(acc), len(acc))]) for _ in range(resamples)])
     draws = draws[np.isfinite(draws)]
     low, high = np.percentile(draws, [2.5, 97.5]) if len(draws) else (float("nan"), float("nan"))
-    return {"visits": len(both), "same_slate": same, "online_accepted": int(acc[:, 0].sum()),
-            "static_accepted": int(acc[:, 2].sum()), "lift": safe(gain(acc)), "low": safe(low),
+    total = safe if expected else int
+    return {"visits": len(both), "same_slate": same, "online_accepted": total(acc[:, 0].sum()),
+            "static_accepted": total(acc[:, 2].sum()), "lift": safe(gain(acc)), "low": safe(low),
             "high": safe(high), "resamples_without_a_ratio": resamples - len(draws)}
 
 
@@ -533,6 +543,8 @@ def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Name
     oa_after, on_after = online.rate("treatment", drift_hour)
     gain = relative_lift(oa_after, on_after, sa_after, sn_after)  # online over static, after the drift
     paired = paired_gain(static, online, drift_hour)
+    worth_after = paired_gain(static, online, drift_hour, expected=True)
+    worth_before = paired_gain(static, online, -1.0, expected=True, until_hour=drift_hour)
 
     def share(shown: list[Shown], product: str | None, after: bool) -> float:
         picked = [s for s in shown if (s.sim_hour >= drift_hour) == after]
@@ -553,6 +565,10 @@ def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Name
         "online_accept_rate_after_drift": safe(oa_after / on_after if on_after else float("nan")),
         "online_vs_static_after_drift": {"lift": safe(gain.lift), "low": safe(gain.low), "high": safe(gain.high)},
         "online_vs_static_after_drift_paired": paired,
+        # the same, with the acceptances the shown offers were worth (the chances their answers
+        # were drawn with) in place of the outcomes: the noise of the draws left out
+        "online_vs_static_after_drift_expected": worth_after,
+        "online_vs_static_before_drift_expected": worth_before,
         "drift_recovery_hours": recovered,
         "learned_multiplier": learning,
         "top_share_recovery_hours": {"doubled": safe(doubled_recovery) if doubled_recovery is not None else None,
@@ -610,6 +626,12 @@ def print_figures(f: dict) -> None:
               + ("no ratio" if None in (paired["lift"], paired["low"], paired["high"]) else
                  f"{100 * paired['lift']:+.1f} % [{100 * paired['low']:+.1f}, {100 * paired['high']:+.1f}]")
               + " (95 %, bootstrap)")
+    for when in ("after", "before"):
+        worth = f[f"online_vs_static_{when}_drift_expected"]
+        if worth.get("visits") and None not in (worth["lift"], worth["low"], worth["high"]):
+            print(f"    {when} the drift, the acceptances the shown offers were worth (the answers' chances, no draw "
+                  f"noise), paired: {worth['online_accepted']:.1f} vs {worth['static_accepted']:.1f}, "
+                  f"{100 * worth['lift']:+.1f} % [{100 * worth['low']:+.1f}, {100 * worth['high']:+.1f}]")
     d = f["drift"]
     print(f"  drift on day {d.get('from_day')}: {d.get('halved')} appeal x0.5, {d.get('doubled')} x2 (offer "
           f"acceptance and daily hazard); top-offer share before -> after, static / online:")
@@ -683,6 +705,12 @@ def write_docs(f: dict, command: str) -> None:
               f"{100 * pg['high']:+.1f}] on {pg['visits']:,} visits ({pg['same_slate']:,} with the same offers; "
               f"{pg['online_accepted']} vs {pg['static_accepted']} accepted)")
 
+    def worth(when: str) -> str:
+        w = f[f"online_vs_static_{when}_drift_expected"]
+        return ("n/a" if not w.get("visits") or None in (w["lift"], w["low"], w["high"]) else
+                f"**{100 * w['lift']:+.1f} %** [{100 * w['low']:+.1f}, {100 * w['high']:+.1f}] on {w['visits']:,} "
+                f"visits ({w['online_accepted']:.1f} vs {w['static_accepted']:.1f})")
+
     def shares(which: str) -> str:
         top = f[f"{which}_top_share"]
         return (f"{_pct(top['static']['before'])} -> {_pct(top['static']['after'])} / "
@@ -713,6 +741,7 @@ Command: `{command}` ({f['customers']:,} simulated customers x {f['days']} days,
 | treatment acceptance, online learning off / on | {_pct(f['static_accept_rate'])} / {_pct(f['online_accept_rate'])} |
 | same, after the drift | {_pct(f['static_accept_rate_after_drift'])} / {_pct(f['online_accept_rate_after_drift'])} |
 | online over static after the drift, 95 % interval: independent runs; paired on the same visits (common random numbers, bootstrap) | {gain}; {paired} |
+| same, paired, on the acceptances the shown offers were worth (the chances their answers were drawn with: no draw noise), after / before the drift | {worth('after')}; {worth('before')} |
 | drift (day {f['drift'].get('from_day')}): offers of {f['drift'].get('halved')} accepted x0.5, of {f['drift'].get('doubled')} x2 (and their daily hazards); top-offer share before -> after, off / on | {f['drift'].get('halved')}: {shares('halved')}; {f['drift'].get('doubled')}: {shares('doubled')} |
 | learned multiplier (theta) of {learned('halved')}
 | learned multiplier (theta) of {learned('doubled')}

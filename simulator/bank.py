@@ -391,13 +391,18 @@ def accept_probability(true_propensity: float | np.ndarray, channel: str) -> flo
     return float(result) if result.ndim == 0 else result
 
 
+def offer_accept_chance(true_propensity: float, channel: str, appeal: float = 1.0) -> float:
+    """The probability that an offer is accepted: ``accept_probability`` x ``appeal``, capped at 0.95."""
+    return min(float(accept_probability(true_propensity, channel)) * appeal, 0.95)
+
+
 def draw_offer_response(true_propensity: float, channel: str, rng: np.random.Generator,
                         appeal: float = 1.0) -> tuple[str, str | None]:
     """One simulated answer to an offer: (outcome, decline_reason). Outcomes are ``accepted``,
     ``declined`` (with a reason) or ``ignored`` (a mobile slot nobody tapped). The offer is
     accepted with ``accept_probability`` x ``appeal`` (a planted drift, ``Simulator.scale_appeal``),
-    capped at 0.95."""
-    if rng.random() < min(accept_probability(true_propensity, channel) * appeal, 0.95):
+    capped at 0.95 (``offer_accept_chance``)."""
+    if rng.random() < offer_accept_chance(true_propensity, channel, appeal):
         return "accepted", None
     if channel == "mobile" and rng.random() < 0.7:
         return "ignored", None

@@ -33,7 +33,7 @@ import numpy as np
 import orjson
 
 from schemas.events import ProductPurchased
-from simulator.bank import DAY_S, T_DEPOSIT, T_HOTLINE, EventBatch, Simulator, draw_offer_response
+from simulator.bank import DAY_S, T_DEPOSIT, T_HOTLINE, EventBatch, Simulator, draw_offer_response, offer_accept_chance
 
 VISIT_CHANNELS = ("teller", "call_centre", "mobile")
 #: The purchase channel a sale made on an offer channel is booked on.
@@ -58,12 +58,16 @@ class Visit:
 @dataclass(frozen=True)
 class Answer:
     """What the customer did with one shown offer: ``accepted``, ``declined`` (with a reason) or
-    ``ignored``, and the true propensity (without the drift) it was drawn from."""
+    ``ignored``; the true propensity (without the drift) it was drawn from, and ``chance``, the
+    probability that this offer was accepted (``bank.offer_accept_chance``: the true propensity
+    through the channel's pull, times the appeal, capped), which a bench can average instead of
+    the outcomes to compare two rankings without the noise of the draws."""
 
     product_id: str
     outcome: str
     decline_reason: str | None
     true_propensity: float
+    chance: float = 0.0
 
 
 def day_visits(sim: Simulator, batch: EventBatch, day: int, rng: np.random.Generator,
@@ -115,8 +119,9 @@ def answer_offers(sim: Simulator, customer: int, channel: str, product_ids: Sequ
         j = sim.catalog.index.get(pid)
         p = float(truth[j]) if j is not None else 0.0
         draws = rng if visit_key is None else np.random.default_rng([*visit_key, len(sim.catalog) if j is None else j])
-        outcome, reason = draw_offer_response(p, channel, draws, float(appeal[j]) if j is not None else 1.0)
-        answers.append(Answer(pid, outcome, reason, p))
+        factor = float(appeal[j]) if j is not None else 1.0
+        outcome, reason = draw_offer_response(p, channel, draws, factor)
+        answers.append(Answer(pid, outcome, reason, p, offer_accept_chance(p, channel, factor)))
     return answers
 
 

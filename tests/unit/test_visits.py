@@ -130,6 +130,10 @@ def test_a_planted_drift_halves_the_acceptance_of_the_products_offers_from_its_d
 
     assert close(accepted(2), expected)  # the day before: as before
     assert close(accepted(3), expected / 2)  # from its day on: half as often, whatever the propensity
+    # each answer carries the chance it was drawn with: what a bench averages instead of outcomes
+    rng = np.random.default_rng(0)
+    assert answer_offers(sim, int(c), "teller", [product], rng, day=2)[0].chance == pytest.approx(expected)
+    assert answer_offers(sim, int(c), "teller", [product], rng, day=3)[0].chance == pytest.approx(expected / 2)
     assert sim.propensity(np.array([c]), drift=False)[0, j] == truth[c, j]
 
 

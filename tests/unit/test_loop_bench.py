@@ -1,0 +1,43 @@
+"""The loop bench's paired comparison of two rankings run on the same visits (bench/loop.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.loop import RunResult, Shown, paired_gain
+
+
+def runs(worth_online: float, worth_static: float, visits: int = 4000) -> tuple[RunResult, RunResult]:
+    """Two runs over the same visits, each showing 3 offers; online's worth ``worth_online`` and
+    static's ``worth_static`` acceptances per visit, the outcomes drawn from those chances."""
+    rng = np.random.default_rng(3)
+    static, online = RunResult("static"), RunResult("online")
+    for k in range(visits):
+        hour = k * 0.05
+        for run, worth in ((online, worth_online), (static, worth_static)):
+            accepted = int(rng.random() < worth)
+            run.shown.append(Shown(f"d-{run.mode}-{k}", k, "mobile", "treatment", hour, ("a", "b", "c"), accepted,
+                                   expected=worth))
+    return static, online
+
+
+def test_the_expected_comparison_finds_a_gain_the_outcomes_leave_in_noise():
+    static, online = runs(0.033, 0.030)  # online's offers are worth 10 % more
+    worth = paired_gain(static, online, 0.0, expected=True)
+    assert worth["lift"] == pytest.approx(0.10, abs=1e-9)
+    assert worth["online_accepted"] == pytest.approx(4000 * 0.033)
+    drawn = paired_gain(static, online, 0.0)
+    assert drawn["high"] - drawn["low"] > 0.2  # about 120 acceptances a run: the draws' noise is wide
+    # the chances carry no draw noise: the interval is the width of a point (every visit worth alike)
+    assert worth["low"] == pytest.approx(0.10, abs=1e-6) and worth["high"] == pytest.approx(0.10, abs=1e-6)
+
+
+def test_the_comparison_keeps_only_the_visits_in_its_window():
+    static, online = runs(0.02, 0.02, visits=1000)  # hours 0 to 50
+    online.shown = [s if s.sim_hour < 25 else Shown(s.decision_id, s.customer, s.channel, s.arm, s.sim_hour,
+                                                    s.products, s.accepted, expected=0.04) for s in online.shown]
+    before = paired_gain(static, online, -1.0, expected=True, until_hour=25.0)
+    after = paired_gain(static, online, 25.0, expected=True)
+    assert before["visits"] == 500 and before["lift"] == pytest.approx(0.0)
+    assert after["visits"] == 500 and after["lift"] == pytest.approx(1.0)
