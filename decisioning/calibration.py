@@ -107,13 +107,16 @@ def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: st
     same through ``_Informed``, faster.)"""
     field, k = _fields(evidence, now_s, params), params.starting_evidence
     overall = ratio(field(ALL_PRODUCTS), 1.0, k)
-    theta = product_ratio(evidence, product_id, now_s, params)
     here = ratio(field(f"{ALL_PRODUCTS}@{channel}"), overall, k)
-    on_channel = field(f"{product_id}@{channel}")
-    shape, rate = k, k / theta  # phi: the product on this channel, prior mean theta
-    if on_channel is not None:
-        assert on_channel.expected is not None
-        shape, rate = k + on_channel.accepts, k / theta + here * on_channel.expected
+    shape, rate = k, k  # no answer to the product on any channel: phi's prior, mean 1
+    if any(name.startswith(f"{product_id}@") and field(name) is not None for name in evidence):
+        theta = product_ratio(evidence, product_id, now_s, params)
+        big_k = params.channel_evidence
+        shape, rate = big_k, big_k / theta  # phi: the product on this channel, prior mean theta
+        on_channel = field(f"{product_id}@{channel}")
+        if on_channel is not None:
+            assert on_channel.expected is not None
+            shape, rate = big_k + on_channel.accepts, big_k / theta + here * on_channel.expected
     rate /= here
     if segment:
         in_segment = field(f"{product_id}|{segment}")
@@ -165,6 +168,7 @@ class _Informed:
         self.in_segment = split.segments.get(segment, {}) if segment else {}
         self.now_s, self.minimum = now_s, params.segment_min_evidence
         self.prior = k = params.starting_evidence
+        self.channel_prior = params.channel_evidence
         self.half_life_s = params.evidence_half_life_days * DAY_S
         self.factors: dict[float, float] = {}  # as_of_s -> decay to now (domain.learning's factor)
         every = self.pooled.get(ALL_PRODUCTS)
@@ -202,9 +206,10 @@ class _Informed:
                 standardised += by_channel.get(shown_on, overall) * counts[3] * f
                 if shown_on == channel:
                     here_accepts, here_expected = counts[0] * f, counts[3] * f
-            rate = k * (k + standardised) / (k + accepts)  # k / theta
+            big_k = self.channel_prior
+            shape, rate = big_k, big_k * (k + standardised) / (k + accepts)  # K, K / theta
             if here_accepts is not None:
-                shape, rate = k + here_accepts, rate + self.here * here_expected
+                shape, rate = big_k + here_accepts, rate + self.here * here_expected
         rate /= self.here
         found = self.in_segment.get(product_id)
         if found is not None:

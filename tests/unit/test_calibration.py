@@ -294,12 +294,13 @@ def _evidence(counts):  # type: ignore[no-untyped-def]
 
 @settings(max_examples=200, deadline=None)
 @given(counts=st.dictionaries(st.sampled_from(FIELDS), EVIDENCE), segment=st.sampled_from(["B", "D", None]),
-       channel=st.sampled_from(["mobile", "teller", "call_centre"]), minimum=st.sampled_from([0.0, 50.0]))
-def test_the_steps_fast_path_is_the_reference_posterior(counts, segment, channel, minimum):
+       channel=st.sampled_from(["mobile", "teller", "call_centre"]), minimum=st.sampled_from([0.0, 50.0]),
+       channel_evidence=st.sampled_from([5.0, 50.0]))
+def test_the_steps_fast_path_is_the_reference_posterior(counts, segment, channel, minimum, channel_evidence):
     from decisioning.calibration import _Informed, posterior_for
 
     evidence = _evidence(counts)
-    loop = LoopParams(segment_min_evidence=minimum)
+    loop = LoopParams(segment_min_evidence=minimum, channel_evidence=channel_evidence)
     fast = _Informed(evidence, segment, channel, NOW_S, loop)
     for pid in ("gold_account", "fund_sip"):
         assert fast(pid) == pytest.approx(posterior_for(evidence, pid, segment, channel, NOW_S, loop))
@@ -341,3 +342,32 @@ def test_a_control_arm_offer_carries_the_models_own_propensity_for_the_evidence(
         assert decision.arm == CONTROL and decision.offers
         for offer in decision.offers:
             assert offer.propensity == TierModel.SCORES["mass"].get(offer.product.product_id, 0.001)
+
+
+def test_with_more_channel_evidence_a_products_few_answers_on_a_channel_follow_what_every_channel_says():
+    """Agents' answers say mixed_fund sells a tenth of what the model foresaw (10 accepted of 100
+    expected); its 30 answers on the mobile slots, as expected. With the channel's answers worth
+    as much as the product's prior (channel_evidence 5), mobile keeps its own view and mixed_fund
+    stays first; with channel_evidence 50 the product's ratio over every channel outweighs them
+    and mixed_fund drops below index_fund on mobile too."""
+    model = TierModel()
+    state = customer(value_tier="affluent")
+    counts = {"mixed_fund@call_centre": (10.0, 190.0, 100.0), "index_fund@call_centre": (50.0, 150.0, 50.0),
+              "*@call_centre": (60.0, 340.0, 150.0), "mixed_fund@mobile": (30.0, 970.0, 30.0),
+              "index_fund@mobile": (10.0, 990.0, 10.0), "*@mobile": (40.0, 1960.0, 40.0), "*": (100.0, 2300.0, 190.0)}
+    evidence = {name: Evidence(a, o, NOW_S, x) for name, (a, o, x) in counts.items()}
+    order = {}
+    for big_k in (5.0, 50.0):
+        loop = LoopParams(channel_evidence=big_k)
+        decision = rank(state, model, CATALOG, Policy(), "mobile", NOW_S, 3, evidence=evidence, loop=loop)
+        order[big_k] = ids(decision)[:2]
+        # the known answer: propensity x R_mobile x phi, phi = (K + 30) / (K / theta + R_mobile x 30)
+        k = loop.starting_evidence
+        overall = (k + 100) / (k + 190)
+        r_cc, r_mobile = (k + 60) / (k / overall + 150), (k + 40) / (k / overall + 40)
+        theta = (k + 40) / (k + r_cc * 100 + r_mobile * 30)
+        phi = (big_k + 30) / (big_k / theta + r_mobile * 30)
+        mixed = next(o for o in decision.offers if o.product.product_id == "mixed_fund")
+        assert mixed.calibrated == pytest.approx(0.30 * r_mobile * phi)
+    assert order[5.0] == ["mixed_fund", "index_fund"]
+    assert order[50.0] == ["index_fund", "mixed_fund"]
