@@ -205,7 +205,6 @@ class Loop:
 
         self.redis = redis.Redis.from_url(self.servers.redis_url)
         self.loop_params = LoopParams(starting_evidence=self.settings.loop.starting_evidence,
-                                      channel_evidence=self.settings.loop.channel_evidence,
                                       evidence_half_life_days=self.half_life_days or
                                       self.settings.loop.evidence_half_life_days)
         from kafka import KafkaProducer

@@ -178,7 +178,6 @@ def loop_params(settings: Settings) -> LoopParams:
             control_share=loop.control_share, control_share_by_channel=dict(loop.control_share_by_channel),
             control_salt=loop.control_salt, control_no_offer_channels=frozenset(loop.control_no_offer_channels),
             explore_channels=frozenset(loop.explore_channels), starting_evidence=loop.starting_evidence,
-            channel_evidence=loop.channel_evidence,
             segment_min_evidence=loop.segment_min_evidence, evidence_half_life_days=loop.evidence_half_life_days)
     except ValueError as exc:
         name = str(exc).split(":", 1)[0].split(".", 1)[0].upper()

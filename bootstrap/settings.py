@@ -290,9 +290,6 @@ class LoopSettings(BaseModel):
     starting_evidence: float = Field(default=5.0, gt=0, le=100_000,
                                      description="how many acceptances the prior of a product's ratio observed / "
                                      "expected acceptances is worth (docs/LOOP.md)")
-    channel_evidence: float = Field(default=5.0, gt=0, le=100_000,
-                                    description="how many acceptances a product's ratio over all channels is worth "
-                                    "as the prior of its ratio on one channel (docs/LOOP.md)")
     segment_min_evidence: float = Field(default=50.0, ge=0,
                                         description="answers a product needs in a segment before that segment's "
                                         "evidence is used instead of the product's overall evidence")

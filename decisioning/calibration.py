@@ -52,8 +52,7 @@ error).
 
 from __future__ import annotations
 
-import math
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -101,55 +100,31 @@ def product_ratio(evidence: Mapping[str, Evidence], product_id: str, now_s: floa
 
 
 def posterior_for(evidence: Mapping[str, Evidence], product_id: str, segment: str | None, channel: str,
-                  now_s: float, params: LoopParams, propensity: float = math.inf) -> tuple[float, float, float, float]:
-    """(shape, rate, w, R_c) of one product's calibration for a customer of ``segment`` on
-    ``channel`` whose model propensity is ``propensity``, the evidence decayed to ``now_s``
-    (module docstring): its ratio m = phi x rho ~ Gamma(shape, rate), the weight w of the
-    evidence for this customer (default: a propensity in the range of the answered offers', w =
-    1) and the channel's ratio; the calibrated value is propensity x R_c x m ** w. (The
-    reference; the step does the same through ``_Informed``, faster.)"""
+                  now_s: float, params: LoopParams) -> tuple[float, float]:
+    """(shape, rate) of the Gamma posterior of calibrated value / propensity of one product for a
+    customer of ``segment`` on ``channel``, the evidence decayed to ``now_s`` (module docstring):
+    the posterior of phi, its rate divided by R_c x rho. (The reference; the step does the
+    same through ``_Informed``, faster.)"""
     field, k = _fields(evidence, now_s, params), params.starting_evidence
     overall = ratio(field(ALL_PRODUCTS), 1.0, k)
+    theta = product_ratio(evidence, product_id, now_s, params)
     here = ratio(field(f"{ALL_PRODUCTS}@{channel}"), overall, k)
-    shape, rate, w = k, k, 1.0  # no answer to the product on any channel: phi's prior, mean 1
-    shown = [found for name in sorted(evidence) if name.startswith(f"{product_id}@")
-             for found in (field(name),) if found is not None]
-    if shown:
-        answers = sum(found.answers for found in shown)
-        mean = sum(found.expected or 0.0 for found in shown) / answers if answers > 0 else 0.0
-        w = 1.0 if mean <= 0 or propensity >= mean else propensity / mean
-        theta = product_ratio(evidence, product_id, now_s, params)
-        big_k = params.channel_evidence
-        shape, rate = big_k, big_k / theta  # phi: the product on this channel, prior mean theta
-        on_channel = field(f"{product_id}@{channel}")
-        if on_channel is not None:
-            assert on_channel.expected is not None
-            shape, rate = big_k + on_channel.accepts, big_k / theta + here * on_channel.expected
+    on_channel = field(f"{product_id}@{channel}")
+    shape, rate = k, k / theta  # phi: the product on this channel, prior mean theta
+    if on_channel is not None:
+        assert on_channel.expected is not None
+        shape, rate = k + on_channel.accepts, k / theta + here * on_channel.expected
+    rate /= here
     if segment:
         in_segment = field(f"{product_id}|{segment}")
         if in_segment is not None and in_segment.answers >= params.segment_min_evidence:
             assert in_segment.expected is not None
             product = ratio(field(product_id), overall, k)
             rate /= (k + in_segment.accepts) / (k + in_segment.expected * product)
-    return shape, rate, w, here
+    return shape, rate
 
 
 Counts = tuple[float, float, float, float]  # accepts, answers, as_of_s, expected
-
-
-class Parts(NamedTuple):
-    """One product's evidence for one request's channel and segment (``_Informed``), decayed:
-    whether any channel answered it (``shown``), its accepts and R_c-standardised expected over
-    every channel, its accepts and R_c x expected on the request's channel, the mean model
-    propensity of its answered offers, and the factor 1 / rho of the rate (1 without a segment)."""
-
-    shown: bool
-    accepts: float
-    standardised: float
-    here_accepts: float
-    here_expected: float
-    mean_propensity: float
-    rate_factor: float
 
 
 class _Split:
@@ -190,7 +165,6 @@ class _Informed:
         self.in_segment = split.segments.get(segment, {}) if segment else {}
         self.now_s, self.minimum = now_s, params.segment_min_evidence
         self.prior = k = params.starting_evidence
-        self.channel_prior = params.channel_evidence
         self.half_life_s = params.evidence_half_life_days * DAY_S
         self.factors: dict[float, float] = {}  # as_of_s -> decay to now (domain.learning's factor)
         every = self.pooled.get(ALL_PRODUCTS)
@@ -214,23 +188,24 @@ class _Informed:
             f = self.factors[as_of_s] = 1.0 if elapsed_s <= 0 else 0.5 ** (elapsed_s / self.half_life_s)
         return f
 
-    def __call__(self, product_id: str) -> Parts:
-        """The product's evidence for this request's channel and segment, decayed (``Parts``)."""
+    def __call__(self, product_id: str) -> tuple[float, float]:
         k, factor = self.prior, self.factor
-        accepts = standardised = answers = expected = 0.0
-        here_accepts = here_expected = 0.0
+        accepts = standardised = 0.0
+        shape, rate = k, k  # phi without evidence: the prior, mean theta = 1
         shown = self.channels.get(product_id)
         if shown is not None:
             by_channel, overall, channel = self.by_channel, self.overall, self.channel
+            here_accepts = here_expected = None
             for shown_on, counts in shown:
                 f = factor(counts[2])
                 accepts += counts[0] * f
-                answers += counts[1] * f
-                expected += counts[3] * f
                 standardised += by_channel.get(shown_on, overall) * counts[3] * f
                 if shown_on == channel:
                     here_accepts, here_expected = counts[0] * f, counts[3] * f
-        segment = 1.0
+            rate = k * (k + standardised) / (k + accepts)  # k / theta
+            if here_accepts is not None:
+                shape, rate = k + here_accepts, rate + self.here * here_expected
+        rate /= self.here
         found = self.in_segment.get(product_id)
         if found is not None:
             f = factor(found[2])
@@ -241,22 +216,8 @@ class _Informed:
                 else:
                     g = factor(product[2])
                     ratio_p = (k + product[0] * g) / (k / self.overall + product[3] * g)
-                segment = (k + found[3] * f * ratio_p) / (k + found[0] * f)
-        return Parts(shown is not None, accepts, standardised, here_accepts, self.here * here_expected,
-                     expected / answers if answers > 0 else 0.0, segment)
-
-    def posterior(self, parts: Parts, propensity: float) -> tuple[float, float, float]:
-        """(shape, rate, w) for a customer of ``propensity`` (module docstring): the product's
-        ratio m = phi x rho ~ Gamma(shape, rate), and w = min(1, propensity / the mean
-        propensity of its answered offers); the calibrated value is propensity x R_c x m ** w."""
-        k = self.prior
-        if not parts.shown:
-            return k, k * parts.rate_factor, 1.0  # no answer to the product on any channel: the prior, mean 1
-        big_k, mean = self.channel_prior, parts.mean_propensity
-        w = 1.0 if mean <= 0 or propensity >= mean else propensity / mean
-        # phi's prior: shape K, rate K / theta, theta = (k + accepts) / (k + standardised)
-        rate = big_k * (k + parts.standardised) / (k + parts.accepts) + parts.here_expected
-        return big_k + parts.here_accepts, rate * parts.rate_factor, w
+                rate *= (k + found[3] * f * ratio_p) / (k + found[0] * f)
+        return shape, rate
 
 
 #: A product's posterior for one (evidence read, segment, channel) is reused by the requests that
@@ -267,16 +228,16 @@ REUSE_HALF_LIVES = 1e-6
 
 class _Posteriors:
     """The posteriors of the latest evidence read, per (segment, channel, loop settings): a dict
-    product id -> its ``Parts`` filled as requests ask (``_Informed``), so a request computes
+    product id -> (shape, rate) filled as requests ask (``_Informed``), so a request computes
     only what no request of the same kind has since the read (the API swaps in a new mapping
     every ``NBO_LOOP__REFRESH_MS``, which starts afresh)."""
 
     def __init__(self) -> None:
         self.evidence: Mapping[str, Evidence] | None = None
-        self.tables: dict[tuple[str | None, str, int], tuple[LoopParams, _Informed, dict[str, Parts]]] = {}
+        self.tables: dict[tuple[str | None, str, int], tuple[LoopParams, _Informed, dict[str, tuple[float, float]]]] = {}
 
     def get(self, evidence: Mapping[str, Evidence], segment: str | None, channel: str, now_s: float,
-            params: LoopParams) -> tuple[_Informed, dict[str, Parts]]:
+            params: LoopParams) -> tuple[_Informed, dict[str, tuple[float, float]]]:
         if evidence is not self.evidence:
             self.evidence, self.tables = evidence, {}
         tables = self.tables
@@ -300,34 +261,30 @@ def calibration(ctx: Context) -> None:
         return  # nothing learned yet: the model's propensity
     informed, known = _POSTERIORS.get(evidence, ctx.state.vs_segment, ctx.channel, ctx.now_s, params)
     weight = similar_weight(ctx.model, ctx.policy)
-    here = informed.here
     if not explore:
         if not informed.pooled and not informed.channels and not informed.in_segment:
             return  # no evidence of this form (only the older one): the model's propensity
         for pid, offer in ctx.candidates.items():
-            parts = known.get(pid)
-            if parts is None:
-                parts = known[pid] = informed(pid)
+            posterior = known.get(pid)
+            if posterior is None:
+                posterior = known[pid] = informed(pid)
+            shape, rate = posterior
             propensity = offer.propensity
             if propensity > 0:
-                shape, rate, w = informed.posterior(parts, propensity)
-                multiplier = here * (shape / rate if w == 1.0 else (shape / rate) ** w)
-                offer.score *= multiplier
-                offer.calibrated = propensity * multiplier
+                offer.score *= shape / rate
+                offer.calibrated = propensity * shape / rate
             else:
                 _rank_by(offer, 0.0, weight)
         return
     offers = list(ctx.candidates.values())
     if not offers:
         return
-    posterior = informed.posterior
-    shapes, rates, ws = np.array([posterior(known.get(pid) or known.setdefault(pid, informed(pid)), o.propensity)
-                                  for pid, o in ctx.candidates.items()]).T
-    bases = np.array([o.propensity for o in offers]) * here
-    samples = (bases * (ctx.rng.standard_gamma(shapes) / rates) ** ws).tolist()
-    for offer, shape, rate, w, base, sample in zip(offers, shapes.tolist(), rates.tolist(), ws.tolist(),
-                                                    bases.tolist(), samples):
-        offer.posterior = (shape, 1.0 / rate, w, base)
+    shapes, rates = np.array([known.get(pid) or known.setdefault(pid, informed(pid)) for pid in ctx.candidates]).T
+    propensities = np.array([o.propensity for o in offers])
+    scales = propensities / rates  # the calibrated value ~ Gamma(shape, scale)
+    samples = (ctx.rng.standard_gamma(shapes) * scales).tolist()
+    for offer, shape, scale, sample in zip(offers, shapes.tolist(), scales.tolist(), samples):
+        offer.posterior = (shape, scale)
         _rank_by(offer, sample, weight)
 
 
@@ -344,35 +301,32 @@ def thompson_probabilities(pool: Sequence[Offer], kept: Sequence[Offer], rng: np
                            draws: int = PROPENSITY_DRAWS) -> list[float]:
     """For each offer of ``kept`` (the top ``len(kept)`` of ``pool`` by ``score``, best first, as
     one Thompson sample ranked them), the estimated probability that ranking by a fresh sample
-    puts it at its position. Every offer of ``pool`` carries ``posterior`` (shape, scale, w, base:
-    its value was drawn as base x (g x scale) ** w, g ~ Gamma(shape), base = propensity x R_c)
-    and ``calibrated`` (its draw); its score is the draw times a factor that does not depend on
-    it (similar boost, value, channel fit, lever). The estimate is the share of ``draws`` samples of the whole pool that rank it there,
+    puts it at its position. Every offer of ``pool`` carries ``posterior`` (shape, scale: the
+    Gamma its value propensity x ratio was drawn from) and ``calibrated`` (its draw); its score is
+    the draw times a factor that does not depend on it (similar boost, value, channel fit,
+    lever). The estimate is the share of ``draws`` samples of the whole pool that rank it there,
     at least 0.5 / ``draws`` (a shown offer has a positive probability)."""
     k = len(kept)
     if k == 0:
         return []
     shapes = np.array([o.posterior[0] for o in pool])  # type: ignore[index]
     scales = np.array([o.posterior[1] for o in pool])  # type: ignore[index]
-    ws = np.array([o.posterior[2] for o in pool])  # type: ignore[index]
-    # a draw's score: factor x base x (g x scale) ** w, g ~ Gamma(shape): the factor takes the base in
-    factors = np.array([o.score / o.calibrated * o.posterior[3] if o.calibrated else 0.0  # type: ignore[index]
-                        for o in pool])
+    factors = np.array([o.score / o.calibrated if o.calibrated else 0.0 for o in pool])
     index = {id(o): i for i, o in enumerate(pool)}
     kept_at = [index[id(o)] for o in kept]
     if len(pool) > k:  # leave out who cannot reach the top k (within PRUNE_SD sd of its posterior)
         mean = shapes * scales
         sd = np.sqrt(shapes) * scales
-        high = factors * (mean + PRUNE_SD * sd) ** ws  # x ** w rises with x: the bounds map to bounds
-        low = factors * np.maximum(0.0, mean - PRUNE_SD * sd) ** ws
+        high = factors * (mean + PRUNE_SD * sd)
+        low = factors * np.maximum(0.0, mean - PRUNE_SD * sd)
         kth_low = np.partition(low, len(pool) - k)[len(pool) - k]
         keep = high >= kth_low
         keep[kept_at] = True
         positions = np.flatnonzero(keep)
-        shapes, scales, ws, factors = shapes[positions], scales[positions], ws[positions], factors[positions]
+        shapes, scales, factors = shapes[positions], scales[positions], factors[positions]
         remap = {int(p): i for i, p in enumerate(positions)}
         kept_at = [remap[i] for i in kept_at]
-    scores = (rng.standard_gamma(shapes, size=(draws, len(shapes))) * scales) ** ws * factors
+    scores = rng.standard_gamma(shapes, size=(draws, len(shapes))) * (scales * factors)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     counts = (top == np.array(kept_at)).sum(axis=0)
     return [max(float(c), 0.5) / draws for c in counts]

@@ -42,10 +42,9 @@ class Offer:
     #: by: propensity x the posterior mean of the ratio observed / expected, or a Thompson draw
     #: of it; None: the model's propensity.
     calibrated: float | None = None
-    #: Set by ``calibration`` on an explore channel: (shape, scale, w, base) of the draw
-    #: ``calibrated`` is: base x (g x scale) ** w with g ~ Gamma(shape), the product's ratio
-    #: (g x scale) weighed by w for this customer, base = propensity x R_c.
-    posterior: tuple[float, float, float, float] | None = None
+    #: Set by ``calibration`` on an explore channel: (shape, scale) of the Gamma posterior of the
+    #: calibrated value that ``calibrated`` was drawn from.
+    posterior: tuple[float, float] | None = None
     #: The probability with which the policy showed this offer at its position (set by ``select``):
     #: 1.0 for a deterministic ranking, 1/n for the control arm's uniform draw from n, a Monte
     #: Carlo estimate for a Thompson-sampled ranking.

@@ -50,9 +50,6 @@ class LoopParams:
       (the others by its mean);
     - ``starting_evidence`` (> 0): how many acceptances the prior of a product's ratio observed /
       expected is worth (``decisioning.calibration``);
-    - ``channel_evidence`` (> 0): how many acceptances the product's ratio over every channel
-      (theta) is worth as the prior of its ratio on one channel (phi): how much a channel's own
-      answers must say before the product sells differently there (``decisioning.calibration``);
     - ``segment_min_evidence`` (>= 0): decayed answers a product needs in the customer's segment
       before that segment's evidence is used instead of the product's overall evidence;
     - ``evidence_half_life_days`` (> 0): answers weigh half after this many days.
@@ -64,7 +61,6 @@ class LoopParams:
     control_no_offer_channels: frozenset[str] = frozenset()
     explore_channels: frozenset[str] = frozenset()
     starting_evidence: float = 5.0
-    channel_evidence: float = 5.0
     segment_min_evidence: float = 50.0
     evidence_half_life_days: float = 30.0
 
@@ -73,10 +69,8 @@ class LoopParams:
                             *[(f"control_share_by_channel.{c}", s) for c, s in self.control_share_by_channel.items()]]:
             if not 0.0 <= share <= 0.5:
                 raise ValueError(f"{name}: expected a share in [0, 0.5], got {share!r}")
-        if self.starting_evidence <= 0 or self.channel_evidence <= 0 or self.evidence_half_life_days <= 0 \
-                or self.segment_min_evidence < 0:
-            raise ValueError("starting_evidence, channel_evidence and evidence_half_life_days must be > 0, "
-                             "segment_min_evidence >= 0")
+        if self.starting_evidence <= 0 or self.evidence_half_life_days <= 0 or self.segment_min_evidence < 0:
+            raise ValueError("starting_evidence and evidence_half_life_days must be > 0, segment_min_evidence >= 0")
 
     def share(self, channel: str) -> float:
         """The control share on ``channel``."""
