@@ -501,6 +501,33 @@ def paired_gain(static: RunResult, online: RunResult, since_hour: float, resampl
             "high": safe(high), "resamples_without_a_ratio": resamples - len(draws)}
 
 
+def by_channel(static: RunResult, online: RunResult, since_hour: float, resamples: int = 2000) -> dict:
+    """Per channel, the treatment arm's offers from ``since_hour`` on in each run: shown,
+    accepted and worth (``Shown.expected``), and online over static on the worth per shown offer
+    with a percentile bootstrap interval (each run's visits resampled on their own: a channel's
+    visits are not the same in both runs once sales differ, bench docstring)."""
+    rng = np.random.default_rng(1)
+    out = {}
+    for channel in VISIT_CHANNELS:
+        runs = {}
+        for name, run in (("static", static), ("online", online)):
+            rows = np.array([[s.expected, len(s.products), s.accepted] for s in run.shown
+                             if s.arm == "treatment" and s.channel == channel and s.sim_hour >= since_hour], float)
+            runs[name] = rows.reshape(-1, 3)
+        a, b = runs["online"], runs["static"]
+        entry = {name: {"shown": int(r[:, 1].sum()), "accepted": int(r[:, 2].sum()), "worth": safe(r[:, 0].sum())}
+                 for name, r in runs.items()}
+        if len(a) and len(b) and b[:, 0].sum() > 0:
+            def gain(x: np.ndarray, y: np.ndarray) -> float:
+                return float((x[:, 0].sum() / x[:, 1].sum()) / (y[:, 0].sum() / y[:, 1].sum()) - 1.0)
+            draws = np.array([gain(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))])
+                              for _ in range(resamples)])
+            low, high = np.percentile(draws[np.isfinite(draws)], [2.5, 97.5])
+            entry.update({"worth_lift": safe(gain(a, b)), "low": safe(low), "high": safe(high)})
+        out[channel] = entry
+    return out
+
+
 def safe(x: float | None) -> float | None:
     """A figure for the JSON: rounded, None where it is not a finite number."""
     return None if x is None or not np.isfinite(x) else round(float(x), 5)
@@ -569,6 +596,8 @@ def figures(static: RunResult, online: RunResult, ope: dict, args: argparse.Name
         # were drawn with) in place of the outcomes: the noise of the draws left out
         "online_vs_static_after_drift_expected": worth_after,
         "online_vs_static_before_drift_expected": worth_before,
+        # the same per channel, unpaired (a teller's or an agent's visits differ between the runs)
+        "online_vs_static_after_drift_by_channel": by_channel(static, online, drift_hour),
         "drift_recovery_hours": recovered,
         "learned_multiplier": learning,
         "top_share_recovery_hours": {"doubled": safe(doubled_recovery) if doubled_recovery is not None else None,
@@ -632,6 +661,12 @@ def print_figures(f: dict) -> None:
             print(f"    {when} the drift, the acceptances the shown offers were worth (the answers' chances, no draw "
                   f"noise), paired: {worth['online_accepted']:.1f} vs {worth['static_accepted']:.1f}, "
                   f"{100 * worth['lift']:+.1f} % [{100 * worth['low']:+.1f}, {100 * worth['high']:+.1f}]")
+    for channel, c in f["online_vs_static_after_drift_by_channel"].items():
+        if c.get("worth_lift") is not None:
+            print(f"    after the drift, {channel:11}: worth {c['online']['worth']:.1f} of {c['online']['shown']:,} shown "
+                  f"online vs {c['static']['worth']:.1f} of {c['static']['shown']:,} static (accepted {c['online']['accepted']} "
+                  f"vs {c['static']['accepted']}), per shown offer {100 * c['worth_lift']:+.1f} % "
+                  f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]")
     d = f["drift"]
     print(f"  drift on day {d.get('from_day')}: {d.get('halved')} appeal x0.5, {d.get('doubled')} x2 (offer "
           f"acceptance and daily hazard); top-offer share before -> after, static / online:")
@@ -711,6 +746,13 @@ def write_docs(f: dict, command: str) -> None:
                 f"**{100 * w['lift']:+.1f} %** [{100 * w['low']:+.1f}, {100 * w['high']:+.1f}] on {w['visits']:,} "
                 f"visits ({w['online_accepted']:.1f} vs {w['static_accepted']:.1f})")
 
+    def channel_worth(channel: str) -> str:
+        c = f["online_vs_static_after_drift_by_channel"][channel]
+        return ("n/a" if c.get("worth_lift") is None else
+                f"{100 * c['worth_lift']:+.1f} % [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] "
+                f"({c['online']['worth']:.1f} of {c['online']['shown']:,} vs {c['static']['worth']:.1f} of "
+                f"{c['static']['shown']:,})")
+
     def shares(which: str) -> str:
         top = f[f"{which}_top_share"]
         return (f"{_pct(top['static']['before'])} -> {_pct(top['static']['after'])} / "
@@ -742,6 +784,7 @@ Command: `{command}` ({f['customers']:,} simulated customers x {f['days']} days,
 | same, after the drift | {_pct(f['static_accept_rate_after_drift'])} / {_pct(f['online_accept_rate_after_drift'])} |
 | online over static after the drift, 95 % interval: independent runs; paired on the same visits (common random numbers, bootstrap) | {gain}; {paired} |
 | same, paired, on the acceptances the shown offers were worth (the chances their answers were drawn with: no draw noise), after / before the drift | {worth('after')}; {worth('before')} |
+| after the drift, per channel, online over static on the worth per shown offer (unpaired, bootstrap): teller; call centre; mobile | {channel_worth('teller')}; {channel_worth('call_centre')}; {channel_worth('mobile')} |
 | drift (day {f['drift'].get('from_day')}): offers of {f['drift'].get('halved')} accepted x0.5, of {f['drift'].get('doubled')} x2 (and their daily hazards); top-offer share before -> after, off / on | {f['drift'].get('halved')}: {shares('halved')}; {f['drift'].get('doubled')}: {shares('doubled')} |
 | learned multiplier (theta) of {learned('halved')}
 | learned multiplier (theta) of {learned('doubled')}

@@ -41,3 +41,18 @@ def test_the_comparison_keeps_only_the_visits_in_its_window():
     after = paired_gain(static, online, 25.0, expected=True)
     assert before["visits"] == 500 and before["lift"] == pytest.approx(0.0)
     assert after["visits"] == 500 and after["lift"] == pytest.approx(1.0)
+
+
+def test_per_channel_the_worth_per_shown_offer_is_compared_on_each_channels_own_visits():
+    from bench.loop import by_channel
+
+    static, online = runs(0.03, 0.03, visits=600)
+    teller = [Shown(f"d-t-{k}", 10_000 + k, "teller", "treatment", 30.0, ("a",), 0, expected=0.02) for k in range(300)]
+    static.shown += teller
+    online.shown += [Shown(s.decision_id, s.customer, s.channel, s.arm, s.sim_hour, s.products, 0, expected=0.03)
+                     for s in teller]
+    found = by_channel(static, online, 0.0)
+    assert found["mobile"]["worth_lift"] == pytest.approx(0.0)
+    assert found["teller"]["worth_lift"] == pytest.approx(0.5)  # 0.03 against 0.02 per shown offer
+    assert found["teller"]["static"] == {"shown": 300, "accepted": 0, "worth": pytest.approx(6.0)}
+    assert "worth_lift" not in found["call_centre"]  # nobody called
