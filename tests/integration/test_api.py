@@ -223,8 +223,16 @@ def test_a_redis_that_stops_answering_gives_degraded_offers_within_the_budget_th
                                  api={"allow_dev_keys": True})
         seed_customer(settings, unique_customer_id)
         slots = f"/v1/mobile/customers/{unique_customer_id}/slots"
+        def served_within(seconds: float) -> bool:
+            """A state read within the budget before ``seconds`` have passed (the first reads
+            connect, which on a loaded machine can take longer than the 50 ms budget)."""
+            deadline = time.monotonic() + seconds
+            while client.get(slots, headers=MOBILE).json()["degraded"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return client.get(slots, headers=MOBILE).json()["degraded"] is False
+
         with TestClient(create_app(settings)) as client:
-            assert client.get(slots, headers=MOBILE).json()["degraded"] is False
+            assert served_within(5)
             os.kill(valkey.pid, signal.SIGSTOP)  # the server is there but does not answer
             try:
                 started = time.monotonic()
@@ -234,10 +242,7 @@ def test_a_redis_that_stops_answering_gives_degraded_offers_within_the_budget_th
                 os.kill(valkey.pid, signal.SIGCONT)
             assert stalled.status_code == 200 and stalled.json()["degraded"] is True and stalled.json()["slots"]
             assert waited_s < 0.5  # the 50 ms budget, not the stalled server, bounds the wait
-            deadline = time.monotonic() + 5
-            while client.get(slots, headers=MOBILE).json()["degraded"] and time.monotonic() < deadline:
-                time.sleep(0.05)  # the next reads reconnect
-            assert client.get(slots, headers=MOBILE).json()["degraded"] is False
+            assert served_within(5)  # the next reads reconnect
     finally:
         valkey.stop()
 
