@@ -494,7 +494,7 @@ def paired_gain(static: RunResult, online: RunResult, since_hour: float, resampl
     rng = np.random.default_rng(0)
     draws = np.array([gain(acc[rng.integers(0, len(acc), len(acc))]) for _ in range(resamples)])
     draws = draws[np.isfinite(draws)]
-    low, high = np.percentile(draws, [2.5, 97.5]) if len(draws) else (float("nan"), float("nan"))
+    low, high = interval(draws)
     total = safe if expected else int
     return {"visits": len(both), "same_slate": same, "online_accepted": total(acc[:, 0].sum()),
             "static_accepted": total(acc[:, 2].sum()), "lift": safe(gain(acc)), "low": safe(low),
@@ -522,10 +522,18 @@ def by_channel(static: RunResult, online: RunResult, since_hour: float, resample
                 return float((x[:, 0].sum() / x[:, 1].sum()) / (y[:, 0].sum() / y[:, 1].sum()) - 1.0)
             draws = np.array([gain(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))])
                               for _ in range(resamples)])
-            low, high = np.percentile(draws[np.isfinite(draws)], [2.5, 97.5])
+            low, high = interval(draws[np.isfinite(draws)])
             entry.update({"worth_lift": safe(gain(a, b)), "low": safe(low), "high": safe(high)})
         out[channel] = entry
     return out
+
+
+def interval(draws: np.ndarray) -> tuple[float, float]:
+    """The 95 % percentile interval of bootstrap draws (NaN, NaN when there are none)."""
+    if not len(draws):
+        return float("nan"), float("nan")
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def safe(x: float | None) -> float | None:

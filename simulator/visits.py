@@ -67,7 +67,7 @@ class Answer:
     outcome: str
     decline_reason: str | None
     true_propensity: float
-    chance: float = 0.0
+    chance: float
 
 
 def day_visits(sim: Simulator, batch: EventBatch, day: int, rng: np.random.Generator,

@@ -223,6 +223,7 @@ def test_a_redis_that_stops_answering_gives_degraded_offers_within_the_budget_th
                                  api={"allow_dev_keys": True})
         seed_customer(settings, unique_customer_id)
         slots = f"/v1/mobile/customers/{unique_customer_id}/slots"
+
         def served_within(seconds: float) -> bool:
             """A state read within the budget before ``seconds`` have passed (the first reads
             connect, which on a loaded machine can take longer than the 50 ms budget)."""

@@ -1,4 +1,5 @@
-"""The loop bench's paired comparison of two rankings run on the same visits (bench/loop.py)."""
+"""The loop bench's comparisons of two rankings run on the same traffic (bench/loop.py): paired on
+the same visits, on outcomes or on the worth of the shown offers, and per channel."""
 
 from __future__ import annotations
 
